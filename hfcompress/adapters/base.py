@@ -1,0 +1,166 @@
+"""The one place that knows where each model family keeps its layers, attention and FFN.
+
+Every method asks an adapter for modules instead of spelling out attribute paths, so adding a
+model family means adding one adapter here and nothing in ``methods/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+
+@dataclass(frozen=True)
+class ModelAdapter:
+    """Module paths and config field names of one BERT-like model family.
+
+    Paths are relative to the backbone (``model.base_model``) for ``layers`` and relative to one
+    encoder layer for the rest.
+
+    Example:
+        >>> adapter = get_adapter(model)
+        >>> q = adapter.attention_linears(adapter.layers(model)[0])["query"]
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    layers_path: str
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    attention_module: str
+    ffn_in: str
+    ffn_out: str
+    config_num_layers: str
+    config_num_heads: str
+    config_hidden_size: str
+    config_intermediate_size: str
+    # Attributes of the attention module that cache the head count / total head width.
+    attention_heads_attr: str | None = None
+    attention_all_head_size_attr: str | None = None
+
+    # --- modules -------------------------------------------------------------------------
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        """The encoder's list of layers."""
+        return _backbone(model).get_submodule(self.layers_path)
+
+    def set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
+        """Replace the encoder layers and keep ``config`` in step with their number."""
+        parent_path, _, attr = self.layers_path.rpartition(".")
+        parent = _backbone(model).get_submodule(parent_path) if parent_path else _backbone(model)
+        setattr(parent, attr, layers)
+        for config in _configs_of(model):
+            setattr(config, self.config_num_layers, len(layers))
+
+    def attention_linears(self, layer: nn.Module) -> dict[str, nn.Linear]:
+        """``{"query", "key", "value", "output"}`` linears of one layer's self-attention."""
+        return {
+            "query": layer.get_submodule(self.query),
+            "key": layer.get_submodule(self.key),
+            "value": layer.get_submodule(self.value),
+            "output": layer.get_submodule(self.attention_output),
+        }
+
+    def ffn_linears(self, layer: nn.Module) -> dict[str, nn.Linear]:
+        """``{"in", "out"}`` linears of one layer's feed-forward block."""
+        return {"in": layer.get_submodule(self.ffn_in), "out": layer.get_submodule(self.ffn_out)}
+
+    def replace_module(self, layer: nn.Module, path: str, new: nn.Module) -> None:
+        """Swap the module at ``path`` (relative to ``layer``) for ``new``."""
+        parent_path, _, attr = path.rpartition(".")
+        parent = layer.get_submodule(parent_path) if parent_path else layer
+        setattr(parent, attr, new)
+
+    def linear_paths(self) -> dict[str, str]:
+        """Role -> path of every encoder-layer linear: query, key, value, output, ffn_in, ffn_out."""
+        return {
+            "query": self.query,
+            "key": self.key,
+            "value": self.value,
+            "output": self.attention_output,
+            "ffn_in": self.ffn_in,
+            "ffn_out": self.ffn_out,
+        }
+
+    # --- shapes --------------------------------------------------------------------------
+    def num_layers(self, config: PretrainedConfig) -> int:
+        return int(getattr(config, self.config_num_layers))
+
+    def num_heads(self, config: PretrainedConfig) -> int:
+        return int(getattr(config, self.config_num_heads))
+
+    def hidden_size(self, config: PretrainedConfig) -> int:
+        return int(getattr(config, self.config_hidden_size))
+
+    def head_size(self, config: PretrainedConfig) -> int:
+        return self.hidden_size(config) // self.num_heads(config)
+
+    def intermediate_size(self, config: PretrainedConfig) -> int:
+        return int(getattr(config, self.config_intermediate_size))
+
+    def layer_num_heads(self, layer: nn.Module, config: PretrainedConfig) -> int:
+        """Heads actually present in one layer (uneven after head pruning)."""
+        return self.attention_linears(layer)["query"].out_features // self.head_size(config)
+
+    def set_layer_num_heads(self, layer: nn.Module, num_heads: int, config: PretrainedConfig) -> None:
+        """Keep the attention module's cached head count in step with its (resized) linears.
+
+        The forward passes of the supported families infer the head count from the tensor
+        shape, but other code (and users) read these attributes.
+        """
+        attention = layer.get_submodule(self.attention_module)
+        if self.attention_heads_attr:
+            setattr(attention, self.attention_heads_attr, num_heads)
+        if self.attention_all_head_size_attr:
+            setattr(attention, self.attention_all_head_size_attr, num_heads * self.head_size(config))
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    return getattr(model, "base_model", model)
+
+
+def _configs_of(model: nn.Module) -> list[PretrainedConfig]:
+    configs = []
+    for module in (model, _backbone(model)):
+        config = getattr(module, "config", None)
+        if config is not None and all(config is not c for c in configs):
+            configs.append(config)
+    return configs
+
+
+_REGISTRY: dict[str, ModelAdapter] = {}
+
+
+def register_adapter(adapter: ModelAdapter) -> ModelAdapter:
+    """Make ``adapter`` the one used for each of its ``model_types``."""
+    for model_type in adapter.model_types:
+        _REGISTRY[model_type] = adapter
+    return adapter
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_adapter(model_or_config: nn.Module | PretrainedConfig | str) -> ModelAdapter:
+    """The adapter for a model, its config, or a ``model_type`` string.
+
+    Example:
+        >>> get_adapter("bert").query
+        'attention.self.query'
+    """
+    if isinstance(model_or_config, str):
+        model_type = model_or_config
+    else:
+        config = model_or_config if isinstance(model_or_config, PretrainedConfig) else getattr(model_or_config, "config", None)
+        model_type = getattr(config, "model_type", None)
+    if model_type not in _REGISTRY:
+        raise ValueError(
+            f"hfcompress does not support model_type={model_type!r}. Supported model types: "
+            f"{', '.join(supported_model_types())}. Use one of those architectures, or register a "
+            "ModelAdapter for yours with hfcompress.adapters.register_adapter."
+        )
+    return _REGISTRY[model_type]

@@ -1,0 +1,261 @@
+"""Measure what compression costs and buys: parameters, file size, latency, dev score.
+
+Used by ``benchmarks/``, the scripts and the CLI so every number is measured the same way.
+Latency is the median of timed forward passes after untimed warm-up, at a fixed thread count
+and sequence length, with full-length random inputs (padding is not a shortcut here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .data.metrics import task_metrics
+from .data.tasks import get_task
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters counted once even when shared (tied) between modules."""
+    seen, total = set(), 0
+    for parameter in model.parameters():
+        key = (parameter.data_ptr(), parameter.shape, parameter.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += parameter.numel()
+    return total
+
+
+def saved_size_bytes(model: PreTrainedModel, save_fn: Any = None) -> int:
+    """Bytes of the weight files ``save_pretrained`` writes (config and tokenizer excluded)."""
+    with tempfile.TemporaryDirectory() as folder:
+        (save_fn or model.save_pretrained)(folder)
+        return weights_size_bytes(folder)
+
+
+def weights_size_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the weight files in a saved model folder."""
+    suffixes = (".safetensors", ".bin", ".onnx", ".data")
+    return sum(p.stat().st_size for p in Path(folder).iterdir() if p.name.endswith(suffixes))
+
+
+def _dummy_batch(model: nn.Module, batch_size: int, seq_len: int, device: torch.device) -> dict[str, torch.Tensor]:
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 1000))
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(low=min(1000, vocab - 1), high=vocab, size=(batch_size, seq_len), generator=generator)
+    return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device)}
+
+
+def measure_latency(
+    model: nn.Module | Any,
+    batch_size: int = 1,
+    seq_len: int = 128,
+    threads: int | None = 2,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> dict[str, float]:
+    """Median (and spread) of forward-pass wall time in milliseconds.
+
+    ``model`` is a torch module or anything with ``__call__(**inputs)`` and a ``config``
+    (the ONNX Runtime wrapper). ``threads`` fixes ``torch.set_num_threads`` for the measurement.
+
+    Example:
+        >>> measure_latency(model, batch_size=1)["median_ms"]
+    """
+    device = next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
+    inputs = _dummy_batch(model, batch_size, seq_len, device)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                model(**inputs)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous_threads)
+        if isinstance(model, nn.Module) and was_training:
+            model.train()
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "threads": threads or previous_threads,
+    }
+
+
+def predict(model: nn.Module | Any, dataset: Any, batch_size: int = 64) -> np.ndarray:
+    """Logits of ``model`` over a tokenized dataset (``input_ids`` etc. plus ``label``)."""
+    from torch.utils.data import DataLoader
+
+    config = getattr(model, "config", None)
+    collate = _PadCollator(pad_token_id=getattr(config, "pad_token_id", None) or 0)
+    device = next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    loader = DataLoader(dataset.with_format(columns=columns), batch_size=batch_size, collate_fn=collate)
+    if isinstance(model, nn.Module):
+        model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            outputs.append(model(**batch).logits.float().cpu().numpy())
+    return np.concatenate(outputs)
+
+
+class _PadCollator:
+    """Right-pads a batch of token lists to its longest row (pad id for input_ids, 0 elsewhere)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(row["input_ids"]) for row in rows)
+        batch = {}
+        for key in rows[0]:
+            pad = self.pad_token_id if key == "input_ids" else 0
+            batch[key] = torch.tensor([list(row[key]) + [pad] * (length - len(row[key])) for row in rows])
+        return batch
+
+
+def evaluate_model(model: nn.Module | Any, dataset: Any, task: str, batch_size: int = 64) -> dict[str, float]:
+    """Task metrics of ``model`` on a tokenized split with a ``label`` column."""
+    logits = predict(model, dataset, batch_size=batch_size)
+    return task_metrics(task, logits, np.asarray(dataset["label"]))
+
+
+def hardware() -> dict[str, Any]:
+    """Where the numbers were measured (goes next to every result)."""
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def benchmark_model(
+    name: str,
+    model: nn.Module | Any,
+    *,
+    eval_dataset: Any = None,
+    task: str | None = None,
+    size_bytes: int | None = None,
+    batch_sizes: Iterable[int] = (1, 32),
+    seq_len: int = 128,
+    threads: int | None = 2,
+    repeats: int = 10,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One row of a results table: params, file size, latency per batch size, dev metrics.
+
+    Example:
+        >>> row = benchmark_model("teacher", model, eval_dataset=dev, task="sst2")
+    """
+    row: dict[str, Any] = {"name": name}
+    if isinstance(model, nn.Module):
+        row["params"] = count_parameters(model)
+        row["size_bytes"] = size_bytes if size_bytes is not None else saved_size_bytes(model)
+    else:
+        row["params"] = getattr(model, "num_parameters", None)
+        row["size_bytes"] = size_bytes
+    for batch_size in batch_sizes:
+        row[f"latency_bs{batch_size}_ms"] = measure_latency(
+            model, batch_size=batch_size, seq_len=seq_len, threads=threads, repeats=repeats
+        )["median_ms"]
+    if eval_dataset is not None:
+        if task is None:
+            raise ValueError("benchmark_model needs task=... to score eval_dataset.")
+        row["metrics"] = evaluate_model(model, eval_dataset, task)
+        row["score"] = row["metrics"][get_task(task).main_metric]
+    if extra:
+        row.update(extra)
+    return row
+
+
+def add_ratios(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Add speedups, size/params ratios and score retention against the row named ``baseline``."""
+    base = next((r for r in rows if r["name"] == baseline), None)
+    if base is None:
+        raise ValueError(f"No row named {baseline!r} among {[r['name'] for r in rows]}.")
+    for row in rows:
+        for key in [k for k in base if k.startswith("latency_bs")]:
+            if row.get(key):
+                row["speedup_" + key[len("latency_"):-3]] = base[key] / row[key]
+        if base.get("size_bytes") and row.get("size_bytes"):
+            row["size_ratio"] = row["size_bytes"] / base["size_bytes"]
+        if base.get("params") and row.get("params"):
+            row["params_ratio"] = row["params"] / base["params"]
+        if base.get("score") and row.get("score") is not None:
+            row["score_retained"] = row["score"] / base["score"]
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], metric_name: str = "score") -> str:
+    """A markdown table of benchmark rows."""
+    header = f"| model | {metric_name} | params | size (MB) | bs1 ms | bs32 ms | speedup bs1 | speedup bs32 | size ratio |"
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for row in rows:
+        score = row.get("score")
+        lines.append(
+            "| {name} | {score} | {params} | {size} | {bs1} | {bs32} | {s1} | {s32} | {ratio} |".format(
+                name=row["name"],
+                score="" if score is None else f"{100 * score:.2f}",
+                params="" if row.get("params") is None else f"{row['params'] / 1e6:.2f}M",
+                size="" if row.get("size_bytes") is None else f"{row['size_bytes'] / 2**20:.1f}",
+                bs1=_fmt(row.get("latency_bs1_ms"), "{:.1f}"),
+                bs32=_fmt(row.get("latency_bs32_ms"), "{:.0f}"),
+                s1=_fmt(row.get("speedup_bs1"), "{:.2f}x"),
+                s32=_fmt(row.get("speedup_bs32"), "{:.2f}x"),
+                ratio=_fmt(row.get("size_ratio"), "{:.2f}"),
+            )
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return "" if value is None else pattern.format(value)
+
+
+def write_results(payload: dict[str, Any], json_path: str | os.PathLike, markdown_path: str | os.PathLike | None = None) -> None:
+    """Write ``payload`` (with ``rows``) as JSON, and its rows as a markdown table."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**payload, "hardware": payload.get("hardware", hardware())}
+    tmp = json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, json_path)
+    if markdown_path is not None:
+        Path(markdown_path).write_text(format_table(payload["rows"]) + "\n", encoding="utf-8")

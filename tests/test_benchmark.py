@@ -1,0 +1,50 @@
+import json
+
+import torch
+
+from hfcompress import prune_heads
+from hfcompress.benchmark import (
+    add_ratios,
+    benchmark_model,
+    count_parameters,
+    format_table,
+    measure_latency,
+    saved_size_bytes,
+    write_results,
+)
+
+from .conftest import tiny_model
+
+
+def test_count_parameters_counts_shared_once():
+    model = tiny_model("bert")
+    total = sum(p.numel() for p in model.parameters())
+    assert count_parameters(model) == total
+    layers = model.bert.encoder.layer
+    layers[1].intermediate.dense.weight = layers[0].intermediate.dense.weight
+    assert count_parameters(model) == total - layers[0].intermediate.dense.weight.numel()
+
+
+def test_size_tracks_parameters():
+    model = tiny_model("bert")
+    before = saved_size_bytes(model)
+    assert abs(before - 4 * count_parameters(model)) < 20_000  # fp32 + safetensors header
+    prune_heads(model, {0: [0, 1], 1: [0, 1]})
+    assert saved_size_bytes(model) < before
+
+
+def test_latency_and_rows(tmp_path):
+    model = tiny_model("bert")
+    latency = measure_latency(model, batch_size=2, seq_len=16, threads=1, warmup=1, repeats=3)
+    assert latency["repeats"] == 3 and latency["min_ms"] <= latency["median_ms"] <= latency["max_ms"]
+    assert torch.get_num_threads() >= 1
+    small = prune_heads(tiny_model("bert"), {0: [0, 1, 2]})
+    rows = [benchmark_model(n, m, batch_sizes=(1,), seq_len=16, repeats=2) for n, m in (("base", model), ("small", small))]
+    add_ratios(rows, "base")
+    assert rows[0]["speedup_bs1"] == 1.0 and rows[1]["params_ratio"] < 1.0
+    table = format_table(rows)
+    assert table.count("\n") == 3 and "| small |" in table
+    write_results({"rows": rows}, tmp_path / "r.json", tmp_path / "r.md")
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["rows"][1]["name"] == "small" and "cpu" in payload["hardware"]
+    assert (tmp_path / "r.md").read_text().startswith("| model |")
