@@ -3,17 +3,30 @@ ordinary ``transformers`` models.
 
 Importing this package registers the ``"hfcompress"`` quantization method with transformers,
 so ``AutoModel*.from_pretrained`` rebuilds compressed checkpoints.
+
+Example:
+    >>> import hfcompress
+    >>> from hfcompress import TheseusCallback, TheseusConfig
+    >>> trainer = Trainer(model=model, args=args, train_dataset=train,
+    ...                   callbacks=[TheseusCallback(TheseusConfig(successor_layers=3, steps_for_replacing=300))])
 """
 
 from . import integration  # noqa: F401  (registers quant_method="hfcompress")
 from .adapters import get_adapter, supported_model_types
 from .integration import HfCompressConfig, get_record
+from .methods.distillation import DistillationConfig
 from .methods.heads import prune_heads
+from .methods.theseus import TheseusCallback, TheseusConfig
+from .trainer import CompressionTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompressionTrainer",
+    "DistillationConfig",
     "HfCompressConfig",
+    "TheseusCallback",
+    "TheseusConfig",
     "get_adapter",
     "get_record",
     "prune_heads",

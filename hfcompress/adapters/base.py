@@ -47,11 +47,13 @@ class ModelAdapter:
         """The encoder's list of layers."""
         return _backbone(model).get_submodule(self.layers_path)
 
-    def set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
-        """Replace the encoder layers and keep ``config`` in step with their number."""
+    def set_layers(self, model: PreTrainedModel, layers: nn.Module, update_config: bool = True) -> None:
+        """Replace the encoder layers; ``update_config`` keeps the config's layer count in step."""
         parent_path, _, attr = self.layers_path.rpartition(".")
         parent = _backbone(model).get_submodule(parent_path) if parent_path else _backbone(model)
         setattr(parent, attr, layers)
+        if not update_config:
+            return
         for config in _configs_of(model):
             setattr(config, self.config_num_layers, len(layers))
 

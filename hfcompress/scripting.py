@@ -1,0 +1,146 @@
+"""What the GLUE/CLUE scripts share: data/model arguments, YAML recipes, the teacher step, the table.
+
+Scripts stay thin: they parse arguments and call these functions and the methods' APIs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import (
+    AutoModelForSequenceClassification,
+    HfArgumentParser,
+    PreTrainedModel,
+    TrainingArguments,
+)
+
+from .benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from .data import get_task, load_task, tokenize_task
+from .finetune import build_trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskArguments:
+    """Which model and data to use."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "Hub id or folder of the predecessor: already fine-tuned on the task, or a pretrained "
+                          "model to fine-tune first (--teacher_epochs > 0)."}
+    )
+    task_name: str = field(metadata={"help": "GLUE or CLUE task: sst2, mrpc, rte, cola, ..., tnews, iflytek, ..."})
+    data_dir: str | None = field(default=None, metadata={"help": "Local task folder (GLUE TSV / CLUE JSON lines); "
+                                                                 "default: the Hub dataset."})
+    dev_split: float | None = field(default=None, metadata={"help": "Train on this fraction of the dev file and "
+                                                                    "evaluate on the rest (tasks without a train file)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per example after truncation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use a random subset of the train split."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N dev examples."})
+    teacher_epochs: float = field(default=0.0, metadata={"help": "0: the model is already fine-tuned. >0: fine-tune "
+                                                                 "it on the task first for this many epochs."})
+    teacher_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of that fine-tuning."})
+    benchmark_repeats: int = field(default=10, metadata={"help": "Timed forward passes per latency measurement."})
+
+
+def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
+    """Parse flags with ``HfArgumentParser``; ``--config recipe.yaml`` supplies defaults that flags override.
+
+    Example:
+        >>> task_args, theseus, training = parse_with_recipe((TaskArguments, TheseusConfig, TrainingArguments))
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe_flags: list[str] = []
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            raise SystemExit("--config needs a YAML file path.")
+        path = Path(argv[at + 1])
+        if not path.is_file():
+            raise SystemExit(f"--config {path}: no such file.")
+        argv = argv[:at] + argv[at + 2:]
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(recipe, dict):
+            raise SystemExit(f"--config {path}: expected a mapping of flag names to values.")
+        for key, value in recipe.items():
+            values = value if isinstance(value, list) else [value]
+            recipe_flags += [f"--{key}", *[str(v) for v in values]]
+    parser = HfArgumentParser(dataclass_types)
+    return parser.parse_args_into_dataclasses(args=recipe_flags + argv)
+
+
+def load_tokenized(args: TaskArguments, tokenizer: Any, seed: int):
+    """The task's train/validation splits, subset as asked and tokenized."""
+    dataset = load_task(args.task_name, args.data_dir, dev_split=args.dev_split, seed=seed)
+    if args.max_train_samples and dataset["train"].num_rows > args.max_train_samples:
+        dataset["train"] = dataset["train"].shuffle(seed=seed).select(range(args.max_train_samples))
+    if args.max_eval_samples and dataset["validation"].num_rows > args.max_eval_samples:
+        dataset["validation"] = dataset["validation"].select(range(args.max_eval_samples))
+    return tokenize_task(dataset, tokenizer, args.task_name, max_length=args.max_seq_length)
+
+
+def load_predecessor(args: TaskArguments, training: TrainingArguments, tokenizer: Any, data) -> PreTrainedModel:
+    """The fine-tuned predecessor: loaded as given, or fine-tuned first when ``teacher_epochs > 0``."""
+    spec = get_task(args.task_name)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, num_labels=spec.num_labels)
+    if args.teacher_epochs <= 0:
+        return model
+    teacher_args = TrainingArguments(**{
+        **training.to_dict(),
+        "output_dir": os.path.join(training.output_dir, "teacher"),
+        "num_train_epochs": args.teacher_epochs,
+        "max_steps": -1,
+        "learning_rate": args.teacher_learning_rate,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": spec.main_metric,
+        "push_to_hub": False,
+    })
+    trainer = build_trainer(model, tokenizer, args.task_name, teacher_args, data["train"], data["validation"])
+    trainer.train()
+    trainer.save_model(teacher_args.output_dir)
+    return trainer.model
+
+
+def report(
+    rows_models: list[tuple[str, Any]],
+    data,
+    args: TaskArguments,
+    output_dir: str,
+    baseline: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Benchmark each (name, model), print the table and write ``results.json`` / ``results.md``."""
+    rows = [
+        benchmark_model(name, model, eval_dataset=data["validation"], task=args.task_name,
+                        repeats=args.benchmark_repeats)
+        for name, model in rows_models
+    ]
+    add_ratios(rows, baseline)
+    spec = get_task(args.task_name)
+    payload = {
+        "task": args.task_name,
+        "metric": spec.main_metric,
+        "train_rows": data["train"].num_rows,
+        "dev_rows": data["validation"].num_rows,
+        "task_args": asdict(args),
+        "rows": rows,
+        "hardware": hardware(),
+        **(extra or {}),
+    }
+    write_results(payload, Path(output_dir) / "results.json", Path(output_dir) / "results.md")
+    print(f"\n{args.task_name} ({spec.main_metric}, dev {data['validation'].num_rows} rows, "
+          f"train {data['train'].num_rows} rows)\n")
+    print(format_table(rows, metric_name=spec.main_metric))
+    return payload
+
+
+__all__ = ["TaskArguments", "load_predecessor", "load_tokenized", "parse_with_recipe", "report"]

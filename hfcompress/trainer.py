@@ -1,0 +1,63 @@
+"""``CompressionTrainer``: a ``Trainer`` that applies compression configs and distils from a teacher."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+
+from .methods.distillation import DistillationConfig, distillation_loss
+
+_CALLBACK_FACTORIES: dict[type, Callable[[Any], TrainerCallback]] = {}
+
+
+def register_training_method(config_cls: type, factory: Callable[[Any], TrainerCallback]) -> None:
+    """Let ``CompressionTrainer(compression=[config_cls(...)])`` build the method's callback."""
+    _CALLBACK_FACTORIES[config_cls] = factory
+
+
+class CompressionTrainer(Trainer):
+    """``Trainer`` plus compression callbacks built from configs and an optional teacher.
+
+    Example:
+        >>> trainer = CompressionTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+        ...                              compression=[TheseusConfig(successor_layers=3, steps_for_replacing=500)],
+        ...                              teacher=teacher, distillation=DistillationConfig(alpha=0.5))
+        >>> trainer.train()
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        compression: list[Any] | None = None,
+        teacher: PreTrainedModel | None = None,
+        distillation: DistillationConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        for config in compression or []:
+            factory = _CALLBACK_FACTORIES.get(type(config))
+            if factory is None:
+                known = ", ".join(c.__name__ for c in _CALLBACK_FACTORIES)
+                raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; training-time "
+                                f"configs: {known}. Post-training configs go through hfcompress.compress().")
+            callbacks.append(factory(config))
+        if distillation is not None and teacher is None:
+            raise ValueError("distillation=... needs teacher=<the uncompressed fine-tuned model>.")
+        self.teacher = teacher
+        self.distillation = distillation or (DistillationConfig() if teacher is not None else None)
+        super().__init__(*args, callbacks=callbacks, **kwargs)
+        if self.teacher is not None:
+            self.teacher.to(self.args.device).eval()
+            for parameter in self.teacher.parameters():
+                parameter.requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        if self.teacher is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        outputs = model(**inputs)
+        with torch.no_grad():
+            teacher_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+        loss = distillation_loss(outputs.logits, teacher_logits, outputs.get("loss"), self.distillation)
+        return (loss, outputs) if return_outputs else loss

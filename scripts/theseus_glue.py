@@ -1,0 +1,67 @@
+#!/usr/bin/env python
+"""BERT-of-Theseus on a GLUE or CLUE task: (fine-tune the predecessor,) compress it, print the table.
+
+    python scripts/theseus_glue.py --model_name_or_path bert-base-uncased --task_name mrpc \
+        --teacher_epochs 3 --successor_layers 6 --replacing_rate 0.3 --scheduler_type linear \
+        --scheduler_linear_k 0.0006 --output_dir out/mrpc --num_train_epochs 5
+    python scripts/theseus_glue.py --config configs/theseus_glue.yaml --model_name_or_path M --task_name rte
+
+Flags: TrainingArguments, TaskArguments (hfcompress.scripting), TheseusConfig, and distillation.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass, field
+
+from transformers import AutoTokenizer, TrainingArguments, set_seed
+
+from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig
+from hfcompress.finetune import build_trainer
+from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
+
+
+@dataclass
+class DistillArguments:
+    distill: bool = field(default=False, metadata={"help": "Distil from the predecessor's logits while training."})
+    distill_alpha: float = field(default=0.5, metadata={"help": "Weight of the distillation term."})
+    distill_temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    task_args, theseus, distill, training = parse_with_recipe(
+        (TaskArguments, TheseusConfig, DistillArguments, TrainingArguments)
+    )
+    set_seed(training.seed)
+    tokenizer = AutoTokenizer.from_pretrained(task_args.model_name_or_path)
+    data = load_tokenized(task_args, tokenizer, training.seed)
+    predecessor = load_predecessor(task_args, training, tokenizer, data)
+    layers = predecessor.config.num_hidden_layers
+    teacher = copy.deepcopy(predecessor).eval()
+
+    trainer = build_trainer(
+        predecessor, tokenizer, task_args.task_name, training, data["train"], data["validation"],
+        trainer_cls=CompressionTrainer,
+        compression=[theseus],
+        teacher=teacher if distill.distill else None,
+        distillation=DistillationConfig(distill.distill_temperature, distill.distill_alpha) if distill.distill else None,
+    )
+    trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    successor = trainer.model
+    successor_dir = os.path.join(training.output_dir, "successor")
+    trainer.save_model(successor_dir)
+
+    report(
+        [(f"predecessor ({layers} layers)", teacher), (f"theseus ({theseus.successor_layers} layers)", successor)],
+        data, task_args, training.output_dir, baseline=f"predecessor ({layers} layers)",
+        extra={"theseus": theseus.to_dict(), "distillation": vars(distill), "successor_dir": successor_dir},
+    )
+    if training.push_to_hub:
+        trainer.push_to_hub()
+
+
+if __name__ == "__main__":
+    main()
