@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+WORKER = Path(__file__).with_name("ddp_theseus_worker.py")
+
+
+def test_theseus_two_processes_train_the_same_successor(tmp_path):
+    # torchrun is the launcher we document for CPU multi-process (accelerate's CPU launcher
+    # started a single process in our tries); the draws are seeded per step, so both ranks
+    # must take the same paths and end with identical weights.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         str(WORKER), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    draws = []
+    for rank in (0, 1):
+        with safe_open(tmp_path / f"rank{rank}.safetensors", "pt") as handle:
+            assert handle.metadata()["world_size"] == "2"
+            draws.append(json.loads(handle.metadata()["draws"]))
+    assert draws[0] == draws[1]  # the same replacement paths on both processes
+    flat = [b for draw in draws[0] for b in draw]
+    assert len(draws[0]) == 6 and True in flat and False in flat
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys() and any("layer.2." in k for k in rank0)
+    assert not any("layer.3." in k for k in rank0)  # exported: 3 layers
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
