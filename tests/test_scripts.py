@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, TrainingArguments
+
+from hfcompress import TheseusConfig
+from hfcompress.data import sample_data_dir
+from hfcompress.scripting import TaskArguments, parse_with_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("theseus_*.yaml")) + [ROOT / "configs/demo_sst2.yaml"])
+def test_recipes_parse(recipe, tmp_path):
+    task_args, theseus, training = parse_with_recipe(
+        (TaskArguments, TheseusConfig, TrainingArguments),
+        ["--config", str(recipe), "--model_name_or_path", "m", "--task_name", "sst2", "--output_dir", str(tmp_path)],
+    )
+    assert isinstance(theseus, TheseusConfig) and theseus.successor_layers >= 1
+    assert training.output_dir == str(tmp_path)  # flags override the recipe
+
+
+def test_recipe_errors(tmp_path):
+    with pytest.raises(SystemExit, match="no such file"):
+        parse_with_recipe((TaskArguments,), ["--config", str(tmp_path / "missing.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("replacing_rate: 1.5\n")
+    with pytest.raises(ValueError, match=r"replacing_rate must lie in \(0, 1\]"):
+        parse_with_recipe((TaskArguments, TheseusConfig), ["--config", str(bad), "--model_name_or_path", "m",
+                                                           "--task_name", "sst2"])
+
+
+def test_theseus_glue_end_to_end(tmp_path, minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/theseus_glue.py"), "--model_name_or_path", str(tmp_path / "tiny"),
+         "--task_name", "sst2", "--data_dir", sample_data_dir(), "--max_train_samples", "64",
+         "--max_eval_samples", "32", "--max_seq_length", "32", "--teacher_epochs", "1",
+         "--successor_layers", "2", "--replacing_rate", "0.5", "--scheduler_type", "none",
+         "--steps_for_replacing", "2", "--max_steps", "4", "--per_device_train_batch_size", "16",
+         "--output_dir", str(out), "--report_to", "none", "--save_strategy", "no", "--benchmark_repeats", "2",
+         "--use_cpu"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| theseus (2 layers) |" in result.stdout and "| predecessor (4 layers) |" in result.stdout
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["train_rows"] == 64 and payload["dev_rows"] == 32
+    assert payload["rows"][1]["params"] < payload["rows"][0]["params"]
+    successor = AutoModelForSequenceClassification.from_pretrained(out / "successor")
+    assert successor.config.num_hidden_layers == 2
