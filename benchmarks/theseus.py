@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import TrainingArguments
 
-from common import RESULTS, TASK_SETUPS, get_teacher, load_data
+from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
 from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
@@ -115,6 +115,8 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) ->
         rows.append(benchmark_model(name, model, eval_dataset=data["validation"], task=task,
                                     extra={"learning_rate": best["lr"]}))
     add_ratios(rows, "teacher (6 layers)")
+    for name, model in models.items():  # kept for later benchmarks (int8 of a successor), not committed
+        model.save_pretrained(CACHE / "theseus" / task / name.replace(" ", "_").replace(",", "").replace("+", "plus"))
     _save(task, setup, teacher_info, data, steps, seed, grid, rows)
     print(format_table(rows, spec.main_metric), flush=True)
 

@@ -15,7 +15,9 @@ from . import integration  # noqa: F401  (registers quant_method="hfcompress")
 from .adapters import get_adapter, supported_model_types
 from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
+from .compress import compress
 from .methods.heads import prune_heads
+from .methods.quantization import DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .trainer import CompressionTrainer
 
@@ -24,9 +26,13 @@ __version__ = "0.1.0"
 __all__ = [
     "CompressionTrainer",
     "DistillationConfig",
+    "DynamicQuantConfig",
     "HfCompressConfig",
     "TheseusCallback",
+    "OnnxSequenceClassifier",
     "TheseusConfig",
+    "compress",
+    "export_onnx",
     "get_adapter",
     "get_record",
     "prune_heads",

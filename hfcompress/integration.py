@@ -141,7 +141,7 @@ class HfCompressQuantizer(HfQuantizer):
         return model
 
     def _process_model_after_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:
-        if not any(step["method"] in _RUNTIME_QUANTIZED for step in self.quantization_config.steps):
+        if not self._runtime_quantized():
             # Only the shapes differ from the standard model: it is a plain float model that
             # trains, casts (.half()) and saves like any other, with the record kept in its config.
             model.hf_quantizer = None
@@ -155,10 +155,14 @@ class HfCompressQuantizer(HfQuantizer):
     def is_serializable(self, **kwargs: Any) -> bool:
         return True
 
+    def _runtime_quantized(self) -> bool:
+        return any(step["method"] in _RUNTIME_QUANTIZED for step in self.quantization_config.steps)
+
     @property
     def is_trainable(self) -> bool:
-        return True
+        # Reshaped float models train like any other; int8 weights are inference-only.
+        return not self._runtime_quantized()
 
     @property
     def is_qat_trainable(self) -> bool:
-        return True
+        return not self._runtime_quantized()

@@ -87,6 +87,18 @@ class ModelAdapter:
             "ffn_out": self.ffn_out,
         }
 
+    def pooler_linear_names(self, model: nn.Module) -> list[str]:
+        """Full names of the backbone's pooler linears (empty when the family has no pooler)."""
+        prefix = _backbone_prefix(model)
+        return [name for name, module in model.named_modules()
+                if isinstance(module, nn.Linear) and name.startswith(prefix + "pooler.")]
+
+    def head_linear_names(self, model: nn.Module) -> list[str]:
+        """Full names of the task head's linears: everything outside the backbone."""
+        prefix = _backbone_prefix(model)
+        return [name for name, module in model.named_modules()
+                if isinstance(module, nn.Linear) and not name.startswith(prefix)]
+
     # --- shapes --------------------------------------------------------------------------
     def num_layers(self, config: PretrainedConfig) -> int:
         return int(getattr(config, self.config_num_layers))
@@ -122,6 +134,13 @@ class ModelAdapter:
 
 def _backbone(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
+
+
+def _backbone_prefix(model: nn.Module) -> str:
+    backbone = _backbone(model)
+    if backbone is model:
+        return ""
+    return next(name for name, module in model.named_modules() if module is backbone) + "."
 
 
 def _configs_of(model: nn.Module) -> list[PretrainedConfig]:

@@ -1,0 +1,43 @@
+"""Settings of dynamic int8 quantization."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BACKENDS = ("torch", "onnxruntime")
+MODULE_GROUPS = ("attention", "ffn", "classifier", "pooler")
+
+
+@dataclass
+class DynamicQuantConfig:
+    """Int8 weights with per-output-channel scales; activations quantized on the fly.
+
+    ``backend="torch"``: Linear layers become :class:`Int8DynamicLinear` (fbgemm/x86 kernels on
+    CPU); the checkpoint stores int8 weights and scales as safetensors tensors and
+    ``from_pretrained`` restores the int8 model. ``backend="onnxruntime"``: export to ONNX and
+    quantize with ONNX Runtime (see :func:`export_onnx`).
+
+    ``modules`` picks which linears: "attention" (q, k, v, output), "ffn" (in, out),
+    "pooler", "classifier". ``embeddings=True`` also stores the word embedding as int8
+    (dequantized once on load: a smaller file, the same compute).
+
+    Example:
+        >>> compress(model, DynamicQuantConfig(backend="torch", embeddings=True))
+    """
+
+    backend: str = field(default="torch", metadata={"help": "torch | onnxruntime"})
+    modules: list[str] = field(default_factory=lambda: ["attention", "ffn"],
+                               metadata={"help": "Linear groups to quantize: attention ffn pooler classifier"})
+    embeddings: bool = field(default=False, metadata={"help": "Store the word embedding as int8 too."})
+    method: str = field(default="int8_dynamic", init=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}.")
+        unknown = [m for m in self.modules if m not in MODULE_GROUPS]
+        if unknown or not self.modules:
+            raise ValueError(f"modules must be a non-empty subset of {MODULE_GROUPS}; got {self.modules!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,192 @@
+"""Int8 dynamic quantization in torch that survives ``save_pretrained`` / ``from_pretrained``.
+
+``torch.ao.quantization.quantize_dynamic`` keeps weights in opaque packed params, which
+``save_pretrained`` cannot store: the model reloads at full size with wrong outputs. Here the
+int8 weights and their scales are ordinary buffers (saved as safetensors tensors); the packed
+form the kernel needs is rebuilt from them lazily and never saved.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...adapters import get_adapter
+from ...integration import append_step, register_step
+from .config import DynamicQuantConfig
+
+STEP = "int8_dynamic"
+
+
+def _quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: ``weight ~= int8 * scale[:, None]``."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.clamp(torch.round(weight / scale[:, None]), -127, 127).to(torch.int8), scale
+
+
+class Int8DynamicLinear(nn.Module):
+    """A Linear with int8 per-channel weights and dynamically quantized activations.
+
+    Example:
+        >>> layer = Int8DynamicLinear.from_linear(nn.Linear(384, 1536))
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
+        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
+        self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
+        self._packed = None
+        self._packed_from: tuple | None = None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Int8DynamicLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device)
+        weight_int8, scale = _quantize_rows(linear.weight)
+        layer.weight_int8.copy_(weight_int8)
+        layer.weight_scale.copy_(scale)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach().float())
+        return layer
+
+    def dequantized_weight(self) -> torch.Tensor:
+        return self.weight_int8.float() * self.weight_scale[:, None]
+
+    def _packed_params(self):
+        key = (self.weight_int8.data_ptr(), self.weight_scale.data_ptr(), self.weight_int8._version,
+               self.weight_scale._version, None if self.bias is None else self.bias._version)
+        if self._packed is None or key != self._packed_from:
+            with warnings.catch_warnings():
+                # torch marks quantized tensor creation deprecated; it is still the only
+                # route to the fbgemm/x86 int8 kernels in eager mode.
+                warnings.simplefilter("ignore")
+                weight = torch._make_per_channel_quantized_tensor(
+                    self.weight_int8.cpu(), self.weight_scale.double().cpu(),
+                    torch.zeros(self.out_features, dtype=torch.long), 0,
+                )
+                bias = None if self.bias is None else self.bias.float().cpu()
+                self._packed = torch.ops.quantized.linear_prepack(weight, bias)
+            self._packed_from = key
+        return self._packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
+            return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        # reduce_range: x86 int8 kernels use 7-bit activations to avoid overflow (as torch.ao does).
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), True).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8"
+
+
+class Int8StoredEmbedding(nn.Module):
+    """A word embedding stored as int8 rows + scales; looked up from a float copy made once."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, device=None) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.register_buffer("weight_int8", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8, device=device))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings, dtype=torch.float32, device=device))
+        self._float: torch.Tensor | None = None
+        self._float_from: tuple | None = None
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> "Int8StoredEmbedding":
+        layer = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx,
+                    device=embedding.weight.device)
+        weight_int8, scale = _quantize_rows(embedding.weight)
+        layer.weight_int8.copy_(weight_int8)
+        layer.weight_scale.copy_(scale)
+        return layer
+
+    @property
+    def weight(self) -> torch.Tensor:
+        key = (self.weight_int8.data_ptr(), self.weight_int8._version, self.weight_scale._version)
+        if self._float is None or key != self._float_from:
+            self._float = self.weight_int8.float() * self.weight_scale[:, None]
+            self._float_from = key
+        return self._float
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.weight, self.padding_idx)
+
+
+def _target_paths(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
+    """Full module names of the linears ``config.modules`` selects."""
+    adapter = get_adapter(model)
+    roles = []
+    if "attention" in config.modules:
+        roles += ["query", "key", "value", "output"]
+    if "ffn" in config.modules:
+        roles += ["ffn_in", "ffn_out"]
+    paths = adapter.linear_paths()
+    names = {module: name for name, module in model.named_modules()}
+    targets = []
+    for layer in adapter.layers(model):
+        for role in roles:
+            module = layer.get_submodule(paths[role])
+            if isinstance(module, nn.Linear):
+                targets.append(names[module])
+    if "pooler" in config.modules:
+        targets += adapter.pooler_linear_names(model)
+    if "classifier" in config.modules:
+        targets += adapter.head_linear_names(model)
+    return targets
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+
+
+def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None) -> PreTrainedModel:
+    """Quantize ``model`` in place (torch backend) and record the layout for ``from_pretrained``.
+
+    Example:
+        >>> quantize_dynamic_int8(model, DynamicQuantConfig(embeddings=True))
+        >>> model.save_pretrained("int8")  # ~1/4 of the fp32 file; reloads as int8
+    """
+    config = config or DynamicQuantConfig()
+    if config.backend != "torch":
+        raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
+    targets = _target_paths(model, config)
+    for name in targets:
+        _replace(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
+    embedding_name = None
+    if config.embeddings:
+        embedding = model.get_input_embeddings()
+        embedding_name = next(n for n, m in model.named_modules() if m is embedding)
+        _replace(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
+                        "linears": targets, "embedding": embedding_name})
+    return model
+
+
+def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
+    """Swap the recorded linears (at their current, possibly pruned, shapes) for int8 skeletons."""
+    for name in step["linears"]:
+        try:
+            linear = model.get_submodule(name)
+        except AttributeError as error:
+            raise ValueError(f"The int8 record names module {name!r}, which this model does not have: the "
+                             "checkpoint's config.json and record disagree.") from error
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"The int8 record expects a Linear at {name!r}; found {type(linear).__name__}.")
+        _replace(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
+                                                device=linear.weight.device))
+    if step.get("embedding"):
+        embedding = model.get_submodule(step["embedding"])
+        _replace(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+                                                               embedding.padding_idx, device=embedding.weight.device))
+
+
+register_step(STEP, rebuild_int8, runtime_quantized=True)

@@ -1,0 +1,167 @@
+"""ONNX Runtime int8: export with ``torch.onnx.export``, fuse, quantize dynamically, run.
+
+optimum's ORTQuantizer needs transformers < 4.58, so this path uses torch and onnxruntime
+directly. The folder it writes holds ``model.onnx`` plus ``config.json`` (and the tokenizer
+when given); :class:`OnnxSequenceClassifier` runs it and returns the same output type as the
+torch model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from ...adapters import get_adapter
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+
+
+class _LogitsOnly(torch.nn.Module):
+    def __init__(self, model: PreTrainedModel, input_names: list[str]) -> None:
+        super().__init__()
+        self.model, self.input_names = model, input_names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.input_names, inputs))).logits
+
+
+def _input_names(model: PreTrainedModel) -> list[str]:
+    names = ["input_ids", "attention_mask"]
+    if getattr(model.config, "type_vocab_size", 0) and model.config.model_type in ("bert", "electra"):
+        names.append("token_type_ids")
+    return names
+
+
+def export_onnx(
+    model: PreTrainedModel,
+    output_dir: str | os.PathLike,
+    *,
+    int8: bool = True,
+    optimize: bool = True,
+    per_channel: bool = True,
+    tokenizer: Any = None,
+    opset: int = 17,
+) -> Path:
+    """Write ``model`` as ONNX (int8 when asked) to ``output_dir``; returns the folder.
+
+    ``optimize`` runs ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before
+    quantizing; ``per_channel`` quantizes weights per output channel. With both off this is the
+    plain ``quantize_dynamic`` recipe.
+
+    Example:
+        >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
+        >>> OnnxSequenceClassifier.from_pretrained("onnx-int8")(**tokenizer("great", return_tensors="pt")).logits
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
+    model = copy.deepcopy(model).float().eval()
+    model.config._attn_implementation = "eager"
+    for module in model.modules():
+        if hasattr(module, "config") and module.config is not model.config:
+            module.config._attn_implementation = "eager"
+    names = _input_names(model)
+    dummy = tuple(torch.ones(2, 16, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 16, dtype=torch.long)
+                  for n in names)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        fp32 = work / "fp32.onnx"
+        torch.onnx.export(
+            _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )
+        current = fp32
+        if optimize:
+            current = _optimize(current, work / "optimized.onnx", model)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            from onnx import TensorProto
+
+            # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
+            quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
+                             per_channel=per_channel, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            current = work / "int8.onnx"
+        final = output_dir / ONNX_FILE
+        tmp = output_dir / (ONNX_FILE + ".tmp")
+        os.replace(current, tmp)
+        os.replace(tmp, final)
+    config = model.config.to_dict()
+    config["hfcompress_onnx"] = {"int8": int8, "optimized": optimize, "per_channel": per_channel,
+                                 "inputs": names, "opset": opset}
+    (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def _optimize(source: Path, target: Path, model: PreTrainedModel) -> Path:
+    try:
+        from onnxruntime.transformers import optimizer
+    except ImportError:  # pragma: no cover - part of the onnxruntime wheel
+        logger.warning("onnxruntime.transformers is unavailable; exporting without fusions.")
+        return source
+    adapter = get_adapter(model)
+    heads = {adapter.layer_num_heads(layer, model.config) for layer in adapter.layers(model)}
+    # Fusions assume one head count for the whole model; uneven (pruned) heads skip them.
+    num_heads = heads.pop() if len(heads) == 1 else 0
+    optimized = optimizer.optimize_model(
+        str(source), model_type="bert", num_heads=num_heads, hidden_size=adapter.hidden_size(model.config) if num_heads else 0,
+        opt_level=1,
+    )
+    optimized.save_model_to_file(str(target))
+    return target
+
+
+class OnnxSequenceClassifier:
+    """Runs an exported classifier with ONNX Runtime; called like the torch model.
+
+    Example:
+        >>> model = OnnxSequenceClassifier.from_pretrained("onnx-int8", threads=2)
+        >>> model(input_ids=ids, attention_mask=mask).logits
+    """
+
+    def __init__(self, session: Any, config: Any, input_names: list[str], path: Path) -> None:
+        self.session, self.config, self.input_names, self.path = session, config, input_names, path
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, threads: int | None = 2) -> "OnnxSequenceClassifier":
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        if not (folder / ONNX_FILE).is_file():
+            raise ValueError(f"{str(folder)!r} has no {ONNX_FILE}; write one with hfcompress export --onnx.")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k not in ("hfcompress_onnx", "quantization_config")})
+        return cls(session, config, [i.name for i in session.get_inputs()], folder / ONNX_FILE)
+
+    def __call__(self, **inputs: Any) -> SequenceClassifierOutput:
+        feed = {}
+        for name in self.input_names:
+            value = inputs.get(name)
+            if value is None and name == "token_type_ids":
+                value = torch.zeros_like(inputs["input_ids"])
+            feed[name] = value.cpu().numpy().astype(np.int64) if isinstance(value, torch.Tensor) else np.asarray(value, np.int64)
+        logits = self.session.run(["logits"], feed)[0]
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+    def eval(self) -> "OnnxSequenceClassifier":
+        return self

@@ -1,0 +1,142 @@
+import json
+import warnings
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+import hfcompress
+from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, get_record, prune_heads
+from hfcompress.benchmark import saved_size_bytes
+from hfcompress.methods.quantization import Int8DynamicLinear, Int8StoredEmbedding
+
+from .conftest import FAMILIES, tiny_inputs, tiny_model
+
+# int8 weights (per-channel) and 7-bit dynamic activations: logits of a tiny random model move
+# by a few thousandths; we allow 0.05 on logits of magnitude ~0.5.
+INT8_ATOL = 0.05
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int8_roundtrip_identical(family, tmp_path):
+    model = tiny_model(family, hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    fp32 = model(**inputs).logits
+    compress(model, DynamicQuantConfig(modules=["attention", "ffn", "classifier"], embeddings=True))
+    int8 = model(**inputs).logits
+    torch.testing.assert_close(int8, fp32, atol=INT8_ATOL, rtol=0)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**inputs).logits, int8)  # identical int8 outputs after reload
+    assert loaded.is_quantized
+    assert sum(isinstance(m, Int8DynamicLinear) for m in loaded.modules()) == \
+        sum(isinstance(m, Int8DynamicLinear) for m in model.modules()) >= 4 * 6
+    assert isinstance(loaded.get_input_embeddings(), Int8StoredEmbedding)
+
+
+def test_checkpoint_holds_int8_tensors_not_pickles(tmp_path):
+    from safetensors import safe_open
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig())
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as handle:
+        keys = list(handle.keys())
+        q = handle.get_tensor("bert.encoder.layer.0.attention.self.query.weight_int8")
+    assert q.dtype == torch.int8 and q.shape == (64, 64)
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in keys
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+
+
+def test_file_size_as_expected():
+    model = tiny_model("bert", hidden=64, ffn=128, layers=4)
+    fp32 = saved_size_bytes(model)
+    encoder_linear_weights = 4 * (4 * 64 * 64 + 2 * 64 * 128)
+    embedding = model.get_input_embeddings().weight.numel()
+    compress(model, DynamicQuantConfig(embeddings=True))
+    scales = 4 * (4 * 64 + 128 + 64) + 120  # one fp32 per output row / embedding row
+    expected = fp32 - 3 * (encoder_linear_weights + embedding) + 4 * scales
+    assert abs(saved_size_bytes(model) - expected) < 4096  # safetensors header grows with the new keys
+
+
+def test_composes_with_head_pruning(tmp_path):
+    model = tiny_model("roberta", hidden=64, ffn=128)
+    prune_heads(model, {0: [0, 2], 3: [1]})
+    compress(model, DynamicQuantConfig())
+    expected = model(**tiny_inputs()).logits
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**tiny_inputs()).logits, expected)
+    assert [s["method"] for s in get_record(loaded).steps] == ["heads", "int8_dynamic"]
+    assert loaded.roberta.encoder.layer[0].attention.self.query.out_features == 32
+
+
+def test_int8_into_other_shape_is_a_clear_error(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig())
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["intermediate_size"] = 256  # a model of another shape
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="size mismatch|MISMATCH|mismatch"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    config["intermediate_size"] = 128
+    config["quantization_config"]["steps"][0]["linears"].append("bert.encoder.layer.0.nonexistent")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="nonexistent.*does not have"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+
+
+def test_int8_model_refuses_training(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig())
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.raises(ValueError):
+        Trainer(model=loaded, args=TrainingArguments(str(tmp_path / "r"), report_to=[], use_cpu=True),
+                train_dataset=[])
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="backend"):
+        DynamicQuantConfig(backend="tensorrt")
+    with pytest.raises(ValueError, match="subset"):
+        DynamicQuantConfig(modules=["embeddings"])
+    with pytest.raises(ValueError, match="export_onnx"):
+        compress(tiny_model(), DynamicQuantConfig(backend="onnxruntime"))
+    with pytest.raises(TypeError, match="post-training configs"):
+        compress(tiny_model(), hfcompress.TheseusConfig())
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_onnx_int8_matches_torch(tmp_path, optimize):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    expected = model(**inputs).logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = export_onnx(model, tmp_path / "onnx", int8=True, optimize=optimize)
+    runner = OnnxSequenceClassifier.from_pretrained(folder, threads=1)
+    torch.testing.assert_close(runner(**inputs).logits, expected, atol=INT8_ATOL, rtol=0)
+    fp32 = OnnxSequenceClassifier.from_pretrained(export_onnx(model, tmp_path / "fp32", int8=False, optimize=optimize))
+    torch.testing.assert_close(fp32(**inputs).logits, expected, atol=1e-4, rtol=0)
+    assert (folder / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size / 2
+
+
+def test_onnx_missing_file_error(tmp_path):
+    with pytest.raises(ValueError, match="no model.onnx"):
+        OnnxSequenceClassifier.from_pretrained(tmp_path)
+
+
+@pytest.mark.slow
+def test_real_minilm_int8_close_and_small(minilm_path, tmp_path):
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()
+    inputs = tiny_inputs(batch=2, length=24)
+    fp32 = model(**inputs).logits
+    size = saved_size_bytes(model)
+    compress(model, DynamicQuantConfig(embeddings=True))
+    torch.testing.assert_close(model(**inputs).logits, fp32, atol=0.05, rtol=0)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").stat().st_size < 0.3 * size
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
