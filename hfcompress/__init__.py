@@ -17,7 +17,7 @@ from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
 from .compress import compress
 from .methods.heads import prune_heads
-from .methods.quantization import DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
+from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .trainer import CompressionTrainer
 
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CompressionTrainer",
     "DistillationConfig",
+    "DynamicQuantCallback",
     "DynamicQuantConfig",
     "HfCompressConfig",
     "TheseusCallback",

@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--threads", type=int, default=2, help="torch threads while timing")
     benchmark.add_argument("--repeats", type=int, default=10, help="timed forward passes per measurement")
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
+
+    export = commands.add_parser("export", help="write an ONNX model (optionally int8) for ONNX Runtime")
+    export.add_argument("model", help="folder written by save_pretrained (or a Hub id)")
+    export.add_argument("--output", required=True, help="folder to write model.onnx, config and tokenizer to")
+    export.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
+    export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
+    export.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="skip ONNX Runtime's transformer fusions")
     return parser
 
 
@@ -75,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(rows))
             if args.output:
                 write_results({"task": args.task, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
+        elif args.command == "export":
+            from .methods.quantization import export_onnx
+
+            model, tokenizer = _load(args.model)
+            folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer)
+            print(f"wrote {folder / 'model.onnx'}")
     except (ValueError, OSError, TypeError) as error:
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)
         return 2

@@ -140,3 +140,38 @@ def test_real_minilm_int8_close_and_small(minilm_path, tmp_path):
     assert (tmp_path / "model.safetensors").stat().st_size < 0.3 * size
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
+
+
+def test_callback_quantizes_at_train_end(tmp_path):
+    from hfcompress import DynamicQuantCallback, TheseusCallback, TheseusConfig
+
+    model = tiny_model("bert", layers=4, hidden=64, ffn=128)
+    rows = [{"input_ids": torch.randint(5, 120, (10,)), "attention_mask": torch.ones(10, dtype=torch.long),
+             "labels": torch.tensor(i % 3)} for i in range(16)]
+    args = TrainingArguments(str(tmp_path / "r"), max_steps=2, per_device_train_batch_size=8, report_to=[],
+                             use_cpu=True, save_strategy="no")
+    Trainer(model=model, args=args, train_dataset=rows,
+            callbacks=[TheseusCallback(TheseusConfig(successor_layers=2, steps_for_replacing=1)),
+                       DynamicQuantCallback()]).train()
+    assert model.config.num_hidden_layers == 2
+    assert isinstance(model.bert.encoder.layer[1].output.dense, Int8DynamicLinear)
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert [s["method"] for s in get_record(loaded).steps] == ["theseus", "int8_dynamic"]
+    assert torch.equal(loaded(**tiny_inputs()).logits, model.eval()(**tiny_inputs()).logits)
+
+
+def test_cli_export(tmp_path, minilm_path):
+    from transformers import AutoTokenizer
+
+    from hfcompress.cli import main
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    model.save_pretrained(tmp_path / "m")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["export", str(tmp_path / "m"), "--onnx", "--int8", "--output", str(tmp_path / "o")]) == 0
+    runner = OnnxSequenceClassifier.from_pretrained(tmp_path / "o")
+    torch.testing.assert_close(runner(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=INT8_ATOL, rtol=0)
+    assert (tmp_path / "o" / "tokenizer.json").is_file()

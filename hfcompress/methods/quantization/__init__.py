@@ -1,6 +1,7 @@
 """Dynamic int8 quantization: torch (saves and reloads through the Auto classes) and ONNX Runtime."""
 
 from ...compress import register_post_training_method
+from .callback import DynamicQuantCallback
 from .config import DynamicQuantConfig
 from .dynamic import Int8DynamicLinear, Int8StoredEmbedding, quantize_dynamic_int8
 from .onnx import OnnxSequenceClassifier, export_onnx
@@ -15,5 +16,5 @@ def _compress(model, config: DynamicQuantConfig, dataloader=None):
 
 register_post_training_method(DynamicQuantConfig, _compress)
 
-__all__ = ["DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding", "OnnxSequenceClassifier",
+__all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding", "OnnxSequenceClassifier",
            "export_onnx", "quantize_dynamic_int8"]

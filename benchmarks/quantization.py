@@ -1,0 +1,108 @@
+"""Dynamic int8 benchmark: ours (torch, ONNX Runtime) against the plain recipes, same run.
+
+For each task: the fp32 teacher; plain ``torch.ao.quantization.quantize_dynamic`` (its default
+per-tensor qconfig); plain ONNX Runtime ``quantize_dynamic`` on an unoptimized export; ours with
+the torch backend (per-channel int8 linears, int8-stored word embedding, saves and reloads via
+``from_pretrained``); ours with ONNX Runtime (transformer fusions + per-channel int8). When a
+Theseus successor from benchmarks/theseus.py is cached, its int8 version is measured too.
+
+    python benchmarks/quantization.py --tasks sst2 mrpc
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data
+
+from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
+from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, weights_size_bytes, write_results
+from hfcompress.data import get_task
+
+
+def pickled_size(model) -> int:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
+def saves_and_reloads(model, inputs) -> bool:
+    """Does save_pretrained + from_pretrained give back the same outputs?"""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            model.save_pretrained(folder)
+            loaded = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        except Exception:  # noqa: BLE001 - any failure means "does not round-trip"
+            return False
+        with torch.inference_mode():
+            return torch.allclose(loaded(**inputs).logits, model(**inputs).logits, atol=1e-5)
+
+
+def run_task(task: str, work: Path) -> None:
+    setup = TASK_SETUPS[task]
+    spec = get_task(task)
+    teacher, tokenizer, teacher_info = get_teacher(setup)
+    data = load_data(setup, tokenizer)
+    dev = data["validation"]
+    probe = {k: torch.tensor([dev[0][k]]) for k in ("input_ids", "attention_mask")}
+    rows = [benchmark_model("fp32", teacher, eval_dataset=dev, task=task, extra={"roundtrip": True})]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
+        plain_torch = torch.ao.quantization.quantize_dynamic(copy.deepcopy(teacher), {torch.nn.Linear},
+                                                             dtype=torch.qint8)
+    rows.append(benchmark_model("plain torch.ao quantize_dynamic", plain_torch, eval_dataset=dev, task=task,
+                                size_bytes=pickled_size(plain_torch),
+                                extra={"roundtrip": saves_and_reloads(plain_torch, probe),
+                                       "size_note": "torch.save of the state_dict (pickled packed params)"}))
+
+    plain_ort_dir = export_onnx(teacher, work / f"{task}-plain-ort", int8=True, optimize=False, per_channel=False)
+    rows.append(benchmark_model("plain ONNX Runtime quantize_dynamic", OnnxSequenceClassifier.from_pretrained(plain_ort_dir),
+                                eval_dataset=dev, task=task, size_bytes=weights_size_bytes(plain_ort_dir)))
+
+    ours = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True))
+    rows.append(benchmark_model("hfcompress int8 (torch)", ours, eval_dataset=dev, task=task,
+                                extra={"roundtrip": saves_and_reloads(ours, probe)}))
+
+    ours_ort_dir = export_onnx(teacher, work / f"{task}-ours-ort", int8=True, optimize=True, per_channel=True)
+    rows.append(benchmark_model("hfcompress int8 (onnxruntime)", OnnxSequenceClassifier.from_pretrained(ours_ort_dir),
+                                eval_dataset=dev, task=task, size_bytes=weights_size_bytes(ours_ort_dir)))
+
+    successor_dir = CACHE / "theseus" / task / "theseus_constant"
+    if (successor_dir / "model.safetensors").is_file():
+        successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
+        rows.append(benchmark_model("theseus 3 layers (fp32)", successor, eval_dataset=dev, task=task))
+        compress(successor, DynamicQuantConfig(backend="torch", embeddings=True))
+        rows.append(benchmark_model("theseus 3 layers + hfcompress int8 (torch)", successor, eval_dataset=dev,
+                                    task=task, extra={"roundtrip": saves_and_reloads(successor, probe)}))
+    add_ratios(rows, "fp32")
+    payload = {
+        "benchmark": "quantization",
+        "task": task,
+        "metric": spec.main_metric,
+        "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)",
+        "teacher": teacher_info,
+        "data": {"dev_rows": dev.num_rows, "max_length": setup.max_length},
+        "rows": rows,
+        "hardware": hardware(),
+        "latency": "median of 10 forward passes after 3 warm-up, seq 128, 2 threads (torch) / 2 intra-op threads (ORT)",
+    }
+    write_results(payload, RESULTS / f"quantization_{task}.json", RESULTS / f"quantization_{task}.md")
+    print(format_table(rows, spec.main_metric), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        for name in options.tasks:
+            run_task(name, Path(folder))

@@ -1,0 +1,28 @@
+"""Quantize as the last step of a ``Trainer`` run."""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+
+from .config import DynamicQuantConfig
+from .dynamic import quantize_dynamic_int8
+
+
+class DynamicQuantCallback(TrainerCallback):
+    """At ``on_train_end``, turn the trained model's linears into int8 (torch backend).
+
+    Put it after other compression callbacks so it quantizes their final model.
+
+    Example:
+        >>> trainer = Trainer(..., callbacks=[TheseusCallback(theseus), DynamicQuantCallback(DynamicQuantConfig())])
+        >>> trainer.train(); trainer.model.save_pretrained("int8-successor")
+    """
+
+    def __init__(self, config: DynamicQuantConfig | None = None) -> None:
+        self.config = config or DynamicQuantConfig()
+        if self.config.backend != "torch":
+            raise ValueError("DynamicQuantCallback quantizes the torch model; export ONNX after training with "
+                             "hfcompress.export_onnx(model, folder, int8=True).")
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        quantize_dynamic_int8(model, self.config)
