@@ -16,7 +16,7 @@ from .adapters import get_adapter, supported_model_types
 from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
 from .compress import compress
-from .methods.heads import prune_heads
+from .methods.heads import FFNPruningConfig, HeadPruningConfig, prune_ffn_neurons, prune_heads
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .trainer import CompressionTrainer
@@ -28,6 +28,8 @@ __all__ = [
     "DistillationConfig",
     "DynamicQuantCallback",
     "DynamicQuantConfig",
+    "FFNPruningConfig",
+    "HeadPruningConfig",
     "HfCompressConfig",
     "TheseusCallback",
     "OnnxSequenceClassifier",
@@ -36,6 +38,7 @@ __all__ = [
     "export_onnx",
     "get_adapter",
     "get_record",
+    "prune_ffn_neurons",
     "prune_heads",
     "supported_model_types",
 ]

@@ -19,10 +19,12 @@ from ...shapes import empty_linear_like, slice_linear
 STEP = "heads"
 
 
-def prune_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[int]]) -> PreTrainedModel:
+def prune_heads(
+    model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[int]], provenance: dict | None = None
+) -> PreTrainedModel:
     """Remove the given heads (``{layer: [head, ...]}``, indices into the layer's current heads).
 
-    Returns the same model, smaller, with a ``heads`` step in its compression record.
+    ``provenance`` (settings, importance scores) is stored with the record step. Returns the same model, smaller, with a ``heads`` step in its compression record.
 
     Example:
         >>> prune_heads(model, {0: [1, 3], 2: [0]})
@@ -51,7 +53,7 @@ def prune_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[in
             _keep_heads(adapter, layer, keep, head_size, model.config)
         heads_before.append(num_heads)
         kept_heads.append(keep)
-    append_step(model, {"method": STEP, "heads_before": heads_before, "kept_heads": kept_heads})
+    append_step(model, {"method": STEP, "heads_before": heads_before, "kept_heads": kept_heads, **(provenance or {})})
     return model
 
 
@@ -91,3 +93,94 @@ def rebuild_heads(model: PreTrainedModel, step: dict) -> None:
 
 
 register_step(STEP, rebuild_heads)
+
+
+FFN_STEP = "ffn"
+
+
+def prune_ffn_neurons(
+    model: PreTrainedModel, neurons_to_prune: Mapping[int, Sequence[int]], provenance: dict | None = None
+) -> PreTrainedModel:
+    """Remove FFN neurons (``{layer: [neuron, ...]}``): FFN-in output rows and FFN-out input columns.
+
+    Example:
+        >>> prune_ffn_neurons(model, {0: list(range(100))})
+    """
+    adapter = get_adapter(model)
+    layers = adapter.layers(model)
+    unknown = sorted(set(int(k) for k in neurons_to_prune) - set(range(len(layers))))
+    if unknown:
+        raise ValueError(f"neurons_to_prune names layers {unknown}, but the model has layers 0..{len(layers) - 1}.")
+    sizes_before, sizes_after = [], []
+    for index, layer in enumerate(layers):
+        linears = adapter.ffn_linears(layer)
+        width = linears["in"].out_features
+        remove = sorted({int(n) for n in neurons_to_prune.get(index, neurons_to_prune.get(str(index), ()))})
+        bad = [n for n in remove if not 0 <= n < width]
+        if bad:
+            raise ValueError(f"Layer {index} has FFN neurons 0..{width - 1}; cannot remove {bad[:5]}.")
+        if len(remove) == width:
+            raise ValueError(f"Removing all {width} FFN neurons of layer {index} would leave an empty FFN; keep at least one.")
+        if remove:
+            keep = torch.tensor([n for n in range(width) if n not in set(remove)], device=linears["in"].weight.device)
+            adapter.replace_module(layer, adapter.ffn_in, slice_linear(linears["in"], keep, dim=0))
+            adapter.replace_module(layer, adapter.ffn_out, slice_linear(linears["out"], keep, dim=1))
+        sizes_before.append(width)
+        sizes_after.append(width - len(remove))
+    append_step(model, {"method": FFN_STEP, "ffn_before": sizes_before, "ffn_sizes": sizes_after, **(provenance or {})})
+    return model
+
+
+def rebuild_ffn(model: PreTrainedModel, step: dict) -> None:
+    """Give a freshly built model the FFN widths an ``ffn`` step left."""
+    adapter = get_adapter(model)
+    layers = adapter.layers(model)
+    sizes = step["ffn_sizes"]
+    if len(sizes) != len(layers):
+        raise ValueError(f"The record's ffn step describes {len(sizes)} layers but the config builds {len(layers)}: "
+                         "config.json and the record disagree; the checkpoint is damaged.")
+    for layer, width in zip(layers, sizes):
+        linears = adapter.ffn_linears(layer)
+        if linears["in"].out_features == width:
+            continue
+        adapter.replace_module(layer, adapter.ffn_in, empty_linear_like(linears["in"], linears["in"].in_features, width))
+        adapter.replace_module(layer, adapter.ffn_out, empty_linear_like(linears["out"], width, linears["out"].out_features))
+
+
+register_step(FFN_STEP, rebuild_ffn)
+
+
+def select_units_to_prune(
+    scores: Sequence[torch.Tensor], count: int, scope: str, min_keep: int = 1
+) -> dict[int, list[int]]:
+    """The ``count`` least important units (heads or neurons), never leaving a layer below ``min_keep``.
+
+    ``scope="layer"`` removes the same fraction from every layer; ``"global"`` ranks all units
+    together. Ties break by position so the choice is deterministic.
+
+    Example:
+        >>> select_units_to_prune([torch.tensor([0.1, 0.9]), torch.tensor([0.5, 0.2])], 2, "global")
+        {0: [0], 1: [1]}
+    """
+    total = sum(len(s) for s in scores)
+    plan: dict[int, list[int]] = {i: [] for i in range(len(scores))}
+    if scope == "layer":
+        fraction = count / total
+        for layer, layer_scores in enumerate(scores):
+            k = min(int(round(fraction * len(layer_scores))), len(layer_scores) - min_keep)
+            order = sorted(range(len(layer_scores)), key=lambda u: (float(layer_scores[u]), u))
+            plan[layer] = sorted(order[:k])
+        return {k: v for k, v in plan.items() if v}
+    ranked = sorted(((float(s), layer, unit) for layer, layer_scores in enumerate(scores)
+                     for unit, s in enumerate(layer_scores)))
+    remaining = [len(s) for s in scores]
+    removed = 0
+    for _, layer, unit in ranked:
+        if removed == count:
+            break
+        if remaining[layer] - 1 < min_keep:
+            continue
+        plan[layer].append(unit)
+        remaining[layer] -= 1
+        removed += 1
+    return {k: sorted(v) for k, v in plan.items() if v}
