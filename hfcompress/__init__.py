@@ -17,7 +17,9 @@ from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
 from .compress import compress
 from .methods.heads import FFNPruningConfig, HeadPruningConfig, prune_ffn_neurons, prune_heads
+from .methods.lowrank import LowRankConfig
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
+from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .trainer import CompressionTrainer
 
@@ -31,9 +33,11 @@ __all__ = [
     "FFNPruningConfig",
     "HeadPruningConfig",
     "HfCompressConfig",
+    "LowRankConfig",
     "TheseusCallback",
     "OnnxSequenceClassifier",
     "TheseusConfig",
+    "WeightSharingConfig",
     "compress",
     "export_onnx",
     "get_adapter",

@@ -1,0 +1,10 @@
+"""Low-rank factorization (truncated SVD) of attention, FFN and word-embedding matrices."""
+
+from ...compress import register_post_training_method
+from .config import LowRankConfig
+from .layers import LowRankEmbedding, LowRankLinear
+from .model import choose_rank, factorize
+
+register_post_training_method(LowRankConfig, lambda model, config, dataloader=None: factorize(model, config))
+
+__all__ = ["LowRankConfig", "LowRankEmbedding", "LowRankLinear", "choose_rank", "factorize"]

@@ -1,0 +1,46 @@
+"""Settings of low-rank factorization by truncated SVD."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TARGETS = ("attention", "ffn", "embeddings")
+
+
+@dataclass
+class LowRankConfig:
+    """Replace W (out x in) by two factors (out x r)(r x in) from a truncated SVD.
+
+    Choose r with exactly one of: ``rank`` (fixed r), ``energy`` (smallest r keeping that
+    fraction of the squared singular values, per matrix), or ``param_ratio`` (r so that the two
+    factors hold that fraction of W's parameters). ``targets``: "attention", "ffn",
+    "embeddings" (ALBERT's factorized V x E + E x H word embedding).
+
+    Example:
+        >>> compress(model, LowRankConfig(param_ratio=0.5, targets=["attention", "ffn"]))
+    """
+
+    rank: int | None = field(default=None, metadata={"help": "Fixed rank r for every target."})
+    energy: float | None = field(default=None, metadata={"help": "Fraction of singular-value energy to keep."})
+    param_ratio: float | None = field(default=None, metadata={"help": "Fraction of each matrix's parameters kept."})
+    targets: list[str] = field(default_factory=lambda: ["attention", "ffn"],
+                               metadata={"help": "What to factorize: attention ffn embeddings"})
+    method: str = field(default="lowrank", init=False)
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("rank", "energy", "param_ratio") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"Give exactly one of rank, energy, param_ratio; got {given or 'none'}.")
+        if self.rank is not None and (not isinstance(self.rank, int) or self.rank < 1):
+            raise ValueError(f"rank must be a positive integer; got {self.rank!r}.")
+        if self.energy is not None and not 0 < self.energy <= 1:
+            raise ValueError(f"energy must lie in (0, 1]; got {self.energy}.")
+        if self.param_ratio is not None and not 0 < self.param_ratio < 1:
+            raise ValueError(f"param_ratio must lie in (0, 1) (1 or more would not compress); got {self.param_ratio}.")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown or not self.targets:
+            raise ValueError(f"targets must be a non-empty subset of {TARGETS}; got {self.targets!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

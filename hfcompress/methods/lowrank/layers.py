@@ -1,0 +1,80 @@
+"""Factorized replacements for Linear and Embedding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left, right)`` with ``left @ right`` the best rank-``rank`` approximation of ``weight``."""
+    u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
+    root = s[:rank].sqrt()
+    return u[:, :rank] * root, root[:, None] * vh[:rank]
+
+
+class LowRankLinear(nn.Module):
+    """``x -> up(down(x))``: a Linear factorized through rank ``rank``.
+
+    Example:
+        >>> layer = LowRankLinear.from_linear(nn.Linear(384, 1536), rank=64)
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int) -> "LowRankLinear":
+        layer = cls(linear.in_features, linear.out_features, rank, linear.bias is not None,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+        left, right = svd_factors(linear.weight, rank)
+        with torch.no_grad():
+            layer.up.weight.copy_(left)
+            layer.down.weight.copy_(right)
+            if linear.bias is not None:
+                layer.up.bias.copy_(linear.bias)
+        return layer
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The product, for code that reads ``.weight`` (not used in the forward)."""
+        return self.up.weight @ self.down.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.up.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+class LowRankEmbedding(nn.Module):
+    """ALBERT's factorized embedding: a V x r table projected to the hidden size."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, rank: int, padding_idx: int | None = None,
+                 device=None, dtype=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.rank, self.padding_idx = num_embeddings, embedding_dim, rank, padding_idx
+        self.table = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx, device=device, dtype=dtype)
+        self.project = nn.Linear(rank, embedding_dim, bias=False, device=device, dtype=dtype)
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, rank: int) -> "LowRankEmbedding":
+        layer = cls(embedding.num_embeddings, embedding.embedding_dim, rank, embedding.padding_idx,
+                    device=embedding.weight.device, dtype=embedding.weight.dtype)
+        left, right = svd_factors(embedding.weight, rank)
+        with torch.no_grad():
+            layer.table.weight.copy_(left)
+            layer.project.weight.copy_(right.T)
+        return layer
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.project(self.table.weight)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.project(self.table(input_ids))

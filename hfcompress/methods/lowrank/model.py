@@ -1,0 +1,89 @@
+"""Apply low-rank factorization to a model and rebuild it on load."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...adapters import get_adapter
+from ...integration import append_step, register_step
+from .config import LowRankConfig
+from .layers import LowRankEmbedding, LowRankLinear
+
+STEP = "lowrank"
+
+
+def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
+    """The rank ``config`` asks for this matrix (at least 1, at most min(out, in))."""
+    out_features, in_features = weight.shape
+    full = min(out_features, in_features)
+    if config.rank is not None:
+        return min(config.rank, full)
+    if config.param_ratio is not None:
+        return max(1, min(full, int(config.param_ratio * out_features * in_features / (out_features + in_features))))
+    singular = torch.linalg.svdvals(weight.detach().float())
+    cumulative = torch.cumsum(singular**2, 0) / (singular**2).sum()
+    return int(min(full, int(torch.searchsorted(cumulative, torch.tensor(config.energy - 1e-7)).item()) + 1))
+
+
+def _targets(model: PreTrainedModel, config: LowRankConfig) -> list[str]:
+    adapter = get_adapter(model)
+    roles = []
+    if "attention" in config.targets:
+        roles += ["query", "key", "value", "output"]
+    if "ffn" in config.targets:
+        roles += ["ffn_in", "ffn_out"]
+    names = {id(module): name for name, module in model.named_modules()}
+    paths = adapter.linear_paths()
+    return [names[id(layer.get_submodule(paths[role]))] for layer in adapter.layers(model) for role in roles
+            if isinstance(layer.get_submodule(paths[role]), nn.Linear)]
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+
+def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
+    """Factorize the targeted matrices in place; ranks per module go into the record.
+
+    Example:
+        >>> factorize(model, LowRankConfig(energy=0.9))
+    """
+    ranks: dict[str, int] = {}
+    for name in _targets(model, config):
+        linear = model.get_submodule(name)
+        rank = choose_rank(linear.weight, config)
+        no_smaller = rank * (linear.in_features + linear.out_features) >= linear.in_features * linear.out_features
+        if config.energy is not None and no_smaller:
+            continue  # the energy asked for needs (nearly) full rank: the factors would not be smaller
+        _replace(model, name, LowRankLinear.from_linear(linear, rank))
+        ranks[name] = rank
+    embedding_rank = None
+    embedding_name = None
+    if "embeddings" in config.targets:
+        embedding = model.get_input_embeddings()
+        embedding_name = next(n for n, m in model.named_modules() if m is embedding)
+        embedding_rank = choose_rank(embedding.weight, config)
+        _replace(model, embedding_name, LowRankEmbedding.from_embedding(embedding, embedding_rank))
+    append_step(model, {"method": STEP, "config": config.to_dict(), "ranks": ranks,
+                        "embedding": embedding_name, "embedding_rank": embedding_rank})
+    return model
+
+
+def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
+    for name, rank in step["ranks"].items():
+        linear = model.get_submodule(name)
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"The low-rank record expects a Linear at {name!r}; found {type(linear).__name__}.")
+        _replace(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
+                                            device=linear.weight.device, dtype=linear.weight.dtype))
+    if step.get("embedding"):
+        embedding = model.get_submodule(step["embedding"])
+        _replace(model, step["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+                                                            step["embedding_rank"], embedding.padding_idx,
+                                                            device=embedding.weight.device, dtype=embedding.weight.dtype))
+
+
+register_step(STEP, rebuild_lowrank)

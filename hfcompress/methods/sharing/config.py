@@ -1,0 +1,61 @@
+"""Settings of ALBERT-style cross-layer weight sharing (Lan et al. 2019)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SHARE = ("layer", "attention", "ffn")
+INITS = ("first", "mean")
+
+
+@dataclass
+class WeightSharingConfig:
+    """Tie encoder layers into groups that use one set of weights.
+
+    Give explicit ``groups`` (lists of layer indices) or ``group_size`` (every n consecutive
+    layers; ``group_size`` = number of layers shares one layer across the model). ``share``
+    picks what is tied: whole layers, only attention (q, k, v, output), or only the FFN.
+    The shared weights start as the group's first layer (``init="first"``) or the mean of the
+    group (``"mean"``); fine-tune afterwards.
+
+    Example:
+        >>> compress(model, WeightSharingConfig(group_size=2, share="layer", init="mean"))
+    """
+
+    groups: list[list[int]] | None = field(default=None, metadata={"help": "Explicit groups of layer indices."})
+    group_size: int | None = field(default=None, metadata={"help": "Tie every n consecutive layers."})
+    share: str = field(default="layer", metadata={"help": "What to tie: layer | attention | ffn."})
+    init: str = field(default="first", metadata={"help": "Shared weights start as the first layer or the mean."})
+    method: str = field(default="sharing", init=False)
+
+    def __post_init__(self) -> None:
+        if (self.groups is None) == (self.group_size is None):
+            raise ValueError("Give exactly one of groups=[[0, 1], [2, 3]] or group_size=n.")
+        if self.group_size is not None and self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (a group of one shares nothing); got {self.group_size}.")
+        if self.groups is not None:
+            flat = [i for group in self.groups for i in group]
+            if any(len(group) < 2 for group in self.groups):
+                raise ValueError(f"Every group needs at least 2 layers; got {self.groups}.")
+            if len(flat) != len(set(flat)) or any(not isinstance(i, int) or i < 0 for i in flat):
+                raise ValueError(f"groups must hold distinct non-negative layer indices; got {self.groups}.")
+        if self.share not in SHARE:
+            raise ValueError(f"share must be one of {SHARE}; got {self.share!r}.")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
+
+    def resolve_groups(self, num_layers: int) -> list[list[int]]:
+        """The explicit groups for a model with ``num_layers`` layers."""
+        if self.groups is not None:
+            bad = [i for group in self.groups for i in group if i >= num_layers]
+            if bad:
+                raise ValueError(f"groups name layers {bad}, but the model has layers 0..{num_layers - 1}.")
+            return [list(group) for group in self.groups]
+        if num_layers % self.group_size:
+            raise ValueError(f"group_size={self.group_size} does not divide the model's {num_layers} layers; "
+                             f"use one of {[n for n in range(2, num_layers + 1) if num_layers % n == 0]} or explicit groups.")
+        return [list(range(start, start + self.group_size)) for start in range(0, num_layers, self.group_size)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

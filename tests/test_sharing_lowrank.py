@@ -1,0 +1,129 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from hfcompress import LowRankConfig, WeightSharingConfig, compress, get_record
+from hfcompress.benchmark import count_parameters, saved_size_bytes
+from hfcompress.methods.lowrank import LowRankLinear, choose_rank
+
+from .conftest import FAMILIES, tiny_inputs, tiny_model
+
+
+def _roundtrip(model, path):
+    model.save_pretrained(path)
+    return AutoModelForSequenceClassification.from_pretrained(path).eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("share", ["layer", "attention", "ffn"])
+def test_sharing_roundtrip_keeps_ties(family, share, tmp_path):
+    model = tiny_model(family)
+    compress(model, WeightSharingConfig(group_size=2, share=share, init="mean"))
+    expected = model(**tiny_inputs()).logits
+    loaded = _roundtrip(model, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, expected, atol=1e-6, rtol=0)
+    assert count_parameters(loaded) == count_parameters(model)
+    from hfcompress import get_adapter
+
+    adapter = get_adapter(loaded)
+    layers = adapter.layers(loaded)
+    a, b = adapter.ffn_linears(layers[0])["in"], adapter.ffn_linears(layers[1])["in"]
+    assert (a.weight is b.weight) == (share in ("layer", "ffn"))
+    q0, q1 = adapter.attention_linears(layers[2])["query"], adapter.attention_linears(layers[3])["query"]
+    assert (q0.weight is q1.weight) == (share in ("layer", "attention"))
+
+
+def test_change_through_one_layer_is_seen_by_its_group(tmp_path):
+    model = tiny_model("bert")
+    compress(model, WeightSharingConfig(groups=[[0, 2], [1, 3]]))
+    loaded = _roundtrip(model, tmp_path)
+    with torch.no_grad():
+        loaded.bert.encoder.layer[2].intermediate.dense.weight.add_(1.0)
+    assert torch.equal(loaded.bert.encoder.layer[0].intermediate.dense.weight,
+                       loaded.bert.encoder.layer[2].intermediate.dense.weight)
+    assert not torch.equal(loaded.bert.encoder.layer[1].intermediate.dense.weight,
+                           loaded.bert.encoder.layer[2].intermediate.dense.weight)
+
+
+def test_sharing_file_size_drops_as_computed():
+    model = tiny_model("bert", layers=4)
+    before = saved_size_bytes(model)
+    layer_bytes = 4 * sum(p.numel() for p in model.bert.encoder.layer[0].parameters())
+    compress(model, WeightSharingConfig(group_size=4))  # one layer's weights serve all four
+    assert abs((before - saved_size_bytes(model)) - 3 * layer_bytes) < 8192
+
+
+def test_shared_model_trains_and_stays_tied(tmp_path):
+    model = tiny_model("bert")
+    compress(model, WeightSharingConfig(group_size=2))
+    loaded = _roundtrip(model, tmp_path)
+    rows = [{**{k: v[i] for k, v in tiny_inputs().items()}, "labels": torch.tensor(i % 3)} for i in range(3)]
+    args = TrainingArguments(str(tmp_path / "r"), max_steps=2, per_device_train_batch_size=3, report_to=[],
+                             use_cpu=True, save_strategy="no", learning_rate=1e-2)
+    before = loaded.bert.encoder.layer[1].output.dense.weight.clone()
+    Trainer(model=loaded, args=args, train_dataset=rows).train()
+    layers = loaded.bert.encoder.layer
+    assert layers[0].output.dense.weight is layers[1].output.dense.weight
+    assert not torch.equal(before, layers[1].output.dense.weight)
+
+
+def test_sharing_reload_is_silent_about_missing_keys(tmp_path):
+    model = tiny_model("bert")
+    compress(model, WeightSharingConfig(group_size=2))
+    model.save_pretrained(tmp_path)
+    code = ("import hfcompress\nfrom transformers import AutoModelForSequenceClassification as A\n"
+            f"A.from_pretrained({str(tmp_path)!r})\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and "MISSING" not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad", [dict(), dict(groups=[[0, 1]], group_size=2), dict(group_size=1),
+                                 dict(groups=[[0]]), dict(groups=[[0, 1], [1, 2]]), dict(group_size=2, share="x"),
+                                 dict(group_size=2, init="median")])
+def test_invalid_sharing(bad):
+    with pytest.raises(ValueError):
+        WeightSharingConfig(**bad)
+
+
+def test_invalid_groups_for_model():
+    with pytest.raises(ValueError, match="layers 0..3"):
+        compress(tiny_model(layers=4), WeightSharingConfig(groups=[[0, 7]]))
+    with pytest.raises(ValueError, match="does not divide"):
+        compress(tiny_model(layers=4), WeightSharingConfig(group_size=3))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_rank_svd_reproduces_logits(family, tmp_path):
+    model = tiny_model(family)
+    expected = model(**tiny_inputs()).logits
+    compress(model, LowRankConfig(rank=32, targets=["attention", "ffn", "embeddings"]))
+    assert any(isinstance(m, LowRankLinear) for m in model.modules())
+    torch.testing.assert_close(model(**tiny_inputs()).logits, expected, atol=1e-4, rtol=0)
+    loaded = _roundtrip(model, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+
+
+def test_param_ratio_and_energy(tmp_path):
+    model = tiny_model("bert")
+    encoder = sum(p.numel() for n, p in model.named_parameters() if ".layer." in n and p.dim() == 2)
+    compress(model, LowRankConfig(param_ratio=0.5))
+    factored = sum(p.numel() for n, p in model.named_parameters() if ".layer." in n and p.dim() == 2)
+    assert 0.4 * encoder <= factored <= 0.5 * encoder
+    size = saved_size_bytes(model)
+    loaded = _roundtrip(model, tmp_path)
+    assert (tmp_path / "model.safetensors").stat().st_size == size
+    assert get_record(loaded).steps[0]["ranks"]["bert.encoder.layer.0.intermediate.dense"] == 10
+    weight = torch.diag(torch.tensor([10.0, 1.0, 0.1, 0.01]))
+    assert choose_rank(weight, LowRankConfig(energy=0.99)) == 1
+    assert choose_rank(weight, LowRankConfig(energy=0.999)) == 2
+    assert choose_rank(weight, LowRankConfig(energy=1.0)) == 4
+
+
+@pytest.mark.parametrize("bad", [dict(), dict(rank=4, energy=0.9), dict(rank=0), dict(energy=1.5),
+                                 dict(param_ratio=1.0), dict(rank=4, targets=["pooler"])])
+def test_invalid_lowrank(bad):
+    with pytest.raises(ValueError):
+        LowRankConfig(**bad)
