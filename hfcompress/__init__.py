@@ -15,7 +15,7 @@ from . import integration  # noqa: F401  (registers quant_method="hfcompress")
 from .adapters import get_adapter, supported_model_types
 from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
-from .compress import compress
+from .compress import CompressCallback, compress
 from .methods.heads import FFNPruningConfig, HeadPruningConfig, prune_ffn_neurons, prune_heads
 from .methods.lowrank import LowRankConfig
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
@@ -26,6 +26,7 @@ from .trainer import CompressionTrainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompressCallback",
     "CompressionTrainer",
     "DistillationConfig",
     "DynamicQuantCallback",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 
 _POST_TRAINING: dict[type, Callable[..., PreTrainedModel]] = {}
 
@@ -30,3 +30,32 @@ def compress(model: PreTrainedModel, config: Any, dataloader: Any = None) -> Pre
         raise TypeError(f"compress() does not take {type(config).__name__}; post-training configs: {known}. "
                         "Training-time methods (TheseusConfig) go through CompressionTrainer or their callback.")
     return apply(model, config, dataloader=dataloader)
+
+
+class CompressCallback(TrainerCallback):
+    """Apply a post-training config when a ``Trainer`` is built, so the run fine-tunes the compressed model.
+
+    It compresses in ``on_init_end``, before the optimizer exists, so the optimizer holds the
+    new (smaller, shared or factorized) parameters. ``CompressionTrainer(compression=[config])``
+    uses it for post-training configs; configs that rank by importance need ``dataloader``.
+
+    Example:
+        >>> trainer = Trainer(model=model, args=args, train_dataset=train,
+        ...                   callbacks=[CompressCallback(WeightSharingConfig(group_size=2))])
+        >>> trainer.train()  # fine-tunes the shared model
+    """
+
+    def __init__(self, config: Any, dataloader: Any = None) -> None:
+        if type(config) not in _POST_TRAINING:
+            known = ", ".join(c.__name__ for c in _POST_TRAINING)
+            raise TypeError(f"CompressCallback takes a post-training config ({known}); got {type(config).__name__}.")
+        self.config, self.dataloader, self.applied = config, dataloader, False
+
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        if not self.applied:
+            compress(model, self.config, dataloader=self.dataloader)
+            self.applied = True
+
+
+def is_post_training_config(config: Any) -> bool:
+    return type(config) in _POST_TRAINING

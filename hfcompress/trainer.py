@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from .compress import CompressCallback, is_post_training_config
 from .methods.distillation import DistillationConfig, distillation_loss
 
 _CALLBACK_FACTORIES: dict[type, Callable[[Any], TrainerCallback]] = {}
@@ -38,10 +39,12 @@ class CompressionTrainer(Trainer):
         callbacks = list(kwargs.pop("callbacks", None) or [])
         for config in compression or []:
             factory = _CALLBACK_FACTORIES.get(type(config))
+            if factory is None and is_post_training_config(config):
+                factory = CompressCallback  # compress first, then the run fine-tunes the result
             if factory is None:
                 known = ", ".join(c.__name__ for c in _CALLBACK_FACTORIES)
                 raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; training-time "
-                                f"configs: {known}. Post-training configs go through hfcompress.compress().")
+                                f"configs: {known}; or any config that hfcompress.compress() takes.")
             callbacks.append(factory(config))
         if distillation is not None and teacher is None:
             raise ValueError("distillation=... needs teacher=<the uncompressed fine-tuned model>.")

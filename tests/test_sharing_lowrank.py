@@ -127,3 +127,20 @@ def test_param_ratio_and_energy(tmp_path):
 def test_invalid_lowrank(bad):
     with pytest.raises(ValueError):
         LowRankConfig(**bad)
+
+
+def test_compression_trainer_fine_tunes_after_sharing_and_lowrank(tmp_path):
+    from hfcompress import CompressCallback, CompressionTrainer
+
+    rows = [{**{k: v[i] for k, v in tiny_inputs().items()}, "labels": torch.tensor(i % 3)} for i in range(3)]
+    args = TrainingArguments(str(tmp_path / "r"), max_steps=2, per_device_train_batch_size=3, report_to=[],
+                             use_cpu=True, save_strategy="no", learning_rate=1e-2)
+    model = tiny_model("bert")
+    trainer = CompressionTrainer(model=model, args=args, train_dataset=rows,
+                                 compression=[WeightSharingConfig(group_size=2), LowRankConfig(param_ratio=0.5)])
+    optimized = {id(p) for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in model.parameters())  # the optimizer holds the new parameters
+    trainer.train()
+    assert [s["method"] for s in get_record(model).steps] == ["sharing", "lowrank"]
+    with pytest.raises(TypeError, match="post-training config"):
+        CompressCallback({"not": "a config"})
