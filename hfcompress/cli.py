@@ -1,7 +1,11 @@
 """The ``hfcompress`` command.
 
-    hfcompress benchmark out/teacher out/successor --task sst2 --data_dir data/glue/sst2
+    hfcompress compress --config configs/heads_sst2.yaml
     hfcompress evaluate out/successor --task sst2 --data_dir data/glue/sst2
+    hfcompress benchmark out/teacher out/successor --task sst2 --data_dir data/glue/sst2 --output r.json
+    hfcompress export out/successor --onnx --int8 --output out/onnx
+    hfcompress card out/successor --results r.json --base_model bert-base-uncased
+    hfcompress push out/successor --repo_id me/model --results r.json
 
 Errors are one line on stderr and exit code 2.
 """
@@ -15,8 +19,13 @@ from pathlib import Path
 from . import __version__
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other error of this command
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hfcompress", description="Compress, measure and publish BERT-family models.")
+    parser = _OneLineParser(prog="hfcompress", description="Compress, measure and publish BERT-family models.")
     parser.add_argument("--version", action="version", version=f"hfcompress {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -38,6 +47,27 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--repeats", type=int, default=10, help="timed forward passes per measurement")
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
 
+    compress = commands.add_parser(
+        "compress", help="apply post-training steps from a YAML recipe",
+        description="Recipe keys: model (folder or Hub id), output (folder), steps (list of {method: heads|ffn|"
+                    "sharing|lowrank|int8_dynamic, ...config fields}); for heads/ffn also task, data_dir, "
+                    "importance_batches (default 32), max_seq_length.")
+    compress.add_argument("--config", required=True, help="YAML recipe, e.g. configs/heads_sst2.yaml")
+    compress.add_argument("--model", default=None, help="override the recipe's model")
+    compress.add_argument("--output", default=None, help="override the recipe's output folder")
+
+    card = commands.add_parser("card", help="write README.md (model card) for a saved compressed model")
+    card.add_argument("model", help="folder written by save_pretrained")
+    _card_flags(card)
+    card.add_argument("--output", default=None, help="where to write the card (default: MODEL/README.md)")
+
+    push = commands.add_parser("push", help="upload a saved model + tokenizer + model card to the Hub",
+                               description="Uses the huggingface_hub login or HF_TOKEN; the token is never printed.")
+    push.add_argument("model", help="folder written by save_pretrained (with its tokenizer files)")
+    push.add_argument("--repo_id", required=True, help="e.g. me/minilm-theseus-sst2")
+    push.add_argument("--private", action="store_true")
+    _card_flags(push)
+
     export = commands.add_parser("export", help="write an ONNX model (optionally int8) for ONNX Runtime")
     export.add_argument("model", help="folder written by save_pretrained (or a Hub id)")
     export.add_argument("--output", required=True, help="folder to write model.onnx, config and tokenizer to")
@@ -46,6 +76,63 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
     return parser
+
+
+def _card_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--results", default=None, help="results JSON from a script or `hfcompress benchmark`")
+    sub.add_argument("--compressed_row", default=None, help="row of the compressed model (default: last)")
+    sub.add_argument("--baseline_row", default=None, help="row of the uncompressed model (default: first)")
+    sub.add_argument("--base_model", default=None, help="Hub id of the model it was compressed from")
+
+
+def _card(args):
+    import json
+
+    from .hub import build_model_card
+
+    results = None
+    if args.results:
+        results = json.loads(Path(args.results).read_text(encoding="utf-8"))
+    return build_model_card(args.model, results=results, compressed_row=args.compressed_row,
+                            baseline_row=args.baseline_row, base_model=args.base_model)
+
+
+def _compress(args) -> Path:
+    import yaml
+    from torch.utils.data import DataLoader
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from .compress import compress, post_training_config
+    from .data import load_task, tokenize_task
+
+    recipe_path = Path(args.config)
+    if not recipe_path.is_file():
+        raise ValueError(f"--config {recipe_path}: no such file")
+    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
+    model_path, output = args.model or recipe.get("model"), args.output or recipe.get("output")
+    if not model_path or not output:
+        raise ValueError("the recipe needs `model` and `output` (or pass --model/--output)")
+    steps = recipe.get("steps") or []
+    if not steps:
+        raise ValueError("the recipe has no `steps`")
+    model = AutoModelForSequenceClassification.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    loader = None
+    for step in steps:
+        settings = dict(step)
+        config = post_training_config(settings.pop("method", None), settings)
+        if config.method in ("heads", "ffn") and loader is None:
+            if "task" not in recipe:
+                raise ValueError(f"step {config.method!r} ranks by importance: the recipe needs `task` (and data_dir)")
+            data = load_task(recipe["task"], recipe.get("data_dir"), dev_split=recipe.get("dev_split"))["train"]
+            data = data.shuffle(seed=0).select(range(min(data.num_rows, 32 * recipe.get("importance_batches", 32))))
+            data = tokenize_task(data, tokenizer, recipe["task"], max_length=recipe.get("max_seq_length", 128))
+            data = data.rename_column("label", "labels")
+            loader = DataLoader(data, batch_size=32, collate_fn=DataCollatorWithPadding(tokenizer))
+        compress(model, config, dataloader=loader)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    return Path(output)
 
 
 def _load(path: str):
@@ -83,13 +170,26 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(rows))
             if args.output:
                 write_results({"task": args.task, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
+        elif args.command == "compress":
+            print(f"wrote {_compress(args)}")
+        elif args.command == "card":
+            target = Path(args.output) if args.output else Path(args.model) / "README.md"
+            _card(args).save(target)
+            print(f"wrote {target}")
+        elif args.command == "push":
+            from transformers import AutoTokenizer
+
+            from .hub import push_to_hub
+
+            tokenizer = AutoTokenizer.from_pretrained(args.model)
+            print(push_to_hub(args.model, args.repo_id, card=_card(args), tokenizer=tokenizer, private=args.private))
         elif args.command == "export":
             from .methods.quantization import export_onnx
 
             model, tokenizer = _load(args.model)
             folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer)
             print(f"wrote {folder / 'model.onnx'}")
-    except (ValueError, OSError, TypeError) as error:
+    except (ValueError, OSError, TypeError, RuntimeError, KeyError) as error:
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from transformers import PreTrainedModel, TrainerCallback
@@ -59,3 +60,20 @@ class CompressCallback(TrainerCallback):
 
 def is_post_training_config(config: Any) -> bool:
     return type(config) in _POST_TRAINING
+
+
+def post_training_config(method: str, settings: dict[str, Any]) -> Any:
+    """Build a post-training config from its record/recipe name (``heads``, ``lowrank``, ...) and fields.
+
+    Example:
+        >>> post_training_config("sharing", {"group_size": 2})
+        WeightSharingConfig(groups=None, group_size=2, share='layer', init='first', method='sharing')
+    """
+    by_name = {_method_name(cls): cls for cls in _POST_TRAINING}
+    if method not in by_name:
+        raise ValueError(f"Unknown compression method {method!r}; post-training methods: {sorted(by_name)}.")
+    return by_name[method](**settings)
+
+
+def _method_name(cls: type) -> str:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == "method")

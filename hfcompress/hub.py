@@ -1,0 +1,231 @@
+"""Model cards that state what was compressed and what it cost, and pushing to the Hub.
+
+Every number in a card comes from a results payload measured by :mod:`hfcompress.benchmark`
+(rows with ``score``, ``params``, ``size_bytes``, ``latency_bs*_ms``, and ``hardware``), or from
+the Trainer's own evaluation; what was not measured is left out, never estimated. Tokens come
+from the usual ``huggingface_hub`` login or ``HF_TOKEN`` and are only handed to ``HfApi``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .data.tasks import TASKS
+
+_METHOD_TAGS = {
+    "theseus": "bert-of-theseus",
+    "heads": "head-pruning",
+    "ffn": "ffn-pruning",
+    "sharing": "weight-sharing",
+    "lowrank": "low-rank",
+    "int8_dynamic": "int8",
+    "distillation": "distillation",
+}
+
+_STEP_TITLES = {
+    "theseus": "BERT-of-Theseus progressive module replacement",
+    "heads": "attention-head pruning",
+    "ffn": "FFN-neuron pruning",
+    "sharing": "cross-layer weight sharing",
+    "lowrank": "low-rank factorization",
+    "int8_dynamic": "dynamic int8 quantization",
+}
+
+# Record fields too long for a card (shapes per layer, scores): the record in config.json keeps them.
+_LONG_FIELDS = {"kept_heads", "importance", "ffn_before", "ffn_sizes", "linears", "ranks", "heads_before"}
+
+
+def _steps(config: dict[str, Any]) -> list[dict[str, Any]]:
+    record = config.get("quantization_config") or {}
+    return record.get("steps", []) if record.get("quant_method") == "hfcompress" else []
+
+
+def _describe_step(step: dict[str, Any]) -> str:
+    method = step["method"]
+    title = _STEP_TITLES.get(method, method)
+    settings = {k: v for k, v in step.items() if k != "method" and k not in _LONG_FIELDS and v is not None}
+    if method == "heads" and "kept_heads" in step:
+        settings["heads kept per layer"] = [len(k) for k in step["kept_heads"]]
+    if method == "ffn" and "ffn_sizes" in step:
+        settings["FFN width per layer"] = step["ffn_sizes"]
+    if method == "lowrank" and step.get("ranks"):
+        settings["factorized matrices"] = len(step["ranks"])
+    if method == "int8_dynamic" and step.get("linears"):
+        settings["int8 linears"] = len(step["linears"])
+    text = ", ".join(f"`{k}`={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items())
+    return f"- **{title}**" + (f": {text}" if text else "")
+
+
+def _row(rows: list[dict[str, Any]], name: str | None, default_index: int) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    if name is None:
+        return rows[default_index]
+    for row in rows:
+        if row["name"] == name:
+            return row
+    raise ValueError(f"No results row named {name!r}; rows: {[r['name'] for r in rows]}.")
+
+
+def build_model_card(
+    model_dir: str | os.PathLike,
+    *,
+    results: dict[str, Any] | None = None,
+    compressed_row: str | None = None,
+    baseline_row: str | None = None,
+    base_model: str | None = None,
+    model_name: str | None = None,
+) -> ModelCard:
+    """A card for a saved compressed model: metadata, each step with its settings, measured cost.
+
+    ``results`` is a payload written by the benchmark harness / scripts (``results.json``); the
+    compressed model's row defaults to the last, the baseline's to the first.
+
+    Example:
+        >>> card = build_model_card("out/successor", results=json.load(open("out/results.json")),
+        ...                         base_model="bert-base-uncased")
+        >>> card.save("out/successor/README.md")
+    """
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{str(model_dir)!r} has no config.json; pass a folder written by save_pretrained.")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    steps = _steps(config)
+    rows = (results or {}).get("rows", [])
+    compressed = _row(rows, compressed_row, -1)
+    baseline = _row(rows, baseline_row, 0)
+    task = (results or {}).get("task")
+    spec = TASKS.get(task) if task else None
+    name = model_name or model_dir.name
+
+    tags = ["hfcompress", "text-classification"]
+    tags += [_METHOD_TAGS.get(step["method"], step["method"]) for step in steps]
+    if any(step.get("distillation") for step in steps) or (results or {}).get("distillation", {}).get("distill"):
+        tags.append("distillation")
+    eval_results = None
+    if compressed is not None and compressed.get("metrics") and spec is not None:
+        dataset_name = f"{spec.benchmark.upper()} {spec.name.upper()}"
+        eval_results = [
+            EvalResult(task_type="text-classification", dataset_type=f"{spec.hub_path}", dataset_name=dataset_name,
+                       dataset_config=spec.hub_name, dataset_split="validation", metric_type=metric,
+                       metric_value=round(float(value), 4))
+            for metric, value in compressed["metrics"].items()
+        ]
+    data = ModelCardData(
+        base_model=base_model,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=list(dict.fromkeys(tags)),
+        datasets=[spec.hub_path] if spec else None,
+        model_name=name,
+        eval_results=eval_results,
+    )
+    needs_import = any(step["method"] not in ("theseus",) for step in steps)
+    lines = [f"# {name}", ""]
+    base_text = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "its uncompressed base model"
+    lines += [f"Compressed from {base_text} with [hfcompress](https://pypi.org/project/hfcompress/).", ""]
+    lines += ["## What was done", ""]
+    lines += [_describe_step(step) for step in steps] or ["- no compression steps are recorded in config.json"]
+    lines += ["", "The full record (shapes per layer, settings) is `quantization_config` in `config.json`.", ""]
+    lines += ["## What it cost", ""]
+    if compressed is None or baseline is None:
+        lines += ["No measurements were supplied when this card was written, so none are shown.", ""]
+    else:
+        lines += _cost_table(compressed, baseline, spec, results or {})
+    lines += ["## How to load", "", "```python"]
+    if needs_import:
+        lines += ["import hfcompress  # registers the layout rebuild; pip install hfcompress"]
+    lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+              f'model = AutoModelForSequenceClassification.from_pretrained("{name}")',
+              f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", ""]
+    if not needs_import:
+        lines += ["This is a standard architecture: `import hfcompress` is not needed to load it.", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _cost_table(compressed: dict, baseline: dict, spec: Any, results: dict) -> list[str]:
+    metric = spec.main_metric if spec else "score"
+
+    def cell(row: dict, key: str, pattern: str, scale: float = 1.0) -> str:
+        value = row.get(key)
+        return "" if value is None else pattern.format(value * scale)
+
+    lines = [f"| | {baseline['name']} | {compressed['name']} | ratio |", "|---|---|---|---|"]
+    for label, key, pattern, scale in [
+        (f"dev {metric}", "score", "{:.2f}", 100.0),
+        ("parameters", "params", "{:,.0f}", 1.0),
+        ("weights on disk (MB)", "size_bytes", "{:.1f}", 1 / 2**20),
+        ("latency, batch 1 (ms)", "latency_bs1_ms", "{:.1f}", 1.0),
+        ("latency, batch 32 (ms)", "latency_bs32_ms", "{:.0f}", 1.0),
+    ]:
+        if compressed.get(key) is None and baseline.get(key) is None:
+            continue
+        ratio = ""
+        if compressed.get(key) and baseline.get(key):
+            value = compressed[key] / baseline[key]
+            ratio = f"{1 / value:.2f}x faster" if key.startswith("latency") else f"{value:.2f}"
+        lines.append(f"| {label} | {cell(baseline, key, pattern, scale)} | {cell(compressed, key, pattern, scale)} | {ratio} |")
+    hardware = results.get("hardware") or {}
+    where = ", ".join(f"{k}: {v}" for k, v in hardware.items() if v is not None)
+    dev_rows = results.get("dev_rows") or (results.get("data") or {}).get("dev_rows")
+    lines += ["", f"Measured by `hfcompress.benchmark` in one run"
+              + (f" on {dev_rows} dev examples" if dev_rows else "")
+              + "; latency is the median of timed forward passes at sequence length 128"
+              + (f" ({where})." if where else "."), ""]
+    return lines
+
+
+def prepare_upload_folder(
+    model_dir: str | os.PathLike, card: ModelCard, output_dir: str | os.PathLike, tokenizer: Any = None
+) -> Path:
+    """The exact folder that gets uploaded: the saved model's files, the tokenizer, and README.md."""
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for item in model_dir.iterdir():
+        if item.is_file() and item.name != "README.md":
+            shutil.copy2(item, output_dir / item.name)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output_dir)
+    card.save(output_dir / "README.md")
+    return output_dir
+
+
+def push_to_hub(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    card: ModelCard | None = None,
+    tokenizer: Any = None,
+    private: bool | None = None,
+    token: str | None = None,
+    api: Any = None,
+    commit_message: str = "Upload model compressed with hfcompress",
+) -> str:
+    """Upload ``model_dir`` (a ``save_pretrained`` folder) plus tokenizer and card; returns the commit URL.
+
+    ``token`` defaults to the ``huggingface_hub`` login / ``HF_TOKEN``; it is passed to ``HfApi`` only.
+    ``api`` replaces ``HfApi()`` (tests pass a recorder).
+
+    Example:
+        >>> push_to_hub("out/successor", "me/minilm-theseus-sst2", card=build_model_card("out/successor", results=r))
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    card = card or build_model_card(model_dir)
+    with tempfile.TemporaryDirectory() as staging:
+        folder = prepare_upload_folder(model_dir, card, staging, tokenizer)
+        repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        repo_name = getattr(repo, "repo_id", repo_id)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_name, repo_type="model",
+                                   commit_message=commit_message)
+    return str(getattr(commit, "commit_url", commit))

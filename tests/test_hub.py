@@ -1,0 +1,161 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+from hfcompress import DynamicQuantConfig, compress, prune_heads
+from hfcompress.benchmark import add_ratios, benchmark_model
+from hfcompress.cli import main
+from hfcompress.data import sample_data_dir
+from hfcompress.hub import build_model_card, prepare_upload_folder, push_to_hub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def saved(tmp_path, minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_config(config).eval()
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    prune_heads(base, {0: [0, 1]})
+    compress(base, DynamicQuantConfig())
+    base.save_pretrained(tmp_path / "small")
+    tokenizer.save_pretrained(tmp_path / "small")
+    rows = [benchmark_model(n, AutoModelForSequenceClassification.from_pretrained(tmp_path / n), batch_sizes=(1,),
+                            seq_len=16, repeats=2) for n in ("base", "small")]
+    for row, score in zip(rows, (0.9, 0.88)):  # scores given by the test; the card must copy them, not invent
+        row["score"], row["metrics"] = score, {"accuracy": score}
+    add_ratios(rows, "base")
+    (tmp_path / "results.json").write_text(json.dumps({"task": "sst2", "rows": rows, "dev_rows": 872,
+                                                       "hardware": {"cpu": "test-cpu"}}))
+    return tmp_path, tokenizer
+
+
+def _metadata(card_text: str) -> dict:
+    return yaml.safe_load(card_text.split("---")[1])
+
+
+def test_card_states_steps_and_measured_cost(saved):
+    folder, _ = saved
+    results = json.loads((folder / "results.json").read_text())
+    card = build_model_card(folder / "small", results=results, base_model="org/base")
+    meta = _metadata(str(card))
+    assert meta["base_model"] == "org/base" and meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == "text-classification"
+    assert {"hfcompress", "head-pruning", "int8"} <= set(meta["tags"])
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.88
+    text = card.text
+    assert "attention-head pruning" in text and "heads kept per layer" in text and "[2, 4]" in text
+    assert "dynamic int8 quantization" in text and "import hfcompress" in text
+    assert "| dev accuracy | 90.00 | 88.00 |" in text and "test-cpu" in text and "872 dev examples" in text
+    ModelCard(str(card))  # parses
+
+
+def test_card_without_results_invents_nothing(saved):
+    folder, _ = saved
+    text = build_model_card(folder / "small").text
+    assert "No measurements were supplied" in text and "| dev" not in text
+    assert "model-index" not in str(build_model_card(folder / "small"))
+
+
+class RecordingApi:
+    """Stands in for HfApi: records what would be uploaded (no network in tests)."""
+
+    def __init__(self):
+        self.calls, self.uploaded = [], {}
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return type("Repo", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, folder_path, repo_id, **kwargs):
+        self.calls.append(("upload_folder", repo_id, kwargs))
+        self.uploaded = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        return type("Commit", (), {"commit_url": f"https://hub/{repo_id}/commit/1"})()
+
+
+def test_push_uploads_exactly_the_saved_folder_plus_card(saved, tmp_path):
+    folder, tokenizer = saved
+    api = RecordingApi()
+    card = build_model_card(folder / "small", results=json.loads((folder / "results.json").read_text()))
+    url = push_to_hub(folder / "small", "me/small", card=card, tokenizer=tokenizer, api=api)
+    assert url == "https://hub/me/small/commit/1"
+    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
+    saved_files = {p.name: p.read_bytes() for p in (folder / "small").iterdir()}
+    assert set(api.uploaded) == set(saved_files) | {"README.md"}
+    assert all(api.uploaded[name] == data for name, data in saved_files.items())
+    # what was uploaded loads back as the same model
+    download = tmp_path / "download"
+    download.mkdir()
+    for name, data in api.uploaded.items():
+        (download / name).write_bytes(data)
+    original = AutoModelForSequenceClassification.from_pretrained(folder / "small")
+    again = AutoModelForSequenceClassification.from_pretrained(download)
+    ids = torch.randint(1000, 2000, (2, 12))
+    assert torch.equal(original(input_ids=ids).logits, again(input_ids=ids).logits)
+
+
+def test_token_never_written(saved, tmp_path, monkeypatch):
+    folder, tokenizer = saved
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    api = RecordingApi()
+    push_to_hub(folder / "small", "me/small", tokenizer=tokenizer, api=api)
+    assert not any(b"hf_secret_token_value" in data for data in api.uploaded.values())
+    assert "hf_secret_token_value" not in repr(api.calls)
+
+
+def test_cli_card_and_compress(saved, tmp_path, capsys):
+    folder, _ = saved
+    assert main(["card", str(folder / "small"), "--results", str(folder / "results.json"),
+                 "--base_model", "org/base"]) == 0
+    assert (folder / "small" / "README.md").read_text().startswith("---")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"task": "sst2", "data_dir": sample_data_dir(), "importance_batches": 2,
+                                      "max_seq_length": 32,
+                                      "steps": [{"method": "heads", "target": 0.25}, {"method": "lowrank", "rank": 4}]}))
+    assert main(["compress", "--config", str(recipe), "--model", str(folder / "base"),
+                 "--output", str(tmp_path / "out")]) == 0
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert [s["method"] for s in loaded.config.quantization_config.steps] == ["heads", "lowrank"]
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")))
+def test_shipped_compress_recipes_build(recipe):
+    from hfcompress.compress import post_training_config
+
+    data = yaml.safe_load(recipe.read_text())
+    for step in data.get("steps", []):
+        settings = dict(step)
+        post_training_config(settings.pop("method"), settings)
+
+
+def test_cli_errors_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["push", str(tmp_path)])  # --repo_id missing
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["compress", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["card", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (os.environ.get("HF_TOKEN") and os.environ.get("HFCOMPRESS_PUSH_REPO")),
+                    reason="a real push needs HF_TOKEN and HFCOMPRESS_PUSH_REPO=<user>/<scratch repo> and network")
+def test_real_push(saved):  # pragma: no cover - only where a token and the Hub are available
+    folder, tokenizer = saved
+    repo = os.environ["HFCOMPRESS_PUSH_REPO"]
+    push_to_hub(folder / "small", repo, tokenizer=tokenizer, private=True)
+    again = AutoModelForSequenceClassification.from_pretrained(repo)
+    original = AutoModelForSequenceClassification.from_pretrained(folder / "small")
+    ids = torch.randint(1000, 2000, (2, 12))
+    assert torch.equal(original(input_ids=ids).logits, again(input_ids=ids).logits)
