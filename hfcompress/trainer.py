@@ -56,6 +56,29 @@ class CompressionTrainer(Trainer):
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Write hfcompress's card (steps from the record, the Trainer's measured dev metrics) to ``output_dir``.
+
+        ``Trainer.push_to_hub`` calls this before uploading ``output_dir``. Set
+        ``trainer.compression_results`` to a benchmark payload (``hfcompress.benchmark``) to add
+        the full cost table.
+        """
+        from .hub import build_model_card
+
+        if not self.is_world_process_zero():
+            return
+        results = getattr(self, "compression_results", None)
+        if results is None:
+            evaluations = [log for log in self.state.log_history if any(k.startswith("eval_") for k in log)]
+            if evaluations:
+                metrics = {k[len("eval_"):]: v for k, v in evaluations[-1].items()
+                           if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("loss", "runtime",
+                                                                                                 "per_second"))}
+                results = {"rows": [{"name": "this model (Trainer evaluation)", "metrics": metrics}]}
+        card = build_model_card(self.args.output_dir, results=results, model_name=kwargs.get("model_name"),
+                                base_model=kwargs.get("finetuned_from"))
+        card.save(f"{self.args.output_dir}/README.md")
+
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         if self.teacher is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)

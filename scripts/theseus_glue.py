@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig
 from hfcompress.finetune import build_trainer
+from hfcompress.hub import build_model_card, push_to_hub
 from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
 
 
@@ -36,6 +37,8 @@ def main() -> None:
         (TaskArguments, TheseusConfig, DistillArguments, TrainingArguments)
     )
     set_seed(training.seed)
+    # We push the exported successor with its card ourselves, not the Trainer's checkpoints.
+    push, training.push_to_hub = training.push_to_hub, False
     tokenizer = AutoTokenizer.from_pretrained(task_args.model_name_or_path)
     data = load_tokenized(task_args, tokenizer, training.seed)
     predecessor = load_predecessor(task_args, training, tokenizer, data)
@@ -54,13 +57,18 @@ def main() -> None:
     successor_dir = os.path.join(training.output_dir, "successor")
     trainer.save_model(successor_dir)
 
-    report(
+    tokenizer.save_pretrained(successor_dir)
+    results = report(
         [(f"predecessor ({layers} layers)", teacher), (f"theseus ({theseus.successor_layers} layers)", successor)],
         data, task_args, training.output_dir, baseline=f"predecessor ({layers} layers)",
         extra={"theseus": theseus.to_dict(), "distillation": vars(distill), "successor_dir": successor_dir},
     )
-    if training.push_to_hub:
-        trainer.push_to_hub()
+    card = build_model_card(successor_dir, results=results, base_model=task_args.model_name_or_path)
+    card.save(os.path.join(successor_dir, "README.md"))
+    if push:
+        repo_id = training.hub_model_id or os.path.basename(os.path.abspath(training.output_dir))
+        print(push_to_hub(successor_dir, repo_id, card=card, token=training.hub_token,
+                          private=training.hub_private_repo))
 
 
 if __name__ == "__main__":

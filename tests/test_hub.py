@@ -159,3 +159,26 @@ def test_real_push(saved):  # pragma: no cover - only where a token and the Hub 
     original = AutoModelForSequenceClassification.from_pretrained(folder / "small")
     ids = torch.randint(1000, 2000, (2, 12))
     assert torch.equal(original(input_ids=ids).logits, again(input_ids=ids).logits)
+
+
+def test_compression_trainer_writes_its_card(tmp_path):
+    from transformers import TrainingArguments
+
+    from hfcompress import CompressionTrainer, TheseusConfig
+    from hfcompress.data import compute_metrics_fn
+
+    from .conftest import tiny_inputs, tiny_model
+
+    model = tiny_model("bert", layers=4)
+    rows = [{**{k: v[i] for k, v in tiny_inputs().items()}, "labels": torch.tensor(i % 2)} for i in range(3)]
+    args = TrainingArguments(str(tmp_path), max_steps=2, per_device_train_batch_size=3, report_to=[], use_cpu=True,
+                             save_strategy="no", eval_strategy="steps", eval_steps=2)
+    trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows,
+                                 compute_metrics=compute_metrics_fn("sst2"),
+                                 compression=[TheseusConfig(successor_layers=2, steps_for_replacing=1)])
+    trainer.train()
+    trainer.save_model()
+    trainer.create_model_card(model_name="tiny-theseus")
+    text = (tmp_path / "README.md").read_text()
+    assert "bert-of-theseus" in text and "BERT-of-Theseus progressive module replacement" in text
+    assert "not needed to load it" in text  # a Theseus successor is a standard architecture
