@@ -1,0 +1,74 @@
+"""Weight sharing and low-rank benchmark on real MiniLM-L6 teachers, each variant fine-tuned after.
+
+For each task, in one run: the teacher; layers shared in groups of 2, 3 and 6 (init = group
+mean); low-rank attention+FFN at 50% and 25% of their parameters; every variant fine-tuned for
+the same steps and learning rate, and measured before and after.
+
+    python benchmarks/sharing_lowrank.py --tasks sst2 mrpc
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+
+import torch
+from transformers import TrainingArguments
+
+from common import RESULTS, TASK_SETUPS, get_teacher, load_data
+
+from hfcompress import LowRankConfig, WeightSharingConfig, compress
+from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from hfcompress.data import get_task
+from hfcompress.finetune import build_trainer
+
+VARIANTS = {
+    "shared, groups of 2": WeightSharingConfig(group_size=2, init="mean"),
+    "shared, groups of 3": WeightSharingConfig(group_size=3, init="mean"),
+    "shared, all 6 layers": WeightSharingConfig(group_size=6, init="mean"),
+    "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),
+    "low-rank 25% (attention+FFN)": LowRankConfig(param_ratio=0.25),
+}
+
+
+def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
+    setup = TASK_SETUPS[task]
+    spec = get_task(task)
+    teacher, tokenizer, teacher_info = get_teacher(setup)
+    data = load_data(setup, tokenizer)
+    steps = math.ceil(data["train"].num_rows / 32 * finetune_epochs)
+    rows = [benchmark_model("teacher", teacher, eval_dataset=data["validation"], task=task)]
+    for name, config in VARIANTS.items():
+        model = compress(copy.deepcopy(teacher), copy.deepcopy(config))
+        rows.append(benchmark_model(f"{name}, no fine-tune", model, eval_dataset=data["validation"], task=task))
+        args = TrainingArguments(output_dir=f"benchmarks/cache/runs/sharing-{task}", max_steps=steps,
+                                 per_device_train_batch_size=32, learning_rate=lr, warmup_steps=0.06,
+                                 save_strategy="no", eval_strategy="no", report_to=[], seed=seed, disable_tqdm=True,
+                                 use_cpu=not torch.cuda.is_available())
+        build_trainer(model, tokenizer, task, args, data["train"]).train()
+        rows.append(benchmark_model(f"{name} + fine-tune", model, eval_dataset=data["validation"], task=task))
+        print(f"[{task}] {name}: {rows[-2]['score']:.4f} -> {rows[-1]['score']:.4f}", flush=True)
+    add_ratios(rows, "teacher")
+    encoder_bytes = 4 * sum(p.numel() for n, p in teacher.named_parameters() if ".encoder." in n)
+    payload = {
+        "benchmark": "sharing_lowrank", "task": task, "metric": spec.main_metric,
+        "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
+        "teacher_encoder_bytes": encoder_bytes,
+        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
+                 "max_length": setup.max_length},
+        "finetune_steps": steps, "finetune_lr": lr, "seed": seed, "rows": rows, "hardware": hardware(),
+    }
+    write_results(payload, RESULTS / f"sharing_lowrank_{task}.json", RESULTS / f"sharing_lowrank_{task}.md")
+    print(format_table(rows, spec.main_metric), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
+    parser.add_argument("--finetune_epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=42)
+    options = parser.parse_args()
+    for task_name in options.tasks:
+        run_task(task_name, options.finetune_epochs, options.lr, options.seed)
