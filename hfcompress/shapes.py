@@ -37,3 +37,9 @@ def empty_linear_like(linear: nn.Linear, in_features: int, out_features: int) ->
         device=linear.weight.device,
         dtype=linear.weight.dtype,
     )
+
+
+def replace_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule called ``name`` (dotted, as in ``named_modules``) is."""
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, attr, new)

@@ -8,6 +8,7 @@ from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
 from ...integration import append_step, register_step
+from ...shapes import replace_submodule
 from .config import LowRankConfig
 from .layers import LowRankEmbedding, LowRankLinear
 
@@ -28,21 +29,9 @@ def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
 
 
 def _targets(model: PreTrainedModel, config: LowRankConfig) -> list[str]:
-    adapter = get_adapter(model)
-    roles = []
-    if "attention" in config.targets:
-        roles += ["query", "key", "value", "output"]
-    if "ffn" in config.targets:
-        roles += ["ffn_in", "ffn_out"]
-    names = {id(module): name for name, module in model.named_modules()}
-    paths = adapter.linear_paths()
-    return [names[id(layer.get_submodule(paths[role]))] for layer in adapter.layers(model) for role in roles
-            if isinstance(layer.get_submodule(paths[role]), nn.Linear)]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
+    roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
+        (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
+    return get_adapter(model).linear_names(model, roles)
 
 
 def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
@@ -58,7 +47,7 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
         no_smaller = rank * (linear.in_features + linear.out_features) >= linear.in_features * linear.out_features
         if config.energy is not None and no_smaller:
             continue  # the energy asked for needs (nearly) full rank: the factors would not be smaller
-        _replace(model, name, LowRankLinear.from_linear(linear, rank))
+        replace_submodule(model, name, LowRankLinear.from_linear(linear, rank))
         ranks[name] = rank
     embedding_rank = None
     embedding_name = None
@@ -66,7 +55,7 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
         embedding = model.get_input_embeddings()
         embedding_name = next(n for n, m in model.named_modules() if m is embedding)
         embedding_rank = choose_rank(embedding.weight, config)
-        _replace(model, embedding_name, LowRankEmbedding.from_embedding(embedding, embedding_rank))
+        replace_submodule(model, embedding_name, LowRankEmbedding.from_embedding(embedding, embedding_rank))
     append_step(model, {"method": STEP, "config": config.to_dict(), "ranks": ranks,
                         "embedding": embedding_name, "embedding_rank": embedding_rank})
     return model
@@ -77,11 +66,11 @@ def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
         linear = model.get_submodule(name)
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"The low-rank record expects a Linear at {name!r}; found {type(linear).__name__}.")
-        _replace(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
+        replace_submodule(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
                                             device=linear.weight.device, dtype=linear.weight.dtype))
     if step.get("embedding"):
         embedding = model.get_submodule(step["embedding"])
-        _replace(model, step["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+        replace_submodule(model, step["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
                                                             step["embedding_rank"], embedding.padding_idx,
                                                             device=embedding.weight.device, dtype=embedding.weight.dtype))
 

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
 from ...integration import append_step, register_step
+from ...shapes import replace_submodule
 from .config import DynamicQuantConfig
 
 STEP = "int8_dynamic"
@@ -118,32 +119,17 @@ class Int8StoredEmbedding(nn.Module):
         return F.embedding(input_ids, self.weight, self.padding_idx)
 
 
-def _target_paths(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
+def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
     """Full module names of the linears ``config.modules`` selects."""
     adapter = get_adapter(model)
-    roles = []
-    if "attention" in config.modules:
-        roles += ["query", "key", "value", "output"]
-    if "ffn" in config.modules:
-        roles += ["ffn_in", "ffn_out"]
-    paths = adapter.linear_paths()
-    names = {module: name for name, module in model.named_modules()}
-    targets = []
-    for layer in adapter.layers(model):
-        for role in roles:
-            module = layer.get_submodule(paths[role])
-            if isinstance(module, nn.Linear):
-                targets.append(names[module])
+    roles = (["query", "key", "value", "output"] if "attention" in config.modules else []) + \
+        (["ffn_in", "ffn_out"] if "ffn" in config.modules else [])
+    targets = adapter.linear_names(model, roles)
     if "pooler" in config.modules:
         targets += adapter.pooler_linear_names(model)
     if "classifier" in config.modules:
         targets += adapter.head_linear_names(model)
     return targets
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
 def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None) -> PreTrainedModel:
@@ -156,14 +142,14 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     config = config or DynamicQuantConfig()
     if config.backend != "torch":
         raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
-    targets = _target_paths(model, config)
+    targets = _target_names(model, config)
     for name in targets:
-        _replace(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()
         embedding_name = next(n for n, m in model.named_modules() if m is embedding)
-        _replace(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
+        replace_submodule(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
@@ -181,11 +167,11 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
                              "checkpoint's config.json and record disagree.") from error
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"The int8 record expects a Linear at {name!r}; found {type(linear).__name__}.")
-        _replace(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
+        replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
                                                 device=linear.weight.device))
     if step.get("embedding"):
         embedding = model.get_submodule(step["embedding"])
-        _replace(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+        replace_submodule(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
                                                                embedding.padding_idx, device=embedding.weight.device))
 
 
