@@ -16,7 +16,13 @@ from .adapters import get_adapter, supported_model_types
 from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
 from .compress import CompressCallback, compress
-from .methods.heads import FFNPruningConfig, HeadPruningConfig, prune_ffn_neurons, prune_heads
+from .methods.heads import (
+    FFNPruningConfig,
+    HeadPruningConfig,
+    IterativePruningCallback,
+    prune_ffn_neurons,
+    prune_heads,
+)
 from .methods.lowrank import LowRankConfig
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
@@ -34,6 +40,7 @@ __all__ = [
     "FFNPruningConfig",
     "HeadPruningConfig",
     "HfCompressConfig",
+    "IterativePruningCallback",
     "LowRankConfig",
     "TheseusCallback",
     "OnnxSequenceClassifier",

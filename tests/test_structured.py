@@ -89,3 +89,25 @@ def test_invalid_targets():
         compress(tiny_model(), HeadPruningConfig(), dataloader=[{"input_ids": torch.ones(1, 4, dtype=torch.long)}])
     with pytest.raises(ValueError, match="keep at least one"):
         prune_ffn_neurons(tiny_model(), {0: list(range(64))})
+
+
+def test_iterative_pruning_inside_trainer(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from hfcompress.methods.heads import IterativePruningCallback
+
+    model = tiny_model("bert")
+    rows = [{"input_ids": b["input_ids"][i], "attention_mask": b["attention_mask"][i], "labels": b["labels"][i]}
+            for b in _loader(4) for i in range(4)]
+    callback = IterativePruningCallback(HeadPruningConfig(target=0.5, iterations=2), _loader(), prune_every=3)
+    args = TrainingArguments(str(tmp_path), max_steps=6, per_device_train_batch_size=4, report_to=[], use_cpu=True,
+                             save_strategy="no", learning_rate=1e-2)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[callback])
+    trainer.train()
+    adapter = get_adapter(model)
+    assert sum(adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)) == 8
+    assert [s["round"] for s in get_record(model).steps] == [1, 2]
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in model.parameters())  # the optimizer trains the pruned model
+    with pytest.raises(ValueError, match="prune_every"):
+        IterativePruningCallback(HeadPruningConfig(), _loader(), prune_every=0)

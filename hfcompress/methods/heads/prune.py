@@ -15,6 +15,8 @@ from transformers import PreTrainedModel
 from ...adapters import get_adapter
 from ...integration import append_step, register_step
 from ...shapes import empty_linear_like, slice_linear
+from .config import FFNPruningConfig, HeadPruningConfig
+from .importance import compute_importance
 
 STEP = "heads"
 
@@ -184,3 +186,41 @@ def select_units_to_prune(
         remaining[layer] -= 1
         removed += 1
     return {k: sorted(v) for k, v in plan.items() if v}
+
+
+def prune_by_importance_round(
+    model: PreTrainedModel, config: HeadPruningConfig | FFNPruningConfig, dataloader, round_index: int,
+    total: int | None = None,
+) -> int:
+    """One round of ``config.iterations``: rank by fresh importance and remove this round's share.
+
+    ``total`` is the unit count before the first round (computed when ``None``); returns it.
+    """
+    kind = "heads" if isinstance(config, HeadPruningConfig) else "ffn"
+    scores = compute_importance(model, dataloader, kind=kind, max_batches=config.max_batches)
+    total = total if total is not None else sum(len(s) for s in scores)
+    already_removed = total - sum(len(s) for s in scores)
+    goal = round(config.target * total * (round_index + 1) / config.iterations)
+    plan = select_units_to_prune(scores, goal - already_removed, config.scope)
+    provenance = {"config": config.to_dict(), "round": round_index + 1}
+    if kind == "heads":  # small enough to keep for the model card's heat map
+        provenance["importance"] = [[round(float(v), 6) for v in s] for s in scores]
+    (prune_heads if kind == "heads" else prune_ffn_neurons)(model, plan, provenance)
+    return total
+
+
+def prune_by_importance(
+    model: PreTrainedModel, config: HeadPruningConfig | FFNPruningConfig, dataloader=None
+) -> PreTrainedModel:
+    """Compute importance on ``dataloader`` and remove ``config.target`` of the heads or FFN neurons.
+
+    Example:
+        >>> prune_by_importance(model, HeadPruningConfig(target=0.5), train_loader)
+    """
+    if dataloader is None:
+        raise ValueError(f"{type(config).__name__} ranks units by importance and needs data: "
+                         "compress(model, config, dataloader=...) with batches that include labels.")
+    total = None
+    for round_index in range(config.iterations):
+        total = prune_by_importance_round(model, config, dataloader, round_index, total)
+    return model
