@@ -24,6 +24,7 @@ from .methods.heads import (
     prune_heads,
 )
 from .methods.lowrank import LowRankConfig
+from .methods.movement import MovementPruningCallback, MovementPruningConfig
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
@@ -42,6 +43,8 @@ __all__ = [
     "HfCompressConfig",
     "IterativePruningCallback",
     "LowRankConfig",
+    "MovementPruningCallback",
+    "MovementPruningConfig",
     "TheseusCallback",
     "OnnxSequenceClassifier",
     "TheseusConfig",

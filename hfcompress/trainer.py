@@ -56,6 +56,15 @@ class CompressionTrainer(Trainer):
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
 
+    def create_optimizer(self, model=None):
+        # Methods that need their own parameter groups (movement scores) add them here, before
+        # the scheduler is built and before a resumed run loads the optimizer state.
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "extend_optimizer"):
+                callback.extend_optimizer(self.optimizer, None, self.model)
+        return optimizer
+
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """Write hfcompress's card (steps from the record, the Trainer's measured dev metrics) to ``output_dir``.
 
@@ -81,9 +90,15 @@ class CompressionTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         if self.teacher is None:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        outputs = model(**inputs)
-        with torch.no_grad():
-            teacher_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-        loss = distillation_loss(outputs.logits, teacher_logits, outputs.get("loss"), self.distillation)
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        else:
+            outputs = model(**inputs)
+            with torch.no_grad():
+                teacher_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+            loss = distillation_loss(outputs.logits, teacher_logits, outputs.get("loss"), self.distillation)
+        if model.training:
+            for callback in self.callback_handler.callbacks:
+                extra = callback.extra_loss(self.model, self.state.global_step) if hasattr(callback, "extra_loss") else None
+                if extra is not None:
+                    loss = loss + extra
         return (loss, outputs) if return_outputs else loss

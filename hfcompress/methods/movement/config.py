@@ -1,0 +1,71 @@
+"""Settings of movement pruning (Sanh, Wolf, Rush 2020, arXiv 2005.07683) and its magnitude baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+METHODS = ("topK", "threshold", "sigmoied_threshold", "magnitude")
+GRANULARITIES = ("element", "row", "head")
+
+
+@dataclass
+class MovementPruningConfig:
+    """Learn which encoder weights to keep while fine-tuning.
+
+    Every attention (q, k, v, o) and FFN (in, out) linear gets importance scores S; the forward
+    uses W * M(S). ``method``:
+      - ``"topK"`` (hard movement): M keeps the top ``remaining(t)`` fraction of S, gradients reach
+        S straight through;
+      - ``"magnitude"``: the same top-k on |W| (the baseline; no scores are learned);
+      - ``"threshold"``: M = 1[S > tau(t)], straight through;
+      - ``"sigmoied_threshold"`` (soft movement): M = 1[sigmoid(S) > tau(t)] with an L1 penalty
+        ``regularization_lambda * mean(sigmoid(S))`` that drives scores down.
+    The schedule value (remaining fraction for topK/magnitude, tau for the threshold methods) is
+    held at its initial value for ``initial_warmup`` steps, follows the cubic
+    ``final + (initial - final) * (1 - progress)^3``, and is held at ``final`` for the last
+    ``final_warmup`` steps. Warm-ups below 1 are fractions of the run's total steps.
+    ``granularity`` "row" scores whole FFN neurons / attention output units, "head" whole heads,
+    so the result can be physically shrunk.
+
+    Example:
+        >>> MovementPruningCallback(MovementPruningConfig(method="topK", final_remaining=0.1))
+    """
+
+    method: str = field(default="topK", metadata={"help": "topK | threshold | sigmoied_threshold | magnitude"})
+    final_remaining: float = field(default=0.1, metadata={"help": "topK/magnitude: fraction of weights kept at the end."})
+    initial_remaining: float = field(default=1.0, metadata={"help": "topK/magnitude: fraction kept at the start."})
+    initial_threshold: float = field(default=0.0, metadata={"help": "threshold methods: tau at the start."})
+    final_threshold: float = field(default=0.1, metadata={"help": "threshold methods: tau at the end."})
+    initial_warmup: float = field(default=0.1, metadata={"help": "Dense steps at the start (fraction of total if < 1)."})
+    final_warmup: float = field(default=0.2, metadata={"help": "Steps held at the final value (fraction if < 1)."})
+    granularity: str = field(default="element", metadata={"help": "element | row | head"})
+    regularization_lambda: float = field(default=0.0, metadata={"help": "L1 weight on sigmoid(scores) (soft movement)."})
+    scores_learning_rate: float = field(default=1e-2, metadata={"help": "Learning rate of the score parameters."})
+    targets: list[str] = field(default_factory=lambda: ["attention", "ffn"], metadata={"help": "attention ffn"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}.")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}; got {self.granularity!r}.")
+        for name in ("final_remaining", "initial_remaining"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} is a fraction of weights kept and must lie in (0, 1]; got {value}.")
+        if self.final_remaining > self.initial_remaining:
+            raise ValueError("final_remaining must not exceed initial_remaining (pruning only removes weights).")
+        for name in ("initial_warmup", "final_warmup", "regularization_lambda", "scores_learning_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
+        if not self.targets or any(t not in ("attention", "ffn") for t in self.targets):
+            raise ValueError(f"targets must be a non-empty subset of ['attention', 'ffn']; got {self.targets!r}.")
+        if self.granularity == "head" and self.targets != ["attention"]:
+            raise ValueError("granularity='head' scores attention heads: use targets=['attention'].")
+
+    @property
+    def uses_scores(self) -> bool:
+        return self.method != "magnitude"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

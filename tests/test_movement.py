@@ -1,0 +1,154 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
+
+from hfcompress import CompressionTrainer, MovementPruningCallback, MovementPruningConfig, get_adapter, get_record
+from hfcompress.methods.movement import MaskedLinear, attach_masks, schedule_value, score_parameters
+
+from .conftest import tiny_inputs, tiny_model
+
+
+def _rows(n=48):
+    generator = torch.Generator().manual_seed(0)
+    return [{"input_ids": torch.randint(5, 120, (10,), generator=generator),
+             "attention_mask": torch.ones(10, dtype=torch.long), "labels": torch.tensor(i % 3)} for i in range(n)]
+
+
+def _args(tmp_path, **kwargs):
+    base = dict(max_steps=10, per_device_train_batch_size=8, report_to=[], use_cpu=True, save_strategy="no",
+                learning_rate=1e-3, seed=0)
+    return TrainingArguments(str(tmp_path / "run"), **{**base, **kwargs})
+
+
+def test_cubic_schedule():
+    config = MovementPruningConfig(final_remaining=0.1, initial_warmup=10, final_warmup=20)
+    assert schedule_value(config, 0, 100) == 1.0 and schedule_value(config, 9, 100) == 1.0
+    assert schedule_value(config, 45, 100) == pytest.approx(0.1 + 0.9 * 0.5**3)
+    assert schedule_value(config, 80, 100) == 0.1 and schedule_value(config, 99, 100) == 0.1
+    fractions = MovementPruningConfig(final_remaining=0.03, initial_warmup=0.1, final_warmup=0.2)
+    assert schedule_value(fractions, 800, 1000) == 0.03 and schedule_value(fractions, 99, 1000) == 1.0
+
+
+@pytest.mark.parametrize("granularity,remaining", [("element", 0.25), ("row", 0.5)])
+def test_mask_sparsity_exactly_as_scheduled(granularity, remaining):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="magnitude", granularity=granularity, targets=["ffn"])
+    layers = attach_masks(model, config)
+    for layer in layers:
+        layer.value = remaining
+        mask = layer.mask()
+        assert mask.shape == layer.weight.shape
+        assert mask.mean().item() == pytest.approx(remaining, abs=1 / layer.weight.shape[0])
+
+
+def test_magnitude_matches_abs_weight_ranking():
+    model = tiny_model("bert")
+    layer = attach_masks(model, MovementPruningConfig(method="magnitude", targets=["ffn"]))[0]
+    layer.value = 0.1
+    mask = layer.mask().bool()
+    weights = layer.weight.detach().abs()
+    assert weights[mask].min() >= weights[~mask].max()
+
+
+def test_straight_through_gradient_reaches_scores():
+    model = tiny_model("bert")
+    layers = attach_masks(model, MovementPruningConfig(method="topK"))
+    for layer in layers:
+        layer.value = 0.5
+    loss = model(**tiny_inputs(), labels=torch.tensor([0, 1, 2])).loss
+    loss.backward()
+    assert all(layer.mask_scores.grad is not None and layer.mask_scores.grad.abs().sum() > 0 for layer in layers)
+
+
+def test_training_prunes_folds_and_reloads(tmp_path):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=3)
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            layers = [m for m in model.modules() if isinstance(m, MaskedLinear)]
+            seen.append(sum(l.mask().sum().item() for l in layers) / sum(l.weight.numel() for l in layers))
+
+    trainer = CompressionTrainer(model=model, args=_args(tmp_path), train_dataset=_rows(), compression=[config])
+    trainer.add_callback(Probe())
+    groups = trainer.create_optimizer().param_groups
+    assert groups[-1]["lr"] == config.scores_learning_rate and groups[-1]["weight_decay"] == 0.0
+    trainer.train()
+    assert seen[0] == 1.0 and seen[-1] == pytest.approx(0.3, abs=0.01)
+    assert not any(isinstance(m, MaskedLinear) for m in model.modules()) and not score_parameters(model)
+    step = get_record(model).steps[-1]
+    assert step["method"] == "movement" and step["remaining"] == pytest.approx(0.3, abs=0.01)
+    weights = [get_adapter(model).ffn_linears(l)["in"].weight for l in get_adapter(model).layers(model)]
+    assert sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights) == pytest.approx(0.7, abs=0.02)
+    model.eval()
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+
+
+def test_structured_movement_shrinks_with_identical_logits(tmp_path):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="topK", granularity="row", final_remaining=0.5, initial_warmup=0,
+                                   final_warmup=0.5)
+    callback = MovementPruningCallback(config)
+    trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=_rows(), callbacks=[callback])
+    callback.folded = True  # inspect before the fold
+    trainer.train()
+    model.eval()
+    before = model(**tiny_inputs()).logits
+    callback.folded = False
+    callback.fold(model)
+    adapter = get_adapter(model)
+    heads = [adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)]
+    widths = [adapter.ffn_linears(l)["in"].out_features for l in adapter.layers(model)]
+    assert heads == [2, 2, 2, 2] and widths == [32, 32, 32, 32]
+    torch.testing.assert_close(model(**tiny_inputs()).logits, before, atol=1e-5, rtol=0)
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, before, atol=1e-5, rtol=0)
+    assert [s["method"] for s in get_record(loaded).steps] == ["movement", "heads", "ffn"]
+
+
+def test_plain_trainer_gets_scores_group_and_soft_movement_penalty(tmp_path):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="sigmoied_threshold", initial_threshold=0.0, final_threshold=0.5,
+                                   regularization_lambda=1.0, initial_warmup=0, final_warmup=0)
+    callback = MovementPruningCallback(config)
+    trainer = Trainer(model=model, args=_args(tmp_path, max_steps=3), train_dataset=_rows(), callbacks=[callback])
+    callback.folded = True
+    trainer.train()
+    assert any(g.get("hfcompress_scores") for g in trainer.optimizer.param_groups)
+    assert callback.regularization(model, 2) is not None and callback.regularization(model, 2) > 0
+
+
+def test_resume_restores_scores_and_schedule(tmp_path):
+    config = dict(method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=2)
+    straight = tiny_model("bert")
+    CompressionTrainer(model=straight, args=_args(tmp_path / "s"), train_dataset=_rows(),
+                       compression=[MovementPruningConfig(**config)]).train()
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                control.should_training_stop = True
+
+    first = CompressionTrainer(model=tiny_model("bert"), args=_args(tmp_path / "r", save_strategy="steps", save_steps=4),
+                               train_dataset=_rows(), compression=[MovementPruningConfig(**config)])
+    first.add_callback(Stop())
+    first.callback_handler.callbacks[-2].folded = True  # an interrupted run does not fold
+    first.train()
+    resumed = tiny_model("bert", seed=5)
+    CompressionTrainer(model=resumed, args=_args(tmp_path / "r"), train_dataset=_rows(),
+                       compression=[MovementPruningConfig(**config)]).train(
+        resume_from_checkpoint=str(tmp_path / "r" / "run" / "checkpoint-4"))
+    for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("bad", [dict(method="random"), dict(final_remaining=0), dict(final_remaining=1.5),
+                                 dict(granularity="block"), dict(granularity="head", targets=["ffn"]),
+                                 dict(initial_remaining=0.05, final_remaining=0.1), dict(targets=[])])
+def test_invalid_configs(bad):
+    with pytest.raises(ValueError):
+        MovementPruningConfig(**bad)
