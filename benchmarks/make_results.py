@@ -18,6 +18,7 @@ SECTIONS = [
     ("theseus", "BERT-of-Theseus, 6 -> 3 layers"),
     ("quantization", "Dynamic int8 quantization"),
     ("structured", "Attention-head and FFN-neuron pruning"),
+    ("movement", "Movement pruning"),
     ("sharing_lowrank", "Weight sharing and low-rank factorization"),
 ]
 
