@@ -57,3 +57,38 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     assert payload["rows"][1]["params"] < payload["rows"][0]["params"]
     successor = AutoModelForSequenceClassification.from_pretrained(out / "successor")
     assert successor.config.num_hidden_layers == 2
+
+
+@pytest.mark.parametrize("method_flags", [["--method", "heads", "--target", "0.5"],
+                                          ["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0"]])
+def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/prune_glue.py"), *method_flags, "--model_name_or_path", str(tmp_path / "tiny"),
+         "--task_name", "sst2", "--data_dir", sample_data_dir(), "--max_train_samples", "64", "--max_eval_samples", "32",
+         "--max_seq_length", "32", "--max_steps", "3", "--per_device_train_batch_size", "16", "--output_dir", str(out),
+         "--report_to", "none", "--save_strategy", "no", "--benchmark_repeats", "2", "--use_cpu"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["rows"][1]["name"].startswith("pruned")
+    pruned = AutoModelForSequenceClassification.from_pretrained(out / "pruned")
+    methods = [s["method"] for s in pruned.config.quantization_config.steps]
+    assert methods == (["heads"] if "heads" in method_flags else ["movement"])
+    assert (out / "pruned" / "README.md").is_file()
+
+
+def test_movement_recipe_parses(tmp_path):
+    from hfcompress import MovementPruningConfig
+
+    _, config, training = parse_with_recipe(
+        (TaskArguments, MovementPruningConfig, TrainingArguments),
+        ["--config", str(ROOT / "configs/movement_glue.yaml"), "--model_name_or_path", "m", "--task_name", "sst2",
+         "--output_dir", str(tmp_path)])
+    assert config.method == "topK" and config.final_remaining == 0.1 and training.num_train_epochs == 10
