@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import TrainingArguments
 
-from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data
+from common import CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, load_data, teacher_dir
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
 from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
@@ -67,6 +67,10 @@ def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compress
     return trainer.model, metrics, time.time() - started
 
 
+def successor_dir(task: str, name: str) -> Path:
+    return CACHE / "theseus" / task / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+
+
 def variants(steps: int):
     half = steps // 2
     # Linear: p goes from 0.3 to 1 over the first half, as the constant schedule's stage 1.
@@ -109,14 +113,16 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) ->
             if best["lr"] == lr:
                 models[name] = model
             _save(task, setup, teacher_info, data, steps, seed, grid, rows=None)
-    rows = [benchmark_model("teacher (6 layers)", teacher, eval_dataset=data["validation"], task=task)]
+    rows = [benchmark_model("teacher (6 layers)", teacher, eval_dataset=data["validation"], task=task,
+                            extra={"model_dir": str(teacher_dir(task).relative_to(ROOT))})]
     for name, model in models.items():
         best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
+        # Kept (not committed) for re-timing on a quiet machine and for later benchmarks (int8 of a successor).
+        folder = successor_dir(task, name)
+        model.save_pretrained(folder)
         rows.append(benchmark_model(name, model, eval_dataset=data["validation"], task=task,
-                                    extra={"learning_rate": best["lr"]}))
+                                    extra={"learning_rate": best["lr"], "model_dir": str(folder.relative_to(ROOT))}))
     add_ratios(rows, "teacher (6 layers)")
-    for name, model in models.items():  # kept for later benchmarks (int8 of a successor), not committed
-        model.save_pretrained(CACHE / "theseus" / task / name.replace(" ", "_").replace(",", "").replace("+", "plus"))
     _save(task, setup, teacher_info, data, steps, seed, grid, rows)
     print(format_table(rows, spec.main_metric), flush=True)
 
