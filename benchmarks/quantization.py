@@ -93,7 +93,7 @@ def run_task(task: str, work: Path) -> None:
         "data": {"dev_rows": dev.num_rows, "max_length": setup.max_length},
         "rows": rows,
         "hardware": hardware(),
-        "latency": "median of 10 forward passes after 3 warm-up, seq 128, 2 threads (torch) / 2 intra-op threads (ORT)",
+        "latency": "median of 30 forward passes after 5 warm-up, seq 128, 2 threads (torch) / 2 intra-op threads (ORT)",
     }
     write_results(payload, RESULTS / f"quantization_{task}.json", RESULTS / f"quantization_{task}.md")
     print(format_table(rows, spec.main_metric), flush=True)

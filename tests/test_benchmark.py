@@ -48,3 +48,19 @@ def test_latency_and_rows(tmp_path):
     payload = json.loads((tmp_path / "r.json").read_text())
     assert payload["rows"][1]["name"] == "small" and "cpu" in payload["hardware"]
     assert (tmp_path / "r.md").read_text().startswith("| model |")
+
+
+def test_count_parameters_counts_int8_weights():
+    import copy
+    import warnings
+
+    from hfcompress import DynamicQuantConfig, compress
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    expected = count_parameters(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ao = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+    ours = compress(copy.deepcopy(model), DynamicQuantConfig(modules=["attention", "ffn", "pooler", "classifier"],
+                                                             embeddings=True))
+    assert count_parameters(ao) == count_parameters(ours) == expected
