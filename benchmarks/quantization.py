@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification
 from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
-from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, weights_size_bytes, write_results
+from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, weights_size_bytes, write_results
 from hfcompress.data import get_task
 
 
@@ -53,36 +53,33 @@ def run_task(task: str, work: Path) -> None:
     data = load_data(setup, tokenizer)
     dev = data["validation"]
     probe = {k: torch.tensor([dev[0][k]]) for k in ("input_ids", "attention_mask")}
-    rows = [benchmark_model("fp32", teacher, eval_dataset=dev, task=task, extra={"roundtrip": True})]
-
+    entries = [{"name": "fp32", "model": teacher, "extra": {"roundtrip": True}}]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
         plain_torch = torch.ao.quantization.quantize_dynamic(copy.deepcopy(teacher), {torch.nn.Linear},
                                                              dtype=torch.qint8)
-    rows.append(benchmark_model("plain torch.ao quantize_dynamic", plain_torch, eval_dataset=dev, task=task,
-                                size_bytes=pickled_size(plain_torch),
-                                extra={"roundtrip": saves_and_reloads(plain_torch, probe),
-                                       "size_note": "torch.save of the state_dict (pickled packed params)"}))
-
+    entries.append({"name": "plain torch.ao quantize_dynamic", "model": plain_torch,
+                    "size_bytes": pickled_size(plain_torch),
+                    "extra": {"roundtrip": saves_and_reloads(plain_torch, probe),
+                              "size_note": "torch.save of the state_dict (pickled packed params)"}})
     plain_ort_dir = export_onnx(teacher, work / f"{task}-plain-ort", int8=True, optimize=False, per_channel=False)
-    rows.append(benchmark_model("plain ONNX Runtime quantize_dynamic", OnnxSequenceClassifier.from_pretrained(plain_ort_dir),
-                                eval_dataset=dev, task=task, size_bytes=weights_size_bytes(plain_ort_dir)))
-
+    entries.append({"name": "plain ONNX Runtime quantize_dynamic",
+                    "model": OnnxSequenceClassifier.from_pretrained(plain_ort_dir),
+                    "size_bytes": weights_size_bytes(plain_ort_dir)})
     ours = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True))
-    rows.append(benchmark_model("hfcompress int8 (torch)", ours, eval_dataset=dev, task=task,
-                                extra={"roundtrip": saves_and_reloads(ours, probe)}))
-
+    entries.append({"name": "hfcompress int8 (torch)", "model": ours,
+                    "extra": {"roundtrip": saves_and_reloads(ours, probe)}})
     ours_ort_dir = export_onnx(teacher, work / f"{task}-ours-ort", int8=True, optimize=True, per_channel=True)
-    rows.append(benchmark_model("hfcompress int8 (onnxruntime)", OnnxSequenceClassifier.from_pretrained(ours_ort_dir),
-                                eval_dataset=dev, task=task, size_bytes=weights_size_bytes(ours_ort_dir)))
-
+    entries.append({"name": "hfcompress int8 (onnxruntime)", "model": OnnxSequenceClassifier.from_pretrained(ours_ort_dir),
+                    "size_bytes": weights_size_bytes(ours_ort_dir)})
     successor_dir = CACHE / "theseus" / task / "theseus_constant"
     if (successor_dir / "model.safetensors").is_file():
         successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
-        rows.append(benchmark_model("theseus 3 layers (fp32)", successor, eval_dataset=dev, task=task))
-        compress(successor, DynamicQuantConfig(backend="torch", embeddings=True))
-        rows.append(benchmark_model("theseus 3 layers + hfcompress int8 (torch)", successor, eval_dataset=dev,
-                                    task=task, extra={"roundtrip": saves_and_reloads(successor, probe)}))
+        entries.append({"name": "theseus 3 layers (fp32)", "model": successor})
+        successor_int8 = compress(copy.deepcopy(successor), DynamicQuantConfig(backend="torch", embeddings=True))
+        entries.append({"name": "theseus 3 layers + hfcompress int8 (torch)", "model": successor_int8,
+                        "extra": {"roundtrip": saves_and_reloads(successor_int8, probe)}})
+    rows = benchmark_rows(entries, eval_dataset=dev, task=task)
     add_ratios(rows, "fp32")
     payload = {
         "benchmark": "quantization",
@@ -93,7 +90,7 @@ def run_task(task: str, work: Path) -> None:
         "data": {"dev_rows": dev.num_rows, "max_length": setup.max_length},
         "rows": rows,
         "hardware": hardware(),
-        "latency": "median of 30 forward passes after 5 warm-up, seq 128, 2 threads (torch) / 2 intra-op threads (ORT)",
+        "latency": "all models timed in alternation, median of 30 rounds after 5 warm-up passes each, seq 128, 2 threads (torch) / 2 intra-op threads (ORT)",
     }
     write_results(payload, RESULTS / f"quantization_{task}.json", RESULTS / f"quantization_{task}.md")
     print(format_table(rows, spec.main_metric), flush=True)

@@ -20,9 +20,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import hfcompress  # noqa: E402,F401  (loads compressed checkpoints)
-from hfcompress.benchmark import add_ratios, format_table, hardware, measure_latency  # noqa: E402
+from hfcompress.benchmark import add_ratios, format_table, hardware, interleaved_latency  # noqa: E402
 
-REPEATS = 30
+ROUNDS = 30
 
 
 def model_dir(payload: dict, row: dict) -> Path | None:
@@ -39,17 +39,22 @@ def model_dir(payload: dict, row: dict) -> Path | None:
 def main(paths: list[str]) -> None:
     for path in map(Path, paths):
         payload = json.loads(path.read_text())
+        models = {}
         for row in payload["rows"]:
             folder = model_dir(payload, row)
             if folder is None or not (folder / "config.json").is_file():
                 print(f"{path.name}: no saved model for {row['name']!r}; left as measured", flush=True)
                 continue
-            model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-            for batch in (1, 32):
-                row[f"latency_bs{batch}_ms"] = measure_latency(model, batch_size=batch, warmup=5, repeats=REPEATS)["median_ms"]
-            row["retimed"] = True
+            models[row["name"]] = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        for batch in (1, 32):
+            medians = interleaved_latency(models, batch_size=batch, rounds=ROUNDS)
+            for row in payload["rows"]:
+                if row["name"] in medians:
+                    row[f"latency_bs{batch}_ms"] = medians[row["name"]]
+                    row["retimed"] = True
         add_ratios(payload["rows"], payload["rows"][0]["name"])
-        payload["latency"] = "median of 30 forward passes after 5 warm-up, seq 128, 2 threads, re-timed alone by benchmarks/retime.py"
+        payload["latency"] = ("re-timed alone by benchmarks/retime.py: models in alternation, median of 30 rounds "
+                              "after 5 warm-up passes each, seq 128, 2 threads")
         payload["retime_hardware"] = hardware()
         path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         path.with_suffix(".md").write_text(format_table(payload["rows"], payload["metric"]) + "\n")

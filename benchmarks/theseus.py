@@ -25,7 +25,7 @@ from transformers import TrainingArguments
 from common import CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, load_data, teacher_dir
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
-from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
 
@@ -113,15 +113,16 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) ->
             if best["lr"] == lr:
                 models[name] = model
             _save(task, setup, teacher_info, data, steps, seed, grid, rows=None)
-    rows = [benchmark_model("teacher (6 layers)", teacher, eval_dataset=data["validation"], task=task,
-                            extra={"model_dir": str(teacher_dir(task).relative_to(ROOT))})]
+    entries = [{"name": "teacher (6 layers)", "model": teacher,
+                "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
     for name, model in models.items():
         best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
         # Kept (not committed) for re-timing on a quiet machine and for later benchmarks (int8 of a successor).
         folder = successor_dir(task, name)
         model.save_pretrained(folder)
-        rows.append(benchmark_model(name, model, eval_dataset=data["validation"], task=task,
-                                    extra={"learning_rate": best["lr"], "model_dir": str(folder.relative_to(ROOT))}))
+        entries.append({"name": name, "model": model,
+                        "extra": {"learning_rate": best["lr"], "model_dir": str(folder.relative_to(ROOT))}})
+    rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher (6 layers)")
     _save(task, setup, teacher_info, data, steps, seed, grid, rows)
     print(format_table(rows, spec.main_metric), flush=True)
@@ -143,7 +144,7 @@ def _save(task, setup, teacher_info, data, steps, seed, grid, rows):
         "grid": grid,
         "rows": rows or [],
         "hardware": hardware(),
-        "latency": "median of 10 forward passes after 3 warm-up, seq 128, 2 threads",
+        "latency": "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads",
     }
     write_results(payload, RESULTS / f"theseus_{task}.json",
                   RESULTS / f"theseus_{task}.md" if rows else None)

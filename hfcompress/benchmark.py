@@ -145,6 +145,81 @@ def measure_latency(
     }
 
 
+def interleaved_latency(
+    models: dict[str, Any],
+    batch_size: int = 1,
+    seq_len: int = 128,
+    threads: int | None = 2,
+    warmup: int = 5,
+    rounds: int = 30,
+) -> dict[str, float]:
+    """Median forward time (ms) of several models timed in alternation, one pass each per round.
+
+    Timing models one after another lets machine drift (other tenants, clock changes) land on
+    some models and not others; alternating spreads it over all of them, so their ratios hold.
+    The order rotates every round.
+
+    Example:
+        >>> interleaved_latency({"fp32": model, "int8": quantized}, batch_size=1)
+        {'fp32': 29.8, 'int8': 18.7}
+    """
+    names = list(models)
+    inputs = {}
+    for name in names:
+        model = models[name]
+        device = next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
+        inputs[name] = _dummy_batch(model, batch_size, seq_len, device)
+        if isinstance(model, nn.Module):
+            model.eval()
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        with torch.inference_mode():
+            _warm_process(models[names[0]], inputs[names[0]])
+            for name in names:
+                for _ in range(warmup):
+                    models[name](**inputs[name])
+            for round_index in range(rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    start = time.perf_counter()
+                    models[name](**inputs[name])
+                    times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def benchmark_rows(
+    entries: list[dict[str, Any]],
+    *,
+    eval_dataset: Any = None,
+    task: str | None = None,
+    batch_sizes: Iterable[int] = (1, 32),
+    seq_len: int = 128,
+    threads: int | None = 2,
+    rounds: int = 30,
+) -> list[dict[str, Any]]:
+    """Rows for several models measured in one run: each scored and sized, all timed interleaved.
+
+    ``entries``: dicts with ``name`` and ``model``, optionally ``size_bytes`` and ``extra``.
+
+    Example:
+        >>> rows = benchmark_rows([{"name": "fp32", "model": m}, {"name": "int8", "model": q}],
+        ...                       eval_dataset=dev, task="sst2")
+    """
+    rows = [benchmark_model(e["name"], e["model"], eval_dataset=eval_dataset, task=task, size_bytes=e.get("size_bytes"),
+                            batch_sizes=(), extra=e.get("extra")) for e in entries]
+    models = {e["name"]: e["model"] for e in entries}
+    for batch_size in batch_sizes:
+        medians = interleaved_latency(models, batch_size=batch_size, seq_len=seq_len, threads=threads, rounds=rounds)
+        for row in rows:
+            row[f"latency_bs{batch_size}_ms"] = medians[row["name"]]
+    return rows
+
+
 def predict(model: nn.Module | Any, dataset: Any, batch_size: int = 64) -> np.ndarray:
     """Logits of ``model`` over a tokenized dataset (``input_ids`` etc. plus ``label``)."""
     from torch.utils.data import DataLoader

@@ -64,3 +64,15 @@ def test_count_parameters_counts_int8_weights():
     ours = compress(copy.deepcopy(model), DynamicQuantConfig(modules=["attention", "ffn", "pooler", "classifier"],
                                                              embeddings=True))
     assert count_parameters(ao) == count_parameters(ours) == expected
+
+
+def test_interleaved_rows():
+    from hfcompress.benchmark import benchmark_rows, interleaved_latency
+
+    big, small = tiny_model("bert", layers=4), tiny_model("bert", layers=1)
+    medians = interleaved_latency({"big": big, "small": small}, batch_size=2, seq_len=16, threads=1, warmup=1, rounds=4)
+    assert set(medians) == {"big", "small"} and all(v > 0 for v in medians.values())
+    rows = benchmark_rows([{"name": "big", "model": big}, {"name": "small", "model": small, "extra": {"k": 1}}],
+                          batch_sizes=(1,), seq_len=16, threads=1, rounds=3)
+    assert [r["name"] for r in rows] == ["big", "small"] and rows[1]["k"] == 1
+    assert rows[0]["latency_bs1_ms"] > 0 and rows[1]["params"] < rows[0]["params"]
