@@ -42,8 +42,8 @@ class TaskSetup:
 
 TASK_SETUPS = {
     "sst2": TaskSetup("sst2", "glue/sst2", 64, 8000, teacher_epochs=3),
-    "mrpc": TaskSetup("mrpc", "glue/mrpc", 128, None, teacher_epochs=5),
-    "rte": TaskSetup("rte", "glue/rte", 128, None, teacher_epochs=5),
+    "mrpc": TaskSetup("mrpc", "glue/mrpc", 128, None, teacher_epochs=3),
+    "rte": TaskSetup("rte", "glue/rte", 128, None, teacher_epochs=3),
     "tnews": TaskSetup("tnews", "clue/tnews", 64, 8000, teacher_epochs=3),
     "iflytek": TaskSetup("iflytek", "clue/iflytek", 128, None, dev_split=0.8, teacher_epochs=5),
 }

@@ -20,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from .benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from .data import get_task, load_task, tokenize_task
 from .finetune import build_trainer
 
@@ -46,7 +46,8 @@ class TaskArguments:
     teacher_epochs: float = field(default=0.0, metadata={"help": "0: the model is already fine-tuned. >0: fine-tune "
                                                                  "it on the task first for this many epochs."})
     teacher_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of that fine-tuning."})
-    benchmark_repeats: int = field(default=10, metadata={"help": "Timed forward passes per latency measurement."})
+    benchmark_repeats: int = field(default=30, metadata={"help": "Timing rounds (one pass of every model each) "
+                                                                 "per latency measurement."})
 
 
 def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
@@ -119,11 +120,8 @@ def report(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Benchmark each (name, model), print the table and write ``results.json`` / ``results.md``."""
-    rows = [
-        benchmark_model(name, model, eval_dataset=data["validation"], task=args.task_name,
-                        repeats=args.benchmark_repeats)
-        for name, model in rows_models
-    ]
+    rows = benchmark_rows([{"name": name, "model": model} for name, model in rows_models],
+                          eval_dataset=data["validation"], task=args.task_name, rounds=args.benchmark_repeats)
     add_ratios(rows, baseline)
     spec = get_task(args.task_name)
     payload = {
