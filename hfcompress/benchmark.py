@@ -93,6 +93,52 @@ def _warm_process(model: Any, inputs: dict[str, torch.Tensor], seconds: float = 
     _PROCESS_WARM = True
 
 
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
+
+
+def _timed_passes(
+    models: dict[str, Any], batch_size: int, seq_len: int, threads: int | None, warmup: int, rounds: int
+) -> dict[str, list[float]]:
+    """Forward times (ms) per model: warm-up passes each, then ``rounds`` rounds of one pass per model.
+
+    The order rotates every round so drift of the machine is shared by all models.
+    """
+    names = list(models)
+    inputs = {name: _dummy_batch(models[name], batch_size, seq_len, _device(models[name])) for name in names}
+    training = {name: getattr(models[name], "training", False) for name in names}
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for model in models.values():
+            if isinstance(model, nn.Module):
+                model.eval()
+        with torch.inference_mode():
+            _warm_process(models[names[0]], inputs[names[0]])
+            for name in names:
+                for _ in range(warmup):
+                    models[name](**inputs[name])
+            for round_index in range(rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    cuda = _device(models[name]).type == "cuda"
+                    if cuda:
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    models[name](**inputs[name])
+                    if cuda:
+                        torch.cuda.synchronize()
+                    times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(previous_threads)
+        for name, model in models.items():
+            if isinstance(model, nn.Module) and training[name]:
+                model.train()
+    return times
+
+
 def measure_latency(
     model: nn.Module | Any,
     batch_size: int = 1,
@@ -109,31 +155,7 @@ def measure_latency(
     Example:
         >>> measure_latency(model, batch_size=1)["median_ms"]
     """
-    device = next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
-    inputs = _dummy_batch(model, batch_size, seq_len, device)
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    was_training = getattr(model, "training", False)
-    if isinstance(model, nn.Module):
-        model.eval()
-    times = []
-    try:
-        _warm_process(model, inputs)
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                model(**inputs)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1000)
-    finally:
-        torch.set_num_threads(previous_threads)
-        if isinstance(model, nn.Module) and was_training:
-            model.train()
+    times = _timed_passes({"model": model}, batch_size, seq_len, threads, warmup, repeats)["model"]
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),
@@ -141,7 +163,7 @@ def measure_latency(
         "repeats": repeats,
         "batch_size": batch_size,
         "seq_len": seq_len,
-        "threads": threads or previous_threads,
+        "threads": threads or torch.get_num_threads(),
     }
 
 
@@ -157,38 +179,12 @@ def interleaved_latency(
 
     Timing models one after another lets machine drift (other tenants, clock changes) land on
     some models and not others; alternating spreads it over all of them, so their ratios hold.
-    The order rotates every round.
 
     Example:
         >>> interleaved_latency({"fp32": model, "int8": quantized}, batch_size=1)
         {'fp32': 29.8, 'int8': 18.7}
     """
-    names = list(models)
-    inputs = {}
-    for name in names:
-        model = models[name]
-        device = next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
-        inputs[name] = _dummy_batch(model, batch_size, seq_len, device)
-        if isinstance(model, nn.Module):
-            model.eval()
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    try:
-        with torch.inference_mode():
-            _warm_process(models[names[0]], inputs[names[0]])
-            for name in names:
-                for _ in range(warmup):
-                    models[name](**inputs[name])
-            for round_index in range(rounds):
-                shift = round_index % len(names)
-                for name in names[shift:] + names[:shift]:
-                    start = time.perf_counter()
-                    models[name](**inputs[name])
-                    times[name].append((time.perf_counter() - start) * 1000)
-    finally:
-        torch.set_num_threads(previous_threads)
+    times = _timed_passes(models, batch_size, seq_len, threads, warmup, rounds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

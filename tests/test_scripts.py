@@ -33,12 +33,17 @@ def test_recipe_errors(tmp_path):
                                                            "--task_name", "sst2"])
 
 
-def test_theseus_glue_end_to_end(tmp_path, minilm_path):
+def _save_tiny(folder, minilm_path, layers):
+    """A tiny random BERT with the real MiniLM tokenizer: the scripts run end to end in seconds."""
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=64, num_labels=2)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=64, num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def test_theseus_glue_end_to_end(tmp_path, minilm_path):
+    _save_tiny(tmp_path / "tiny", minilm_path, layers=4)
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/theseus_glue.py"), "--model_name_or_path", str(tmp_path / "tiny"),
@@ -62,11 +67,7 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
 @pytest.mark.parametrize("method_flags", [["--method", "heads", "--target", "0.5"],
                                           ["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0"]])
 def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags):
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, num_labels=2)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
+    _save_tiny(tmp_path / "tiny", minilm_path, layers=2)
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts/prune_glue.py"), *method_flags, "--model_name_or_path", str(tmp_path / "tiny"),
