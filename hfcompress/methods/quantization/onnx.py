@@ -138,7 +138,14 @@ class OnnxSequenceClassifier:
         self.session, self.config, self.input_names, self.path = session, config, input_names, path
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, threads: int | None = 2) -> "OnnxSequenceClassifier":
+    def from_pretrained(
+        cls, folder: str | os.PathLike, threads: int | None = 2, spinning: bool = False
+    ) -> "OnnxSequenceClassifier":
+        """Open ``folder/model.onnx`` on the CPU with ``threads`` intra-op threads.
+
+        ``spinning=False`` stops idle ORT threads from busy-waiting after a call, which would
+        otherwise steal the cores from whatever runs next (a torch model timed beside it).
+        """
         import onnxruntime as ort
 
         folder = Path(folder)
@@ -148,6 +155,8 @@ class OnnxSequenceClassifier:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k not in ("hfcompress_onnx", "quantization_config")})
