@@ -13,9 +13,9 @@ Example:
 
 from . import integration  # noqa: F401  (registers quant_method="hfcompress")
 from .adapters import get_adapter, supported_model_types
+from .compress import CompressCallback, compress
 from .integration import HfCompressConfig, get_record
 from .methods.distillation import DistillationConfig
-from .compress import CompressCallback, compress
 from .methods.heads import (
     FFNPruningConfig,
     HeadPruningConfig,
@@ -45,8 +45,8 @@ __all__ = [
     "LowRankConfig",
     "MovementPruningCallback",
     "MovementPruningConfig",
-    "TheseusCallback",
     "OnnxSequenceClassifier",
+    "TheseusCallback",
     "TheseusConfig",
     "WeightSharingConfig",
     "compress",
