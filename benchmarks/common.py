@@ -68,6 +68,25 @@ def load_data(setup: TaskSetup, tokenizer, seed: int = 42):
     return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)
 
 
+def training_args(run_name: str, steps: int, lr: float, seed: int, batch_size: int = 32) -> TrainingArguments:
+    """The arguments every benchmark's trained variant shares: fixed steps, no checkpoints, no eval."""
+    return TrainingArguments(
+        output_dir=str(CACHE / "runs" / run_name),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=lr,
+        warmup_steps=0.06,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=50,
+        report_to=[],
+        seed=seed,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
 def teacher_dir(task: str) -> Path:
     return CACHE / "teachers" / task
 

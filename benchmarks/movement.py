@@ -14,10 +14,8 @@ import argparse
 import copy
 import math
 
-import torch
-from transformers import TrainingArguments
 
-from common import RESULTS, TASK_SETUPS, get_teacher, load_data
+from common import RESULTS, TASK_SETUPS, get_teacher, load_data, training_args
 
 from hfcompress import CompressionTrainer, DistillationConfig, MovementPruningConfig, get_record
 from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
@@ -47,10 +45,7 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool) -> N
     steps = math.ceil(data["train"].num_rows / 32 * epochs)
     rows = [benchmark_model("teacher", teacher, eval_dataset=data["validation"], task=task)]
     for name, config in variants().items():
-        args = TrainingArguments(output_dir=f"benchmarks/cache/runs/movement-{task}", max_steps=steps,
-                                 per_device_train_batch_size=32, learning_rate=lr, warmup_steps=0.06,
-                                 save_strategy="no", eval_strategy="no", report_to=[], seed=seed, disable_tqdm=True,
-                                 use_cpu=not torch.cuda.is_available())
+        args = training_args(f"movement-{task}", steps, lr, seed)
         trainer = build_trainer(copy.deepcopy(teacher), tokenizer, task, args, data["train"],
                                 trainer_cls=CompressionTrainer, compression=[config],
                                 teacher=copy.deepcopy(teacher) if distill else None,

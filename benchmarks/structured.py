@@ -16,9 +16,9 @@ import math
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding, TrainingArguments
+from transformers import DataCollatorWithPadding
 
-from common import RESULTS, TASK_SETUPS, get_teacher, load_data
+from common import RESULTS, TASK_SETUPS, get_teacher, load_data, training_args
 
 from hfcompress import FFNPruningConfig, HeadPruningConfig, compress, get_record
 from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
@@ -89,10 +89,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
                 heatmap(record[-1]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
                         f"{task}: head importance (x = removed at 50%)")
         rows.append(benchmark_model(f"{name}, no fine-tune", model, eval_dataset=data["validation"], task=task))
-        args = TrainingArguments(output_dir=f"benchmarks/cache/runs/structured-{task}", max_steps=steps,
-                                 per_device_train_batch_size=32, learning_rate=lr, warmup_steps=0.06,
-                                 save_strategy="no", eval_strategy="no", report_to=[], seed=seed, disable_tqdm=True,
-                                 use_cpu=not torch.cuda.is_available())
+        args = training_args(f"structured-{task}", steps, lr, seed)
         build_trainer(model, tokenizer, task, args, data["train"]).train()
         rows.append(benchmark_model(f"{name} + fine-tune", model, eval_dataset=data["validation"], task=task))
         print(f"[{task}] {name}: {rows[-2]['score']:.4f} -> {rows[-1]['score']:.4f}", flush=True)

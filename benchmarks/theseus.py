@@ -20,9 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import TrainingArguments
 
-from common import CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, load_data, teacher_dir
+from common import CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, load_data, teacher_dir, training_args
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
@@ -41,21 +40,7 @@ def first_layers(model, k: int):
 
 
 def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compression=None, teacher=None):
-    args = TrainingArguments(
-        output_dir=f"benchmarks/cache/runs/theseus-{setup.task}-{name}-{lr}",
-        max_steps=steps,
-        per_device_train_batch_size=32,
-        per_device_eval_batch_size=64,
-        learning_rate=lr,
-        warmup_steps=0.06,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_steps=50,
-        report_to=[],
-        seed=seed,
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
-    )
+    args = training_args(f"theseus-{setup.task}-{name}-{lr}", steps, lr, seed)
     kwargs = {}
     if compression is not None:
         kwargs = dict(trainer_cls=CompressionTrainer, compression=compression, teacher=teacher,
