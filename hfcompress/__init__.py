@@ -24,7 +24,7 @@ from .methods.heads import (
     prune_heads,
 )
 from .methods.lowrank import LowRankConfig
-from .methods.movement import MovementPruningCallback, MovementPruningConfig
+from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
@@ -55,5 +55,6 @@ __all__ = [
     "get_record",
     "prune_ffn_neurons",
     "prune_heads",
+    "store_sparse",
     "supported_model_types",
 ]

@@ -3,7 +3,15 @@ import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
 from hfcompress import CompressionTrainer, MovementPruningCallback, MovementPruningConfig, get_adapter, get_record
-from hfcompress.methods.movement import MaskedLinear, attach_masks, schedule_value, score_parameters
+from hfcompress.methods.movement import (
+    MaskedLinear,
+    SparseStoredLinear,
+    attach_masks,
+    schedule_value,
+    score_parameters,
+    store_sparse,
+)
+from hfcompress.methods.movement.sparse import pack_bits, unpack_bits
 
 from .conftest import tiny_inputs, tiny_model
 
@@ -148,7 +156,75 @@ def test_resume_restores_scores_and_schedule(tmp_path):
 
 @pytest.mark.parametrize("bad", [dict(method="random"), dict(final_remaining=0), dict(final_remaining=1.5),
                                  dict(granularity="block"), dict(granularity="head", targets=["ffn"]),
-                                 dict(initial_remaining=0.05, final_remaining=0.1), dict(targets=[])])
+                                 dict(initial_remaining=0.05, final_remaining=0.1), dict(targets=[]),
+                                 dict(method="topK", target_remaining=True),
+                                 dict(granularity="row", sparse_storage=True)])
 def test_invalid_configs(bad):
     with pytest.raises(ValueError):
         MovementPruningConfig(**bad)
+
+
+def test_soft_movement_with_target_remaining_ends_at_final_fraction(tmp_path):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="sigmoied_threshold", target_remaining=True, final_remaining=0.3,
+                                   regularization_lambda=1.0, initial_warmup=2, final_warmup=3)
+    trainer = CompressionTrainer(model=model, args=_args(tmp_path), train_dataset=_rows(), compression=[config])
+    trainer.train()
+    step = get_record(model).steps[-1]
+    assert step["pruning_method"] == "sigmoied_threshold" and step["remaining"] == pytest.approx(0.3, abs=0.01)
+    adapter = get_adapter(model)
+    names = adapter.linear_names(model, ["query", "key", "value", "output", "ffn_in", "ffn_out"])
+    kept = [float((model.get_submodule(n).weight != 0).float().mean()) for n in names]
+    assert max(kept) - min(kept) > 0.05  # one global cutoff: linears keep different shares (topK: all 0.3)
+
+
+def test_pack_bits_round_trip():
+    mask = torch.rand(37, 5, generator=torch.Generator().manual_seed(0)) > 0.6
+    packed = pack_bits(mask)
+    assert packed.dtype == torch.uint8 and packed.numel() == (37 * 5 + 7) // 8
+    assert torch.equal(unpack_bits(packed, mask.numel()), mask.flatten())
+
+
+def test_sparse_storage_saves_small_reloads_equal_and_keeps_pattern(tmp_path):
+    model = tiny_model("bert")
+    config = MovementPruningConfig(method="magnitude", final_remaining=0.1, initial_warmup=0, final_warmup=0.5,
+                                   sparse_storage=True)
+    CompressionTrainer(model=model, args=_args(tmp_path, learning_rate=0.0), train_dataset=_rows(),
+                       compression=[config]).train()
+    sparse_layers = [m for m in model.modules() if isinstance(m, SparseStoredLinear)]
+    assert len(sparse_layers) == 4 * 6
+    assert [s["method"] for s in get_record(model).steps] == ["movement", "sparse_storage"]
+    model.eval()
+    expected = model(**tiny_inputs()).logits
+    model.save_pretrained(tmp_path / "sparse")
+    dense = tiny_model("bert")
+    dense.save_pretrained(tmp_path / "dense")
+    sparse_bytes = (tmp_path / "sparse" / "model.safetensors").stat().st_size
+    dense_bytes = (tmp_path / "dense" / "model.safetensors").stat().st_size
+    encoder = sum(l.in_features * l.out_features for l in sparse_layers)
+    # each pruned weight costs 1 bit instead of 4 bytes; 10% of them keep their 4-byte value
+    assert dense_bytes - sparse_bytes == pytest.approx(encoder * (4 - 0.4 - 0.125), rel=0.05)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "sparse").eval()
+    assert sum(isinstance(m, SparseStoredLinear) for m in loaded.modules()) == len(sparse_layers)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, expected, atol=1e-6, rtol=0)
+    # fine-tuning the loaded model trains the kept values only: the zeros stay zeros
+    layer = next(m for m in loaded.modules() if isinstance(m, SparseStoredLinear))
+    zeros = layer.weight.detach() == 0
+    loaded.train()
+    optimizer = torch.optim.SGD(loaded.parameters(), lr=0.1)
+    loaded(**tiny_inputs(), labels=torch.tensor([0, 1, 2])).loss.backward()
+    assert layer.weight_values.grad is not None and layer.weight_values.grad.abs().sum() > 0
+    optimizer.step()
+    loaded.eval()
+    with torch.no_grad():
+        after = layer.weight
+    assert bool((after[zeros] == 0).all()) and not torch.equal(after, layer.to_linear().weight * 0)
+
+
+def test_store_sparse_skips_dense_layers_and_rejects_bad_threshold():
+    model = tiny_model("bert")
+    store_sparse(model)
+    assert not any(isinstance(m, SparseStoredLinear) for m in model.modules())
+    assert get_record(model) is None or not get_record(model).steps
+    with pytest.raises(ValueError, match="min_sparsity"):
+        store_sparse(model, min_sparsity=1.0)

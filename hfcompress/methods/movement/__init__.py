@@ -6,10 +6,11 @@ from .callback import MovementPruningCallback, add_scores_group, attach_masks, s
 from .config import MovementPruningConfig
 from .layers import MaskedLinear
 from .scheduler import regularization_weight, schedule_value
+from .sparse import SparseStoredLinear, store_sparse
 
 # Folded masks leave a standard-shaped model (zeros); structured results add heads/ffn steps.
 register_step("movement", None)
 register_training_method(MovementPruningConfig, MovementPruningCallback)
 
 __all__ = ["MaskedLinear", "MovementPruningCallback", "MovementPruningConfig", "add_scores_group", "attach_masks",
-           "regularization_weight", "schedule_value", "score_parameters"]
+           "SparseStoredLinear", "regularization_weight", "schedule_value", "score_parameters", "store_sparse"]

@@ -15,6 +15,7 @@ from ...shapes import replace_submodule
 from .config import MovementPruningConfig
 from .layers import MaskedLinear
 from .scheduler import regularization_weight, schedule_value
+from .sparse import store_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +86,11 @@ class MovementPruningCallback(TrainerCallback):
 
     def _set_values(self, model: nn.Module, step: int) -> None:
         value = schedule_value(self.config, step, max(self.total_steps, 1))
-        for layer in model.modules():
-            if isinstance(layer, MaskedLinear):
-                layer.value = value
+        layers = [m for m in model.modules() if isinstance(m, MaskedLinear)]
+        if self.config.target_remaining:
+            value = global_threshold(layers, value)
+        for layer in layers:
+            layer.value = value
 
     def extend_optimizer(self, optimizer: Any, scheduler: Any, model: nn.Module) -> None:
         """Called by ``CompressionTrainer`` right after it builds the optimizer."""
@@ -115,6 +118,9 @@ class MovementPruningCallback(TrainerCallback):
             return model
         from ..heads import prune_ffn_neurons, prune_heads
 
+        if self.config.target_remaining:
+            # The last optimizer step moved the scores after tau was set: cut at the final fraction.
+            self._set_values(model, max(self.total_steps, 1))
         names = {id(m): n for n, m in model.named_modules()}
         adapter = get_adapter(model)
         heads_plan: dict[int, list[int]] = {}
@@ -137,6 +143,8 @@ class MovementPruningCallback(TrainerCallback):
         step = {"method": "movement", "pruning_method": settings.pop("method"), **settings,
                 "remaining": kept / max(total, 1)}
         append_step(model, step)
+        if self.config.sparse_storage:
+            store_sparse(model)
         provenance = {"source": "movement pruning"}
         if any(heads_plan.values()):
             prune_heads(model, heads_plan, provenance)
@@ -145,6 +153,20 @@ class MovementPruningCallback(TrainerCallback):
         self.folded = True
         logger.info("Movement pruning: %.1f%% of the targeted weights remain.", 100 * kept / max(total, 1))
         return model
+
+
+def global_threshold(layers: list[MaskedLinear], remaining: float) -> float:
+    """The tau that keeps the top ``remaining`` fraction of all layers' (sigmoid) scores together."""
+    if remaining >= 1 or not layers:
+        return float("-inf")
+    with torch.no_grad():
+        scores = torch.cat([layer.mask_scores.detach().flatten() for layer in layers])
+        if layers[0].config.method == "sigmoied_threshold":
+            scores = torch.sigmoid(scores)
+        drop = scores.numel() - max(1, int(round(remaining * scores.numel())))
+        if drop <= 0:
+            return float("-inf")
+        return float(scores.float().kthvalue(drop).values)
 
 
 def add_scores_group(optimizer: Any, scheduler: Any, model: nn.Module, config: MovementPruningConfig) -> None:

@@ -25,6 +25,9 @@ class MovementPruningConfig:
     held at its initial value for ``initial_warmup`` steps, follows the cubic
     ``final + (initial - final) * (1 - progress)^3``, and is held at ``final`` for the last
     ``final_warmup`` steps. Warm-ups below 1 are fractions of the run's total steps.
+    With ``target_remaining=True`` the threshold methods follow the remaining-fraction schedule
+    instead: tau is set every step to the global cutoff over all targeted weights, so soft
+    movement ends at ``final_remaining`` while deciding per layer how much to keep.
     ``granularity`` "row" scores whole FFN neurons / attention output units, "head" whole heads,
     so the result can be physically shrunk.
 
@@ -43,6 +46,11 @@ class MovementPruningConfig:
     regularization_lambda: float = field(default=0.0, metadata={"help": "L1 weight on sigmoid(scores) (soft movement)."})
     scores_learning_rate: float = field(default=1e-2, metadata={"help": "Learning rate of the score parameters."})
     targets: list[str] = field(default_factory=lambda: ["attention", "ffn"], metadata={"help": "attention ffn"})
+    target_remaining: bool = field(default=False, metadata={
+        "help": "threshold methods: instead of the tau schedule, set tau each step to the global score cutoff that "
+                "keeps the cubic initial_remaining -> final_remaining schedule (each layer's share is learned)."})
+    sparse_storage: bool = field(default=False, metadata={
+        "help": "element granularity: save pruned linears as kept values + a bit mask (restored by from_pretrained)."})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,6 +68,11 @@ class MovementPruningConfig:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
         if not self.targets or any(t not in ("attention", "ffn") for t in self.targets):
             raise ValueError(f"targets must be a non-empty subset of ['attention', 'ffn']; got {self.targets!r}.")
+        if self.target_remaining and self.method not in ("threshold", "sigmoied_threshold"):
+            raise ValueError("target_remaining applies to the threshold methods; topK and magnitude already follow "
+                             "final_remaining.")
+        if self.sparse_storage and self.granularity != "element":
+            raise ValueError("sparse_storage is for element granularity; structured results are physically shrunk.")
         if self.granularity == "head" and self.targets != ["attention"]:
             raise ValueError("granularity='head' scores attention heads: use targets=['attention'].")
 
