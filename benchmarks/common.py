@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from hfcompress.data import get_task, load_task, tokenize_task  # noqa: E402
 from hfcompress.finetune import build_trainer  # noqa: E402
 
+LATENCY_NOTE = "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads"
 CACHE = Path(os.environ.get("HFCOMPRESS_BENCH_CACHE", ROOT / "benchmarks" / "cache"))
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = Path(os.environ.get("HFCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -85,6 +86,23 @@ def training_args(run_name: str, steps: int, lr: float, seed: int, batch_size: i
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+def slug(name: str) -> str:
+    """A folder name for a variant name."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in name).strip("_")
+
+
+def keep_variant(benchmark: str, task: str, name: str, model, extra: dict | None = None) -> dict:
+    """Save a variant under ``cache/<benchmark>/<task>/`` (so retime.py can time it again alone) and
+    return its ``benchmark_rows`` entry."""
+    folder = CACHE / benchmark / task / slug(name)
+    model.save_pretrained(folder)
+    try:
+        where = str(folder.relative_to(ROOT))
+    except ValueError:
+        where = str(folder)
+    return {"name": name, "model": model, "extra": {**(extra or {}), "model_dir": where}}
 
 
 def teacher_dir(task: str) -> Path:

@@ -23,6 +23,13 @@ SECTIONS = [
 ]
 
 
+EXTRA_COLUMNS = {
+    "movement": [("remaining_encoder_weights", "encoder weights kept", "{:.1%}".format),
+                 ("sparse_size_bytes", "sparse form (MB)", lambda b: f"{b / 2**20:.1f}")],
+    "sharing_lowrank": [("encoder_params", "encoder params", lambda n: f"{n / 1e6:.2f}M")],
+}
+
+
 def describe(payload: dict) -> str:
     data = payload.get("data", {})
     teacher = payload.get("teacher", {})
@@ -74,7 +81,9 @@ def main() -> None:
             out += ["Not measured yet.", ""]
             continue
         for payload in payloads:
-            out += [describe(payload), "", format_table(payload["rows"], payload["metric"]), ""]
+            out += [describe(payload), "", format_table(payload["rows"], payload["metric"], EXTRA_COLUMNS.get(prefix, ())), ""]
+            if payload.get("note"):
+                out += [payload["note"], ""]
             grid = grid_table(payload)
             if grid:
                 out += ["Learning-rate grid (dev score of every run; the table above shows each variant's best):", "",

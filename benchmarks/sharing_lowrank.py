@@ -14,10 +14,10 @@ import copy
 import math
 
 
-from common import RESULTS, TASK_SETUPS, get_teacher, load_data, training_args
+from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
 
 from hfcompress import LowRankConfig, WeightSharingConfig, compress
-from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
 
@@ -30,20 +30,29 @@ VARIANTS = {
 }
 
 
-def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
+def encoder_params(model) -> int:
+    """Parameters of the encoder layers, each shared tensor counted once."""
+    return sum(p.numel() for n, p in model.named_parameters() if ".encoder." in n)
+
+
+def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
-    steps = math.ceil(data["train"].num_rows / 32 * finetune_epochs)
-    rows = [benchmark_model("teacher", teacher, eval_dataset=data["validation"], task=task)]
+    steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
+    entries = [{"name": "teacher", "model": teacher, "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT)),
+                                                            "encoder_params": encoder_params(teacher)}}]
     for name, config in VARIANTS.items():
         model = compress(copy.deepcopy(teacher), copy.deepcopy(config))
-        rows.append(benchmark_model(f"{name}, no fine-tune", model, eval_dataset=data["validation"], task=task))
+        entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
+                                    {"encoder_params": encoder_params(model)}))
         args = training_args(f"sharing-{task}", steps, lr, seed)
         build_trainer(model, tokenizer, task, args, data["train"]).train()
-        rows.append(benchmark_model(f"{name} + fine-tune", model, eval_dataset=data["validation"], task=task))
-        print(f"[{task}] {name}: {rows[-2]['score']:.4f} -> {rows[-1]['score']:.4f}", flush=True)
+        entries.append(keep_variant("sharing_lowrank", task, f"{name} + fine-tune", model,
+                                    {"encoder_params": encoder_params(model)}))
+        print(f"[{task}] {name}: compressed and fine-tuned", flush=True)
+    rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher")
     encoder_bytes = 4 * sum(p.numel() for n, p in teacher.named_parameters() if ".encoder." in n)
     payload = {
@@ -53,6 +62,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
         "finetune_steps": steps, "finetune_lr": lr, "seed": seed, "rows": rows, "hardware": hardware(),
+        "latency": LATENCY_NOTE,
     }
     write_results(payload, RESULTS / f"sharing_lowrank_{task}.json", RESULTS / f"sharing_lowrank_{task}.md")
     print(format_table(rows, spec.main_metric), flush=True)
@@ -62,8 +72,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
     parser.add_argument("--finetune_epochs", type=float, default=1.0)
+    parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.finetune_epochs, options.lr, options.seed)
+        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps)

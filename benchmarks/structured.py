@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
-from common import RESULTS, TASK_SETUPS, get_teacher, load_data, training_args
+from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
 
 from hfcompress import FFNPruningConfig, HeadPruningConfig, compress, get_record
-from hfcompress.benchmark import add_ratios, benchmark_model, format_table, hardware, write_results
+from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
 
@@ -55,7 +55,7 @@ def heatmap(importance, removed, path, title):
     plt.close(figure)
 
 
-def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
+def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -71,13 +71,14 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
                                                       for k, v in collate(rows).items()})
         return batches
 
-    steps = math.ceil(data["train"].num_rows / 32 * finetune_epochs)
-    rows = [benchmark_model("teacher (12 heads x 6 layers, FFN 1536)", teacher, eval_dataset=data["validation"],
-                            task=task)]
+    steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
+    entries = [{"name": "teacher (12 heads x 6 layers, FFN 1536)", "model": teacher,
+                "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
     removed_heads = {}
     for name, configs in VARIANTS.items():
         model = copy.deepcopy(teacher)
         for config in configs:
+            config = copy.deepcopy(config)
             config.max_batches = 32
             compress(model, config, dataloader=loader())
         record = [s for s in get_record(model).steps if s["method"] == "heads"]
@@ -88,11 +89,12 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
             if name == "heads 50%":
                 heatmap(record[-1]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
                         f"{task}: head importance (x = removed at 50%)")
-        rows.append(benchmark_model(f"{name}, no fine-tune", model, eval_dataset=data["validation"], task=task))
+        entries.append(keep_variant("structured", task, f"{name}, no fine-tune", copy.deepcopy(model)))
         args = training_args(f"structured-{task}", steps, lr, seed)
         build_trainer(model, tokenizer, task, args, data["train"]).train()
-        rows.append(benchmark_model(f"{name} + fine-tune", model, eval_dataset=data["validation"], task=task))
-        print(f"[{task}] {name}: {rows[-2]['score']:.4f} -> {rows[-1]['score']:.4f}", flush=True)
+        entries.append(keep_variant("structured", task, f"{name} + fine-tune", model))
+        print(f"[{task}] {name}: pruned and fine-tuned", flush=True)
+    rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, rows[0]["name"])
     payload = {
         "benchmark": "structured", "task": task, "metric": spec.main_metric,
@@ -101,6 +103,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int) -> None:
                  "max_length": setup.max_length},
         "importance_batches": 32, "finetune_steps": steps, "finetune_lr": lr, "seed": seed,
         "removed_heads": removed_heads, "rows": rows, "hardware": hardware(),
+        "latency": LATENCY_NOTE,
     }
     write_results(payload, RESULTS / f"structured_{task}.json", RESULTS / f"structured_{task}.md")
     print(format_table(rows, spec.main_metric), flush=True)
@@ -110,8 +113,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
     parser.add_argument("--finetune_epochs", type=float, default=1.0)
+    parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.finetune_epochs, options.lr, options.seed)
+        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps)

@@ -332,11 +332,22 @@ def add_ratios(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]
     return rows
 
 
-def format_table(rows: list[dict[str, Any]], metric_name: str = "score") -> str:
-    """A markdown table of benchmark rows."""
+def format_table(
+    rows: list[dict[str, Any]], metric_name: str = "score", extra_columns: Iterable[tuple[str, str, Any]] = ()
+) -> str:
+    """A markdown table of benchmark rows.
+
+    ``extra_columns``: ``(row key, header, formatter)`` triples appended after the standard columns.
+
+    Example:
+        >>> print(format_table(rows, "accuracy", [("remaining", "kept", "{:.1%}".format)]))
+    """
+    extra_columns = list(extra_columns)
     header = f"| model | {metric_name} | params | size (MB) | bs1 ms | bs32 ms | speedup bs1 | speedup bs32 | size ratio |"
+    header += "".join(f" {title} |" for _, title, _ in extra_columns)
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for row in rows:
+        extras = "".join(f" {'' if row.get(key) is None else fmt(row[key])} |" for key, _, fmt in extra_columns)
         score = row.get("score")
         lines.append(
             "| {name} | {score} | {params} | {size} | {bs1} | {bs32} | {s1} | {s32} | {ratio} |".format(
@@ -350,6 +361,7 @@ def format_table(rows: list[dict[str, Any]], metric_name: str = "score") -> str:
                 s32=_fmt(row.get("speedup_bs32"), "{:.2f}x"),
                 ratio=_fmt(row.get("size_ratio"), "{:.2f}"),
             )
+            + extras
         )
     return "\n".join(lines)
 
