@@ -20,7 +20,8 @@ from transformers import DataCollatorWithPadding
 
 from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
 
-from hfcompress import FFNPruningConfig, HeadPruningConfig, compress, get_record
+from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig, compress,
+                        get_record)
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
@@ -55,7 +56,8 @@ def heatmap(importance, removed, path, title):
     plt.close(figure)
 
 
-def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None) -> None:
+def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
+             names: list[str] | None = None, distill: bool = False, tag: str = "") -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -76,6 +78,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
                 "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
     removed_heads = {}
     for name, configs in VARIANTS.items():
+        if names and name not in names:
+            continue
         model = copy.deepcopy(teacher)
         for config in configs:
             config = copy.deepcopy(config)
@@ -89,10 +93,12 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
             if name == "heads 50%":
                 heatmap(record[-1]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
                         f"{task}: head importance (x = removed at 50%)")
-        entries.append(keep_variant("structured", task, f"{name}, no fine-tune", copy.deepcopy(model)))
+        entries.append(keep_variant("structured" + tag, task, f"{name}, no fine-tune", copy.deepcopy(model)))
         args = training_args(f"structured-{task}", steps, lr, seed)
-        build_trainer(model, tokenizer, task, args, data["train"]).train()
-        entries.append(keep_variant("structured", task, f"{name} + fine-tune", model))
+        kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
+        build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
+        finetuned = f"{name} + fine-tune" + (" with KD" if distill else "")
+        entries.append(keep_variant("structured" + tag, task, finetuned, model))
         print(f"[{task}] {name}: pruned and fine-tuned", flush=True)
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, rows[0]["name"])
@@ -101,11 +107,11 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
-        "importance_batches": 32, "finetune_steps": steps, "finetune_lr": lr, "seed": seed,
+        "importance_batches": 32, "finetune_steps": steps, "finetune_distillation": distill, "finetune_lr": lr, "seed": seed,
         "removed_heads": removed_heads, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
-    write_results(payload, RESULTS / f"structured_{task}.json", RESULTS / f"structured_{task}.md")
+    write_results(payload, RESULTS / f"structured_{task}{tag}.json", RESULTS / f"structured_{task}{tag}.md")
     print(format_table(rows, spec.main_metric), flush=True)
 
 
@@ -116,6 +122,10 @@ if __name__ == "__main__":
     parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
+    parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
+    parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _kd")
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps)
+        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,
+                 options.variants, options.distill, options.tag)

@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="folder to write model.onnx, config and tokenizer to")
     export.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
     export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
+    export.add_argument("--keep-ffn-out-float", action="store_true",
+                        help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")
     return parser
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             from .methods.quantization import export_onnx
 
             model, tokenizer = _load(args.model)
-            folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer)
+            folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer,
+                                 keep_ffn_out_float=args.keep_ffn_out_float)
             print(f"wrote {folder / 'model.onnx'}")
     except (ValueError, OSError, TypeError, RuntimeError, KeyError) as error:
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)

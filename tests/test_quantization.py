@@ -175,3 +175,37 @@ def test_cli_export(tmp_path, minilm_path):
     runner = OnnxSequenceClassifier.from_pretrained(tmp_path / "o")
     torch.testing.assert_close(runner(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=INT8_ATOL, rtol=0)
     assert (tmp_path / "o" / "tokenizer.json").is_file()
+
+
+def test_ffn_out_kept_float_torch_and_reload(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    compress(model, DynamicQuantConfig(modules=["attention", "ffn_in"]))
+    adapter = hfcompress.get_adapter(model)
+    for layer in adapter.layers(model):
+        linears = adapter.ffn_linears(layer)
+        assert isinstance(linears["in"], Int8DynamicLinear) and isinstance(linears["out"], torch.nn.Linear)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
+    assert sum(isinstance(m, Int8DynamicLinear) for m in loaded.modules()) == 5 * 4
+
+
+def test_onnx_keep_ffn_out_float_excludes_only_those_matmuls(tmp_path):
+    import onnx
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mixed = export_onnx(model, tmp_path / "mixed", int8=True, keep_ffn_out_float=True)
+        full = export_onnx(model, tmp_path / "full", int8=True)
+    def float_matmuls(folder):
+        graph = onnx.load(str(folder / "model.onnx")).graph
+        weights = {init.name for init in graph.initializer}
+        return sum(node.op_type == "MatMul" and any(i in weights for i in node.input) for node in graph.node)
+    assert float_matmuls(mixed) - float_matmuls(full) == 4  # one FFN output per layer
+    runner = OnnxSequenceClassifier.from_pretrained(mixed, threads=1)
+    torch.testing.assert_close(runner(**inputs).logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
+    with pytest.raises(ValueError, match="optimize=True"):
+        export_onnx(model, tmp_path / "plain", int8=True, optimize=False, keep_ffn_out_float=True)

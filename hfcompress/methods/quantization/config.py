@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BACKENDS = ("torch", "onnxruntime")
-MODULE_GROUPS = ("attention", "ffn", "classifier", "pooler")
+MODULE_GROUPS = ("attention", "ffn", "ffn_in", "ffn_out", "classifier", "pooler")
 
 
 @dataclass
@@ -18,8 +18,11 @@ class DynamicQuantConfig:
     ``from_pretrained`` restores the int8 model. ``backend="onnxruntime"``: export to ONNX and
     quantize with ONNX Runtime (see :func:`export_onnx`).
 
-    ``modules`` picks which linears: "attention" (q, k, v, output), "ffn" (in, out),
-    "pooler", "classifier". ``embeddings=True`` also stores the word embedding as int8
+    ``modules`` picks which linears: "attention" (q, k, v, output), "ffn" (in, out) or one of
+    "ffn_in" / "ffn_out", "pooler", "classifier". Keeping the FFN output linear in float
+    (``["attention", "ffn_in"]``) trades some speed for accuracy: its input (after GELU) has the
+    widest activation range, the one that suffers most from 7-bit dynamic activations on CPUs
+    without VNNI (benchmarks/RESULTS.md). ``embeddings=True`` also stores the word embedding as int8
     (dequantized once on load: a smaller file, the same compute).
 
     Example:
@@ -28,7 +31,8 @@ class DynamicQuantConfig:
 
     backend: str = field(default="torch", metadata={"help": "torch | onnxruntime"})
     modules: list[str] = field(default_factory=lambda: ["attention", "ffn"],
-                               metadata={"help": "Linear groups to quantize: attention ffn pooler classifier"})
+                               metadata={"help": "Linear groups to quantize: attention ffn (or ffn_in, ffn_out) "
+                                                 "pooler classifier"})
     embeddings: bool = field(default=False, metadata={"help": "Store the word embedding as int8 too."})
     method: str = field(default="int8_dynamic", init=False)
 

@@ -119,12 +119,17 @@ class Int8StoredEmbedding(nn.Module):
         return F.embedding(input_ids, self.weight, self.padding_idx)
 
 
+def linear_roles(modules: list[str]) -> list[str]:
+    """Adapter linear roles selected by a config's ``modules``."""
+    roles = ["query", "key", "value", "output"] if "attention" in modules else []
+    roles += [role for role in ("ffn_in", "ffn_out") if "ffn" in modules or role in modules]
+    return roles
+
+
 def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
     """Full module names of the linears ``config.modules`` selects."""
     adapter = get_adapter(model)
-    roles = (["query", "key", "value", "output"] if "attention" in config.modules else []) + \
-        (["ffn_in", "ffn_out"] if "ffn" in config.modules else [])
-    targets = adapter.linear_names(model, roles)
+    targets = adapter.linear_names(model, linear_roles(config.modules))
     if "pooler" in config.modules:
         targets += adapter.pooler_linear_names(model)
     if "classifier" in config.modules:
@@ -144,7 +149,11 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
     targets = _target_names(model, config)
     for name in targets:
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
+        module = model.get_submodule(name)
+        if not isinstance(module, nn.Linear):
+            raise ValueError(f"int8 quantization needs plain Linear layers; {name!r} is a {type(module).__name__}. "
+                             "Quantize before converting layers to another storage form (e.g. store_sparse).")
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(module))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()

@@ -53,12 +53,14 @@ def export_onnx(
     per_channel: bool = True,
     tokenizer: Any = None,
     opset: int = 17,
+    keep_ffn_out_float: bool = False,
 ) -> Path:
     """Write ``model`` as ONNX (int8 when asked) to ``output_dir``; returns the folder.
 
     ``optimize`` runs ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before
     quantizing; ``per_channel`` quantizes weights per output channel. With both off this is the
-    plain ``quantize_dynamic`` recipe.
+    plain ``quantize_dynamic`` recipe. ``keep_ffn_out_float`` leaves the FFN output MatMuls (the
+    ones fed by GELU, whose activations have the widest range) in float: slower, more accurate.
 
     Example:
         >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
@@ -92,8 +94,10 @@ def export_onnx(
             from onnx import TensorProto
 
             # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
+            exclude = _ffn_out_matmuls(current) if keep_ffn_out_float else []
             quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
-                             per_channel=per_channel, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+                             per_channel=per_channel, nodes_to_exclude=exclude,
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
             current = work / "int8.onnx"
         final = output_dir / ONNX_FILE
         tmp = output_dir / (ONNX_FILE + ".tmp")
@@ -101,11 +105,27 @@ def export_onnx(
         os.replace(tmp, final)
     config = model.config.to_dict()
     config["hfcompress_onnx"] = {"int8": int8, "optimized": optimize, "per_channel": per_channel,
+                                 "ffn_out_float": bool(int8 and keep_ffn_out_float),
                                  "inputs": names, "opset": opset}
     (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def _ffn_out_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes that read a GELU output (the FFN output projections)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {output: node for node in graph.node for output in node.output}
+    names = [node.name for node in graph.node if node.op_type == "MatMul" and node.input
+             and "Gelu" in getattr(producer.get(node.input[0]), "op_type", "")]
+    if not names or not all(names):
+        raise ValueError("keep_ffn_out_float: no named MatMul fed by a fused GELU was found in the exported graph. "
+                         "It needs optimize=True (ONNX Runtime's GELU fusion) and a GELU FFN; otherwise export "
+                         "without keep_ffn_out_float.")
+    return names
 
 
 def _optimize(source: Path, target: Path, model: PreTrainedModel) -> Path:
