@@ -209,3 +209,31 @@ def test_onnx_keep_ffn_out_float_excludes_only_those_matmuls(tmp_path):
     torch.testing.assert_close(runner(**inputs).logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
     with pytest.raises(ValueError, match="optimize=True"):
         export_onnx(model, tmp_path / "plain", int8=True, optimize=False, keep_ffn_out_float=True)
+
+
+def test_int8_on_sparse_stored_layers_is_a_clear_error():
+    from hfcompress.methods.movement import store_sparse
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    linear = hfcompress.get_adapter(model).ffn_linears(hfcompress.get_adapter(model).layers(model)[0])["in"]
+    with torch.no_grad():
+        linear.weight[:, : linear.in_features * 3 // 4] = 0
+    store_sparse(model)
+    with pytest.raises(ValueError, match="store_sparse"):
+        compress(model, DynamicQuantConfig())
+
+
+def test_int8_quantizes_low_rank_factors_and_reloads(tmp_path):
+    from hfcompress import LowRankConfig
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    compress(model, LowRankConfig(rank=16))
+    fp32 = model(**inputs).logits
+    compress(model, DynamicQuantConfig())
+    quantized = [n for n, m in model.named_modules() if isinstance(m, Int8DynamicLinear)]
+    assert len(quantized) == 4 * 6 * 2 and all(n.endswith((".down", ".up")) for n in quantized)
+    torch.testing.assert_close(model(**inputs).logits, fp32, atol=INT8_ATOL, rtol=0)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)

@@ -93,3 +93,13 @@ def test_movement_recipe_parses(tmp_path):
         ["--config", str(ROOT / "configs/movement_glue.yaml"), "--model_name_or_path", "m", "--task_name", "sst2",
          "--output_dir", str(tmp_path)])
     assert config.method == "topK" and config.final_remaining == 0.1 and training.num_train_epochs == 10
+
+
+def test_soft_movement_recipe_parses(tmp_path):
+    from hfcompress import MovementPruningConfig
+
+    _, config, _ = parse_with_recipe(
+        (TaskArguments, MovementPruningConfig, TrainingArguments),
+        ["--config", str(ROOT / "configs/movement_soft_glue.yaml"), "--model_name_or_path", "m", "--task_name",
+         "sst2", "--output_dir", str(tmp_path)])
+    assert config.method == "sigmoied_threshold" and config.target_remaining and config.sparse_storage

@@ -100,6 +100,15 @@ class ModelAdapter:
         return [names[id(layer.get_submodule(paths[role]))] for layer in self.layers(model) for role in roles
                 if isinstance(layer.get_submodule(paths[role]), nn.Linear)]
 
+    def role_module_names(self, model: nn.Module, roles: list[str]) -> list[str]:
+        """Full names of the modules at the given roles' paths, whatever their type (Linear or a replacement)."""
+        paths = self.linear_paths()
+        unknown = [r for r in roles if r not in paths]
+        if unknown:
+            raise ValueError(f"Unknown linear roles {unknown}; roles: {list(paths)}.")
+        names = {id(module): name for name, module in model.named_modules()}
+        return [names[id(layer.get_submodule(paths[role]))] for layer in self.layers(model) for role in roles]
+
     def pooler_linear_names(self, model: nn.Module) -> list[str]:
         """Full names of the backbone's pooler linears (empty when the family has no pooler)."""
         prefix = _backbone_prefix(model)

@@ -129,7 +129,18 @@ def linear_roles(modules: list[str]) -> list[str]:
 def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
     """Full module names of the linears ``config.modules`` selects."""
     adapter = get_adapter(model)
-    targets = adapter.linear_names(model, linear_roles(config.modules))
+    targets = []
+    for name in adapter.role_module_names(model, linear_roles(config.modules)):
+        module = model.get_submodule(name)
+        if isinstance(module, (nn.Linear, Int8DynamicLinear)):
+            targets.append(name)
+        elif any(isinstance(child, nn.Linear) for child in module.children()):
+            # A factorized linear (low-rank): quantize its factors.
+            targets += [f"{name}.{child_name}" for child_name, child in module.named_children()
+                        if isinstance(child, nn.Linear)]
+        else:
+            raise ValueError(f"int8 quantization needs Linear layers; {name!r} is a {type(module).__name__}. "
+                             "Quantize before converting layers to another storage form (e.g. store_sparse).")
     if "pooler" in config.modules:
         targets += adapter.pooler_linear_names(model)
     if "classifier" in config.modules:
@@ -148,12 +159,11 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     if config.backend != "torch":
         raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
     targets = _target_names(model, config)
+    targets = [name for name in targets if not isinstance(model.get_submodule(name), Int8DynamicLinear)]
+    if not targets:
+        raise ValueError("Nothing to quantize: the selected linears are already int8.")
     for name in targets:
-        module = model.get_submodule(name)
-        if not isinstance(module, nn.Linear):
-            raise ValueError(f"int8 quantization needs plain Linear layers; {name!r} is a {type(module).__name__}. "
-                             "Quantize before converting layers to another storage form (e.g. store_sparse).")
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(module))
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()
