@@ -228,3 +228,11 @@ def test_store_sparse_skips_dense_layers_and_rejects_bad_threshold():
     assert get_record(model) is None or not get_record(model).steps
     with pytest.raises(ValueError, match="min_sparsity"):
         store_sparse(model, min_sparsity=1.0)
+
+
+def test_movement_on_non_linear_layers_is_a_clear_error():
+    from hfcompress import LowRankConfig, compress
+
+    model = compress(tiny_model("bert"), LowRankConfig(rank=4))
+    with pytest.raises(ValueError, match="Prune before low-rank"):
+        attach_masks(model, MovementPruningConfig())
