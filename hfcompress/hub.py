@@ -27,6 +27,8 @@ _METHOD_TAGS = {
     "lowrank": "low-rank",
     "int8_dynamic": "int8",
     "distillation": "distillation",
+    "movement": "movement-pruning",
+    "sparse_storage": "sparse",
 }
 
 _STEP_TITLES = {
@@ -36,10 +38,12 @@ _STEP_TITLES = {
     "sharing": "cross-layer weight sharing",
     "lowrank": "low-rank factorization",
     "int8_dynamic": "dynamic int8 quantization",
+    "movement": "movement pruning",
+    "sparse_storage": "compact sparse storage (kept values + bit mask)",
 }
 
 # Record fields too long for a card (shapes per layer, scores): the record in config.json keeps them.
-_LONG_FIELDS = {"kept_heads", "importance", "ffn_before", "ffn_sizes", "linears", "ranks", "heads_before"}
+_LONG_FIELDS = {"kept_heads", "importance", "ffn_before", "ffn_sizes", "linears", "ranks", "heads_before", "layers"}
 
 
 def _steps(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,6 +61,12 @@ def _describe_step(step: dict[str, Any]) -> str:
         settings["FFN width per layer"] = step["ffn_sizes"]
     if method == "lowrank" and step.get("ranks"):
         settings["factorized matrices"] = len(step["ranks"])
+    if method == "sparse_storage" and step.get("layers"):
+        layers = step["layers"].values()
+        kept = sum(layer["nnz"] for layer in layers)
+        total = sum(layer["in_features"] * layer["out_features"] for layer in layers)
+        settings["sparse-stored linears"] = len(step["layers"])
+        settings["weights kept in them"] = f"{kept / max(total, 1):.1%}"
     if method == "int8_dynamic" and step.get("linears"):
         settings["int8 linears"] = len(step["linears"])
     text = ", ".join(f"`{k}`={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items())

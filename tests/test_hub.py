@@ -182,3 +182,22 @@ def test_compression_trainer_writes_its_card(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "bert-of-theseus" in text and "BERT-of-Theseus progressive module replacement" in text
     assert "not needed to load it" in text  # a Theseus successor is a standard architecture
+
+
+def test_card_describes_movement_and_sparse_storage(tmp_path):
+    from hfcompress.integration import append_step
+    from hfcompress.methods.movement import store_sparse
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".encoder." in name and parameter.dim() == 2:
+                parameter[:, : parameter.shape[1] * 9 // 10] = 0
+    append_step(model, {"method": "movement", "pruning_method": "topK", "remaining": 0.1})
+    store_sparse(model).save_pretrained(tmp_path)
+    text = str(build_model_card(tmp_path))
+    assert "movement pruning" in text and "compact sparse storage" in text
+    assert "`sparse-stored linears`=12" in text and "nnz" not in text  # per-layer shapes stay in config.json
+    assert {"movement-pruning", "sparse"} <= set(_metadata(text)["tags"])
