@@ -29,9 +29,13 @@ def attach_masks(model: PreTrainedModel, config: MovementPruningConfig) -> list[
         return existing
     adapter = get_adapter(model)
     head_size = adapter.head_size(model.config)
+    roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
+        (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
+    others = [n for n in adapter.role_module_names(model, roles) if not isinstance(model.get_submodule(n), nn.Linear)]
+    if others:
+        raise ValueError(f"Movement pruning needs plain Linear layers; {others[0]!r} is a "
+                         f"{type(model.get_submodule(others[0])).__name__}. Prune before low-rank, int8 or sparse storage.")
     if config.granularity == "element":
-        roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
-            (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
         plan = [(name, 1) for name in adapter.linear_names(model, roles)]
     else:
         # Structured units that can be cut out afterwards: a head is a block of value rows (its
@@ -41,12 +45,6 @@ def attach_masks(model: PreTrainedModel, config: MovementPruningConfig) -> list[
             plan += [(name, head_size) for name in adapter.linear_names(model, ["value"])]
         if "ffn" in config.targets:
             plan += [(name, 1) for name in adapter.linear_names(model, ["ffn_in"])]
-    roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
-        (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
-    others = [n for n in adapter.role_module_names(model, roles) if not isinstance(model.get_submodule(n), nn.Linear)]
-    if others:
-        raise ValueError(f"Movement pruning needs plain Linear layers; {others[0]!r} is a "
-                         f"{type(model.get_submodule(others[0])).__name__}. Prune before low-rank, int8 or sparse storage.")
     masked = []
     for name, rows in plan:
         layer = MaskedLinear(model.get_submodule(name), config, rows_per_score=rows)
