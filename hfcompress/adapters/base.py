@@ -92,13 +92,7 @@ class ModelAdapter:
 
         Linears already replaced by another module type (int8, low-rank) are left out.
         """
-        paths = self.linear_paths()
-        unknown = [r for r in roles if r not in paths]
-        if unknown:
-            raise ValueError(f"Unknown linear roles {unknown}; roles: {list(paths)}.")
-        names = {id(module): name for name, module in model.named_modules()}
-        return [names[id(layer.get_submodule(paths[role]))] for layer in self.layers(model) for role in roles
-                if isinstance(layer.get_submodule(paths[role]), nn.Linear)]
+        return [name for name in self.role_module_names(model, roles) if isinstance(model.get_submodule(name), nn.Linear)]
 
     def role_module_names(self, model: nn.Module, roles: list[str]) -> list[str]:
         """Full names of the modules at the given roles' paths, whatever their type (Linear or a replacement)."""
