@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hfcompress.adapters import get_adapter, supported_model_types
+from hfcompress.adapters import expand_roles, get_adapter, supported_model_types
 
 from .conftest import FAMILIES, tiny_config, tiny_inputs, tiny_model
 
@@ -57,3 +57,9 @@ def test_unsupported_model_type_lists_supported():
 
 def test_adapter_accepts_config():
     assert get_adapter(tiny_config("distilbert")).ffn_in == "ffn.lin1"
+
+
+def test_expand_roles_keeps_encoder_order_and_ignores_other_names():
+    assert expand_roles(["ffn", "attention"]) == ["query", "key", "value", "output", "ffn_in", "ffn_out"]
+    assert expand_roles(["ffn_out", "classifier"]) == ["ffn_out"]
+    assert expand_roles(["attention", "value"]) == ["query", "key", "value", "output"]

@@ -12,6 +12,28 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 
+# Groups a config may name instead of single roles ("attention" = the four attention linears).
+ROLE_GROUPS: dict[str, tuple[str, ...]] = {
+    "attention": ("query", "key", "value", "output"),
+    "ffn": ("ffn_in", "ffn_out"),
+}
+
+
+def expand_roles(selection: list[str] | tuple[str, ...]) -> list[str]:
+    """Linear roles named by ``selection``: groups ("attention", "ffn") and single roles, in encoder order.
+
+    Names that are neither (e.g. "classifier") are ignored here; callers handle them.
+
+    Example:
+        >>> expand_roles(["attention", "ffn_in"])
+        ['query', 'key', 'value', 'output', 'ffn_in']
+    """
+    chosen = set(selection)
+    order = [role for roles in ROLE_GROUPS.values() for role in roles]
+    return [role for role in order
+            if role in chosen or any(group in chosen and role in roles for group, roles in ROLE_GROUPS.items())]
+
+
 @dataclass(frozen=True)
 class ModelAdapter:
     """Module paths and config field names of one BERT-like model family.

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, TrainerCallback
 
-from ...adapters import get_adapter
+from ...adapters import expand_roles, get_adapter
 from ...integration import append_step
 from ...shapes import replace_submodule
 from .config import MovementPruningConfig
@@ -29,8 +29,7 @@ def attach_masks(model: PreTrainedModel, config: MovementPruningConfig) -> list[
         return existing
     adapter = get_adapter(model)
     head_size = adapter.head_size(model.config)
-    roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
-        (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
+    roles = expand_roles(config.targets)
     others = [n for n in adapter.role_module_names(model, roles) if not isinstance(model.get_submodule(n), nn.Linear)]
     if others:
         raise ValueError(f"Movement pruning needs plain Linear layers; {others[0]!r} is a "

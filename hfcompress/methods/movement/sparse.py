@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...adapters import get_adapter
+from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 
@@ -127,7 +127,7 @@ def store_sparse(model: PreTrainedModel, min_sparsity: float = 0.5) -> PreTraine
     if not 0 <= min_sparsity < 1:
         raise ValueError(f"min_sparsity must lie in [0, 1); got {min_sparsity}.")
     adapter = get_adapter(model)
-    roles = ["query", "key", "value", "output", "ffn_in", "ffn_out"]
+    roles = expand_roles(["attention", "ffn"])
     layers: dict[str, int] = {}
     for name in adapter.linear_names(model, roles):
         module = model.get_submodule(name)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...adapters import get_adapter
+from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import DynamicQuantConfig
@@ -119,18 +119,11 @@ class Int8StoredEmbedding(nn.Module):
         return F.embedding(input_ids, self.weight, self.padding_idx)
 
 
-def linear_roles(modules: list[str]) -> list[str]:
-    """Adapter linear roles selected by a config's ``modules``."""
-    roles = ["query", "key", "value", "output"] if "attention" in modules else []
-    roles += [role for role in ("ffn_in", "ffn_out") if "ffn" in modules or role in modules]
-    return roles
-
-
 def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
     """Full module names of the linears ``config.modules`` selects."""
     adapter = get_adapter(model)
     targets = []
-    for name in adapter.role_module_names(model, linear_roles(config.modules)):
+    for name in adapter.role_module_names(model, expand_roles(config.modules)):
         module = model.get_submodule(name)
         if isinstance(module, (nn.Linear, Int8DynamicLinear)):
             targets.append(name)
