@@ -6,6 +6,9 @@ fine-tune (same steps and learning rate for every variant). Importance uses 32 t
 batches. Writes which heads were removed and a heat map of head importance per layer.
 
     python benchmarks/structured.py --tasks sst2 mrpc
+    # Iterative: remove the share in 3 rounds inside the fine-tune (steps 0, 1/4, 1/2), importance
+    # recomputed each round, then fine-tune the rest of the steps.
+    python benchmarks/structured.py --tasks sst2 --finetune_steps 300 --iterations 3 --distill --tag _iterative
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from transformers import DataCollatorWithPadding
 
 from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
 
-from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig, compress,
-                        get_record)
+from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig,
+                        IterativePruningCallback, compress, get_record)
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
@@ -57,7 +60,7 @@ def heatmap(importance, removed, path, title):
 
 
 def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
-             names: list[str] | None = None, distill: bool = False, tag: str = "") -> None:
+             names: list[str] | None = None, distill: bool = False, tag: str = "", iterations: int = 1) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -81,10 +84,23 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         if names and name not in names:
             continue
         model = copy.deepcopy(teacher)
+        configs = [copy.deepcopy(config) for config in configs]
+        callbacks = []
         for config in configs:
-            config = copy.deepcopy(config)
             config.max_batches = 32
-            compress(model, config, dataloader=loader())
+            config.iterations = iterations
+            if iterations == 1:
+                compress(model, config, dataloader=loader())
+            else:
+                # Rounds at steps 0, s/(n+1), ..., so the last round still gets half the steps or more.
+                callbacks.append(IterativePruningCallback(config, loader(), prune_every=steps // (iterations + 1)))
+        args = training_args(f"structured-{task}", steps, lr, seed)
+        kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
+        trainer = build_trainer(model, tokenizer, task, args, data["train"], callbacks=callbacks, **kd)
+        if iterations == 1:
+            entries.append(keep_variant("structured" + tag, task, f"{name}, no fine-tune", copy.deepcopy(model)))
+        trainer.train()
+        model = trainer.model
         record = [s for s in get_record(model).steps if s["method"] == "heads"]
         if record:
             kept = record[-1]["kept_heads"]
@@ -93,11 +109,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
             if name == "heads 50%":
                 heatmap(record[-1]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
                         f"{task}: head importance (x = removed at 50%)")
-        entries.append(keep_variant("structured" + tag, task, f"{name}, no fine-tune", copy.deepcopy(model)))
-        args = training_args(f"structured-{task}", steps, lr, seed)
-        kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
-        build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
-        finetuned = f"{name} + fine-tune" + (" with KD" if distill else "")
+        finetuned = f"{name} + " + (f"{iterations}-round iterative " if iterations > 1 else "") + "fine-tune" + \
+            (" with KD" if distill else "")
         entries.append(keep_variant("structured" + tag, task, finetuned, model))
         print(f"[{task}] {name}: pruned and fine-tuned", flush=True)
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
@@ -107,7 +120,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
-        "importance_batches": 32, "finetune_steps": steps, "finetune_distillation": distill, "finetune_lr": lr, "seed": seed,
+        "importance_batches": 32, "finetune_steps": steps, "finetune_distillation": distill, "finetune_lr": lr,
+        "iterations": iterations, "seed": seed,
         "removed_heads": removed_heads, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
@@ -124,8 +138,10 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
     parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
+    parser.add_argument("--iterations", type=int, default=1,
+                        help="prune in this many rounds during the fine-tune (importance recomputed each round)")
     parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _kd")
     options = parser.parse_args()
     for task_name in options.tasks:
         run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,
-                 options.variants, options.distill, options.tag)
+                 options.variants, options.distill, options.tag, options.iterations)

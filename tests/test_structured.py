@@ -111,3 +111,32 @@ def test_iterative_pruning_inside_trainer(tmp_path):
     assert all(id(p) in optimized for p in model.parameters())  # the optimizer trains the pruned model
     with pytest.raises(ValueError, match="prune_every"):
         IterativePruningCallback(HeadPruningConfig(), _loader(), prune_every=0)
+
+
+def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
+    import copy
+
+    from transformers import TrainingArguments
+
+    from hfcompress import CompressionTrainer, DistillationConfig
+    from hfcompress.methods.heads import IterativePruningCallback
+
+    model = tiny_model("bert")
+    teacher = copy.deepcopy(model).eval()
+    rows = [{"input_ids": b["input_ids"][i], "attention_mask": b["attention_mask"][i], "labels": b["labels"][i]}
+            for b in _loader(4) for i in range(4)]
+    callbacks = [IterativePruningCallback(HeadPruningConfig(target=0.5, iterations=2), _loader(), prune_every=3),
+                 IterativePruningCallback(FFNPruningConfig(target=0.5, iterations=2), _loader(), prune_every=3)]
+    args = TrainingArguments(str(tmp_path), max_steps=6, per_device_train_batch_size=4, report_to=[], use_cpu=True,
+                             save_strategy="no", learning_rate=1e-2)
+    trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, callbacks=callbacks, teacher=teacher,
+                                 distillation=DistillationConfig())
+    trainer.train()
+    adapter = get_adapter(model)
+    assert sum(adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)) == 8
+    assert sum(adapter.ffn_linears(l)["in"].out_features for l in adapter.layers(model)) == 4 * 64 // 2
+    assert [(s["method"], s["round"]) for s in get_record(model).steps] == [("heads", 1), ("ffn", 1),
+                                                                          ("heads", 2), ("ffn", 2)]
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in model.parameters())
