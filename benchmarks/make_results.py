@@ -16,6 +16,7 @@ from hfcompress.benchmark import format_table  # noqa: E402
 
 SECTIONS = [
     ("theseus", "BERT-of-Theseus, 6 -> 3 layers"),
+    ("theseus_script", "BERT-of-Theseus through scripts/theseus_glue.py"),
     ("quantization", "Dynamic int8 quantization"),
     ("structured", "Attention-head and FFN-neuron pruning"),
     ("movement", "Movement pruning"),

