@@ -3,7 +3,7 @@
 # fine-tune budgets: 2-core CPU). One job at a time: latency is timed at the end of each run.
 set -uo pipefail
 cd "$(dirname "$0")"
-PY=../.venv/bin/python
+PY="$(cd .. && pwd)/.venv/bin/python"
 mkdir -p cache/logs
 $PY structured.py --tasks sst2 --finetune_steps 100 > cache/logs/structured_sst2.log 2>&1
 $PY structured.py --tasks mrpc --finetune_steps 60 > cache/logs/structured_mrpc.log 2>&1
