@@ -122,8 +122,28 @@ def test_param_ratio_and_energy(tmp_path):
     assert choose_rank(weight, LowRankConfig(energy=1.0)) == 4
 
 
+def test_global_allocation_spends_the_budget_where_the_energy_is(tmp_path):
+    from hfcompress.methods.lowrank import allocate_ranks
+
+    generator = torch.Generator().manual_seed(0)
+    low = torch.randn(64, 4, generator=generator) @ torch.randn(4, 32, generator=generator)  # rank 4
+    noise = torch.randn(64, 32, generator=generator)  # energy spread over all 32 directions
+    ranks = allocate_ranks({"low": low, "noise": noise}, 0.4)
+    assert ranks["low"] == 4 < ranks["noise"]
+    spent = sum(rank * 96 if rank else 64 * 32 for rank in ranks.values())
+    assert spent <= 0.4 * 2 * 64 * 32
+    model = tiny_model("bert")
+    encoder = sum(p.numel() for n, p in model.named_parameters() if ".layer." in n and p.dim() == 2)
+    compress(model, LowRankConfig(param_ratio=0.5, allocation="global"))
+    factored = sum(p.numel() for n, p in model.named_parameters() if ".layer." in n and p.dim() == 2)
+    assert factored <= 0.5 * encoder
+    loaded = _roundtrip(model, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("bad", [dict(), dict(rank=4, energy=0.9), dict(rank=0), dict(energy=1.5),
-                                 dict(param_ratio=1.0), dict(rank=4, targets=["pooler"])])
+                                 dict(param_ratio=1.0), dict(rank=4, targets=["pooler"]),
+                                 dict(rank=4, allocation="global"), dict(param_ratio=0.5, allocation="per-layer")])
 def test_invalid_lowrank(bad):
     with pytest.raises(ValueError):
         LowRankConfig(**bad)

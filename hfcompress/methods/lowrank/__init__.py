@@ -3,8 +3,8 @@
 from ...compress import register_post_training_method
 from .config import LowRankConfig
 from .layers import LowRankEmbedding, LowRankLinear
-from .model import choose_rank, factorize
+from .model import allocate_ranks, choose_rank, factorize
 
 register_post_training_method(LowRankConfig, lambda model, config, dataloader=None: factorize(model, config))
 
-__all__ = ["LowRankConfig", "LowRankEmbedding", "LowRankLinear", "choose_rank", "factorize"]
+__all__ = ["LowRankConfig", "LowRankEmbedding", "LowRankLinear", "allocate_ranks", "choose_rank", "factorize"]

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TARGETS = ("attention", "ffn", "embeddings")
+ALLOCATIONS = ("uniform", "global")
 
 
 @dataclass
@@ -17,8 +18,15 @@ class LowRankConfig:
     factors hold that fraction of W's parameters). ``targets``: "attention", "ffn",
     "embeddings" (ALBERT's factorized V x E + E x H word embedding).
 
+    ``allocation`` (with ``param_ratio``): "uniform" gives every encoder matrix the same share;
+    "global" treats ``param_ratio`` as one budget over all targeted encoder matrices and spends it
+    where a rank buys the most energy per parameter (each matrix's squared singular values
+    relative to its own total), so ranks differ per layer and role. Matrices that would need
+    (nearly) full rank stay dense; the embedding, if targeted, keeps the uniform share.
+
     Example:
         >>> compress(model, LowRankConfig(param_ratio=0.5, targets=["attention", "ffn"]))
+        >>> compress(model, LowRankConfig(param_ratio=0.5, allocation="global"))
     """
 
     rank: int | None = field(default=None, metadata={"help": "Fixed rank r for every target."})
@@ -26,6 +34,8 @@ class LowRankConfig:
     param_ratio: float | None = field(default=None, metadata={"help": "Fraction of each matrix's parameters kept."})
     targets: list[str] = field(default_factory=lambda: ["attention", "ffn"],
                                metadata={"help": "What to factorize: attention ffn embeddings"})
+    allocation: str = field(default="uniform", metadata={"help": "With param_ratio: uniform (each matrix) or "
+                                                                 "global (one budget, ranks per layer)."})
     method: str = field(default="lowrank", init=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +48,10 @@ class LowRankConfig:
             raise ValueError(f"energy must lie in (0, 1]; got {self.energy}.")
         if self.param_ratio is not None and not 0 < self.param_ratio < 1:
             raise ValueError(f"param_ratio must lie in (0, 1) (1 or more would not compress); got {self.param_ratio}.")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {ALLOCATIONS}; got {self.allocation!r}.")
+        if self.allocation == "global" and self.param_ratio is None:
+            raise ValueError("allocation='global' spends a parameter budget: give param_ratio (not rank or energy).")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
             raise ValueError(f"targets must be a non-empty subset of {TARGETS}; got {self.targets!r}.")

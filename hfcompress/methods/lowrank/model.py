@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ...adapters import get_adapter
+from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import LowRankConfig
@@ -29,9 +29,41 @@ def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
 
 
 def _targets(model: PreTrainedModel, config: LowRankConfig) -> list[str]:
-    roles = (["query", "key", "value", "output"] if "attention" in config.targets else []) + \
-        (["ffn_in", "ffn_out"] if "ffn" in config.targets else [])
-    return get_adapter(model).linear_names(model, roles)
+    return get_adapter(model).linear_names(model, expand_roles(config.targets))
+
+
+def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict[str, int]:
+    """Ranks that spend ``param_ratio`` of the matrices' parameters where they keep the most energy.
+
+    Each singular direction of a matrix costs (out + in) parameters and keeps its squared
+    singular value relative to that matrix's total; directions are taken best value-per-parameter
+    first (within a matrix that is in order, so every matrix keeps a prefix). A matrix whose rank
+    reaches the size where factors are no smaller than W gets rank 0 here: keep it dense (its
+    dense cost is below what was spent on it, so the budget still holds).
+
+    Example:
+        >>> allocate_ranks({"a": torch.randn(64, 32), "b": torch.randn(64, 32)}, 0.5)
+    """
+    candidates = []
+    total = 0
+    for name, weight in weights.items():
+        out_features, in_features = weight.shape
+        total += out_features * in_features
+        energy = torch.linalg.svdvals(weight.detach().float()) ** 2
+        share = energy / energy.sum().clamp(min=1e-30)
+        cost = out_features + in_features
+        # Direction 0 is granted below (rank 0 would delete the layer); the rest compete.
+        candidates += [(float(value) / cost, name, cost) for value in share[1:]]
+    ranks = dict.fromkeys(weights, 1)
+    spent = sum(sum(weight.shape) for weight in weights.values())
+    budget = param_ratio * total
+    # Stable sort: a matrix's equal-valued directions stay in order, so each matrix keeps a prefix.
+    for _, name, cost in sorted(candidates, key=lambda c: -c[0]):
+        if spent + cost <= budget:
+            ranks[name] += 1
+            spent += cost
+    return {name: (0 if rank * sum(weights[name].shape) >= weights[name].numel() else rank)
+            for name, rank in ranks.items()}
 
 
 def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
@@ -41,9 +73,15 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
         >>> factorize(model, LowRankConfig(energy=0.9))
     """
     ranks: dict[str, int] = {}
-    for name in _targets(model, config):
+    names = _targets(model, config)
+    planned = None
+    if config.allocation == "global":
+        planned = allocate_ranks({name: model.get_submodule(name).weight for name in names}, config.param_ratio)
+    for name in names:
         linear = model.get_submodule(name)
-        rank = choose_rank(linear.weight, config)
+        rank = planned[name] if planned is not None else choose_rank(linear.weight, config)
+        if rank == 0:
+            continue  # the global budget leaves this matrix dense
         no_smaller = rank * (linear.in_features + linear.out_features) >= linear.in_features * linear.out_features
         if config.energy is not None and no_smaller:
             continue  # the energy asked for needs (nearly) full rank: the factors would not be smaller
