@@ -1,7 +1,8 @@
 """Weight sharing and low-rank benchmark on real MiniLM-L6 teachers, each variant fine-tuned after.
 
 For each task, in one run: the teacher; layers shared in groups of 2, 3 and 6 (init = group
-mean); low-rank attention+FFN at 50% and 25% of their parameters; every variant fine-tuned for
+mean); low-rank attention+FFN at 50% and 25% of their parameters (50% also with one global
+budget, ranks per layer); every variant fine-tuned for
 the same steps and learning rate, and measured before and after.
 
     python benchmarks/sharing_lowrank.py --tasks sst2 mrpc
@@ -26,6 +27,7 @@ VARIANTS = {
     "shared, groups of 3": WeightSharingConfig(group_size=3, init="mean"),
     "shared, all 6 layers": WeightSharingConfig(group_size=6, init="mean"),
     "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),
+    "low-rank 50%, global allocation": LowRankConfig(param_ratio=0.5, allocation="global"),
     "low-rank 25% (attention+FFN)": LowRankConfig(param_ratio=0.25),
 }
 
@@ -35,7 +37,8 @@ def encoder_params(model) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if ".encoder." in n)
 
 
-def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None) -> None:
+def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
+             names: list[str] | None = None, tag: str = "") -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -44,6 +47,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     entries = [{"name": "teacher", "model": teacher, "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT)),
                                                             "encoder_params": encoder_params(teacher)}}]
     for name, config in VARIANTS.items():
+        if names and name not in names:
+            continue
         model = compress(copy.deepcopy(teacher), copy.deepcopy(config))
         entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
                                     {"encoder_params": encoder_params(model)}))
@@ -64,7 +69,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "finetune_steps": steps, "finetune_lr": lr, "seed": seed, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
-    write_results(payload, RESULTS / f"sharing_lowrank_{task}.json", RESULTS / f"sharing_lowrank_{task}.md")
+    write_results(payload, RESULTS / f"sharing_lowrank_{task}{tag}.json", RESULTS / f"sharing_lowrank_{task}{tag}.md")
     print(format_table(rows, spec.main_metric), flush=True)
 
 
@@ -75,6 +80,9 @@ if __name__ == "__main__":
     parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
+    parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps)
+        run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,
+                 options.variants, options.tag)

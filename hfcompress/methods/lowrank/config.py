@@ -20,8 +20,9 @@ class LowRankConfig:
 
     ``allocation`` (with ``param_ratio``): "uniform" gives every encoder matrix the same share;
     "global" treats ``param_ratio`` as one budget over all targeted encoder matrices and spends it
-    where a rank buys the most energy per parameter (each matrix's squared singular values
-    relative to its own total), so ranks differ per layer and role. Matrices that would need
+    where a rank removes the most squared reconstruction error per parameter, so ranks differ per
+    layer and role (on MiniLM-L6 SST-2 uniform was the better start before fine-tuning: see
+    benchmarks/RESULTS.md). Matrices that would need
     (nearly) full rank stay dense; the embedding, if targeted, keeps the uniform share.
 
     Example:

@@ -35,9 +35,11 @@ def _targets(model: PreTrainedModel, config: LowRankConfig) -> list[str]:
 def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict[str, int]:
     """Ranks that spend ``param_ratio`` of the matrices' parameters where they keep the most energy.
 
-    Each singular direction of a matrix costs (out + in) parameters and keeps its squared
-    singular value relative to that matrix's total; directions are taken best value-per-parameter
-    first (within a matrix that is in order, so every matrix keeps a prefix). A matrix whose rank
+    Each singular direction of a matrix costs (out + in) parameters and removes its squared
+    singular value from the summed squared reconstruction error; directions are taken best
+    error-per-parameter first (within a matrix that is in order, so every matrix keeps a prefix).
+    Absolute, not per-matrix relative, energy: on MiniLM-L6 SST-2 at 50% the relative variant
+    starved the FFN (71.0 vs 77.6 accuracy before fine-tuning; uniform: 79.6). A matrix whose rank
     reaches the size where factors are no smaller than W gets rank 0 here: keep it dense (its
     dense cost is below what was spent on it, so the budget still holds).
 
@@ -50,10 +52,9 @@ def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict
         out_features, in_features = weight.shape
         total += out_features * in_features
         energy = torch.linalg.svdvals(weight.detach().float()) ** 2
-        share = energy / energy.sum().clamp(min=1e-30)
         cost = out_features + in_features
         # Direction 0 is granted below (rank 0 would delete the layer); the rest compete.
-        candidates += [(float(value) / cost, name, cost) for value in share[1:]]
+        candidates += [(float(value) / cost, name, cost) for value in energy[1:]]
     ranks = dict.fromkeys(weights, 1)
     spent = sum(sum(weight.shape) for weight in weights.values())
     budget = param_ratio * total
