@@ -22,8 +22,8 @@ class LowRankConfig:
     "global" treats ``param_ratio`` as one budget over all targeted encoder matrices and spends it
     where a rank removes the most squared reconstruction error per parameter, so ranks differ per
     layer and role (on MiniLM-L6 SST-2 uniform was the better start before fine-tuning: see
-    benchmarks/RESULTS.md). Matrices that would need
-    (nearly) full rank stay dense; the embedding, if targeted, keeps the uniform share.
+    benchmarks/RESULTS.md). Matrices that would need (nearly) full rank stay dense; the
+    embedding, if targeted, keeps the uniform share.
 
     Example:
         >>> compress(model, LowRankConfig(param_ratio=0.5, targets=["attention", "ffn"]))
@@ -32,7 +32,9 @@ class LowRankConfig:
 
     rank: int | None = field(default=None, metadata={"help": "Fixed rank r for every target."})
     energy: float | None = field(default=None, metadata={"help": "Fraction of singular-value energy to keep."})
-    param_ratio: float | None = field(default=None, metadata={"help": "Fraction of each matrix's parameters kept."})
+    param_ratio: float | None = field(
+        default=None, metadata={"help": "Fraction of the parameters kept: per matrix, or in total with allocation=global."}
+    )
     targets: list[str] = field(default_factory=lambda: ["attention", "ffn"],
                                metadata={"help": "What to factorize: attention ffn embeddings"})
     allocation: str = field(default="uniform", metadata={"help": "With param_ratio: uniform (each matrix) or "
