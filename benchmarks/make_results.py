@@ -114,7 +114,12 @@ def main() -> None:
         if prefix == "theseus":
             out += theseus_summary(payloads)
         for payload in payloads:
-            out += [describe(payload), "", format_table(payload["rows"], payload["metric"], EXTRA_COLUMNS.get(prefix, ())), ""]
+            rows, extra = payload["rows"], list(EXTRA_COLUMNS.get(prefix, ()))
+            if payload["metric"] != "accuracy" and any("accuracy" in row.get("metrics", {}) for row in rows):
+                # MRPC F1 of "always paraphrase" is 81.2: accuracy shows which rows collapsed to it.
+                rows = [{**row, "dev_accuracy": row.get("metrics", {}).get("accuracy")} for row in rows]
+                extra.insert(0, ("dev_accuracy", "accuracy", lambda v: f"{100 * v:.2f}"))
+            out += [describe(payload), "", format_table(rows, payload["metric"], extra), ""]
             if payload.get("note"):
                 out += [payload["note"], ""]
             grid = grid_table(payload)
