@@ -45,7 +45,12 @@ def describe(payload: dict) -> str:
     if payload.get("steps"):
         parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}")
     if payload.get("finetune_steps"):
-        parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}")
+        parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}"
+                     + (" with distillation from the teacher" if payload.get("finetune_distillation") else ""))
+    if payload.get("iterations", 1) > 1:
+        rounds, every = payload["iterations"], payload["finetune_steps"] // (payload["iterations"] + 1)
+        parts.append(f"pruned in {rounds} rounds inside that fine-tune (at steps "
+                     f"{', '.join(str(every * r) for r in range(rounds))}), importance recomputed each round")
     return "; ".join(parts) + "."
 
 
