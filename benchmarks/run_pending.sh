@@ -27,5 +27,7 @@ $PY import_script_results.py cache/iflytek_script/results.json results/theseus_s
 $PY sharing_lowrank.py --tasks mrpc --finetune_steps 80 > cache/logs/sharing_mrpc.log 2>&1
 $PY structured.py --tasks sst2 --finetune_steps 300 --iterations 3 --distill --tag _iterative \
   --variants "heads 50% + ffn 50%" > cache/logs/structured_sst2_iterative.log 2>&1
+$PY structured.py --tasks mrpc --finetune_steps 240 --iterations 3 --distill --tag _iterative \
+  --variants "heads 50% + ffn 50%" > cache/logs/structured_mrpc_iterative.log 2>&1
 # Not run yet (no CPU time left): movement on MRPC.
 $PY movement.py --tasks mrpc --steps 200 > cache/logs/movement_mrpc.log 2>&1
