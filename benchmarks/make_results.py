@@ -43,7 +43,9 @@ def describe(payload: dict) -> str:
         parts.append(f"teacher: {teacher.get('epochs')} epochs, best dev {100 * teacher.get('best_dev', 0):.2f} "
                      f"(per epoch: {', '.join(f'{100 * v:.1f}' for _, v in teacher.get('dev_history', []))})")
     if payload.get("steps"):
-        parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}")
+        parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}, "
+                     f"lr {payload.get('learning_rate')} (scores {payload.get('scores_learning_rate')})"
+                     + (", with distillation from the teacher" if payload.get("distillation") else ""))
     if payload.get("finetune_steps"):
         parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}"
                      + (" with distillation from the teacher" if payload.get("finetune_distillation") else ""))

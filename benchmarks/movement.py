@@ -40,6 +40,15 @@ def variants():
                                                             **common)
     out["structured movement 50% (heads + FFN rows)"] = MovementPruningConfig(method="topK", granularity="row",
                                                                             final_remaining=0.5, **common)
+    # The same methods with scores starting from |W| instead of zeros (scores_init="magnitude"):
+    # at a few hundred steps the zero start prunes nearly at random (see RESULTS.md).
+    warm = dict(common, scores_init="magnitude")
+    out["hard movement 10%, magnitude init"] = MovementPruningConfig(method="topK", final_remaining=0.10, **warm)
+    out["soft movement 10%, magnitude init"] = MovementPruningConfig(method="sigmoied_threshold", target_remaining=True,
+                                                                     final_remaining=0.10, regularization_lambda=1.0,
+                                                                     **warm)
+    out["structured movement 50%, magnitude init"] = MovementPruningConfig(method="topK", granularity="row",
+                                                                          final_remaining=0.5, **warm)
     return out
 
 
@@ -54,7 +63,8 @@ def sparse_form(model, folder: Path, dev_inputs: dict) -> dict:
     return {"sparse_size_bytes": weights_size_bytes(folder), "sparse_reload_max_abs_logit_diff": difference}
 
 
-def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, steps: int | None = None) -> None:
+def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, steps: int | None = None,
+             names: list[str] | None = None, tag: str = "") -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -66,6 +76,8 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, step
     entries = [{"name": "teacher", "model": teacher,
                 "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT)), "remaining_encoder_weights": 1.0}}]
     for name, config in variants().items():
+        if names and name not in names:
+            continue
         args = training_args(f"movement-{task}", steps, lr, seed)
         trainer = build_trainer(copy.deepcopy(teacher), tokenizer, task, args, data["train"],
                                 trainer_cls=CompressionTrainer, compression=[config],
@@ -93,7 +105,7 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, step
                  "AutoModelForSequenceClassification and compared on 8 dev rows. Unstructured sparsity runs on "
                  "dense kernels: no speedup is expected from it."),
     }
-    write_results(payload, RESULTS / f"movement_{task}.json", RESULTS / f"movement_{task}.md")
+    write_results(payload, RESULTS / f"movement_{task}{tag}.json", RESULTS / f"movement_{task}{tag}.md")
     print(format_table(rows, spec.main_metric), flush=True)
 
 
@@ -105,6 +117,9 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--distill", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(variants()), help="default: all")
+    parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.epochs, options.lr, options.seed, options.distill, options.steps)
+        run_task(task_name, options.epochs, options.lr, options.seed, options.distill, options.steps,
+                 options.variants, options.tag)

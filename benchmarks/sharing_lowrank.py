@@ -6,6 +6,8 @@ budget, ranks per layer); every variant fine-tuned for
 the same steps and learning rate, and measured before and after.
 
     python benchmarks/sharing_lowrank.py --tasks sst2 mrpc
+    python benchmarks/sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd \
+        --variants "shared, groups of 2" "low-rank 50% (attention+FFN)"
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 
 from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
 
-from hfcompress import LowRankConfig, WeightSharingConfig, compress
+from hfcompress import CompressionTrainer, DistillationConfig, LowRankConfig, WeightSharingConfig, compress
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
@@ -38,7 +40,7 @@ def encoder_params(model) -> int:
 
 
 def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
-             names: list[str] | None = None, tag: str = "") -> None:
+             names: list[str] | None = None, tag: str = "", distill: bool = False) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -53,7 +55,9 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
                                     {"encoder_params": encoder_params(model)}))
         args = training_args(f"sharing-{task}", steps, lr, seed)
-        build_trainer(model, tokenizer, task, args, data["train"]).train()
+        # The untied / full-rank teacher is the distillation teacher (#7: "optionally with distillation").
+        kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
+        build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
         entries.append(keep_variant("sharing_lowrank", task, f"{name} + fine-tune", model,
                                     {"encoder_params": encoder_params(model)}))
         print(f"[{task}] {name}: compressed and fine-tuned", flush=True)
@@ -66,7 +70,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "teacher_encoder_bytes": encoder_bytes,
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
-        "finetune_steps": steps, "finetune_lr": lr, "seed": seed, "rows": rows, "hardware": hardware(),
+        "finetune_steps": steps, "finetune_lr": lr, "finetune_distillation": distill, "seed": seed, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
     write_results(payload, RESULTS / f"sharing_lowrank_{task}{tag}.json", RESULTS / f"sharing_lowrank_{task}{tag}.md")
@@ -82,7 +86,8 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
     parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
+    parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
     options = parser.parse_args()
     for task_name in options.tasks:
         run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,
-                 options.variants, options.tag)
+                 options.variants, options.tag, options.distill)

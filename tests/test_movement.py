@@ -58,6 +58,17 @@ def test_magnitude_matches_abs_weight_ranking():
     assert weights[mask].min() >= weights[~mask].max()
 
 
+@pytest.mark.parametrize("granularity", ["element", "row"])
+def test_magnitude_scores_init_starts_from_the_magnitude_mask(granularity):
+    magnitude = attach_masks(tiny_model("bert"), MovementPruningConfig(method="magnitude", granularity=granularity))
+    movement = attach_masks(tiny_model("bert"), MovementPruningConfig(method="topK", granularity=granularity,
+                                                                      scores_init="magnitude"))
+    for a, b in zip(magnitude, movement):
+        a.value = b.value = 0.3
+        assert torch.equal(a.mask(), b.mask())
+        assert b.mask_scores.requires_grad and b.mask_scores.mean().item() == pytest.approx(1.0, rel=1e-4)
+
+
 def test_straight_through_gradient_reaches_scores():
     model = tiny_model("bert")
     layers = attach_masks(model, MovementPruningConfig(method="topK"))
@@ -158,7 +169,7 @@ def test_resume_restores_scores_and_schedule(tmp_path):
                                  dict(granularity="block"), dict(granularity="head", targets=["ffn"]),
                                  dict(initial_remaining=0.05, final_remaining=0.1), dict(targets=[]),
                                  dict(method="topK", target_remaining=True),
-                                 dict(granularity="row", sparse_storage=True)])
+                                 dict(granularity="row", sparse_storage=True), dict(scores_init="kaiming")])
 def test_invalid_configs(bad):
     with pytest.raises(ValueError):
         MovementPruningConfig(**bad)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 METHODS = ("topK", "threshold", "sigmoied_threshold", "magnitude")
+SCORE_INITS = ("zeros", "magnitude")
 GRANULARITIES = ("element", "row", "head")
 
 
@@ -30,6 +31,11 @@ class MovementPruningConfig:
     movement ends at ``final_remaining`` while deciding per layer how much to keep.
     ``granularity`` "row" scores whole FFN neurons / attention output units, "head" whole heads,
     so the result can be physically shrunk.
+    ``scores_init="zeros"`` is the paper's start: every weight ties, and the first pruning step
+    ranks on whatever movement the dense warm-up accumulated. That needs a long warm-up (the
+    paper: about an epoch of a large dataset); on a short budget it prunes nearly at random.
+    ``"magnitude"`` starts S at |W| / mean|W| per layer (row norms for row/head granularity), so
+    pruning starts from the magnitude ranking and the learned movement re-ranks it from there.
 
     Example:
         >>> MovementPruningCallback(MovementPruningConfig(method="topK", final_remaining=0.1))
@@ -49,12 +55,16 @@ class MovementPruningConfig:
     target_remaining: bool = field(default=False, metadata={
         "help": "threshold methods: instead of the tau schedule, set tau each step to the global score cutoff that "
                 "keeps the cubic initial_remaining -> final_remaining schedule (each layer's share is learned)."})
+    scores_init: str = field(default="zeros", metadata={
+        "help": "zeros (the paper) | magnitude (start from |W| ranking: short budgets, fine-tuned start)"})
     sparse_storage: bool = field(default=False, metadata={
         "help": "element granularity: save pruned linears as kept values + a bit mask (restored by from_pretrained)."})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {self.method!r}.")
+        if self.scores_init not in SCORE_INITS:
+            raise ValueError(f"scores_init must be one of {SCORE_INITS}; got {self.scores_init!r}.")
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}; got {self.granularity!r}.")
         for name in ("final_remaining", "initial_remaining"):

@@ -54,10 +54,16 @@ class MaskedLinear(nn.Module):
         self.rows_per_score = rows_per_score
         self.value = config.initial_remaining if config.method in ("topK", "magnitude") else config.initial_threshold
         if config.uses_scores:
+            self.mask_scores = None
             shape = linear.weight.shape if config.granularity == "element" else (linear.out_features // rows_per_score,)
-            # Scores start at zero: with straight-through gradients they become the accumulated
-            # "movement" -(dL/dW * W), the paper's importance.
-            self.mask_scores = nn.Parameter(torch.zeros(shape, device=linear.weight.device))
+            # With straight-through gradients the scores accumulate the "movement" -(dL/dW * W), the
+            # paper's importance, on top of where they start.
+            if config.scores_init == "magnitude":
+                magnitude = self._magnitude()
+                initial = magnitude / magnitude.mean().clamp(min=1e-12)
+            else:
+                initial = torch.zeros(shape, device=linear.weight.device)
+            self.mask_scores = nn.Parameter(initial)
         else:
             self.mask_scores = None
 
@@ -69,13 +75,17 @@ class MaskedLinear(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.linear.bias
 
-    def _unit_scores(self) -> torch.Tensor:
-        if self.mask_scores is not None:
-            return self.mask_scores
+    def _magnitude(self) -> torch.Tensor:
+        """|W| per scored unit: elements, or the norm of each row / head's rows."""
         magnitude = self.linear.weight.detach().abs()
         if self.config.granularity == "element":
             return magnitude
         return magnitude.view(-1, self.rows_per_score * magnitude.shape[1]).norm(dim=1)
+
+    def _unit_scores(self) -> torch.Tensor:
+        if self.mask_scores is not None:
+            return self.mask_scores
+        return self._magnitude()
 
     def mask(self) -> torch.Tensor:
         """The current mask, expanded to the weight's shape."""
