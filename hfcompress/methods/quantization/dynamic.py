@@ -60,9 +60,15 @@ class Int8DynamicLinear(nn.Module):
         return self.weight_int8.float() * self.weight_scale[:, None]
 
     def _packed_params(self):
-        key = (self.weight_int8.data_ptr(), self.weight_scale.data_ptr(), self.weight_int8._version,
-               self.weight_scale._version, None if self.bias is None else self.bias._version)
-        if self._packed is None or key != self._packed_from:
+        # Repack when a buffer is replaced (from_pretrained, .to()) or changed in place (version).
+        # Read through _buffers: nn.Module.__getattr__ costs ~2 us per access, which over the
+        # 36 linears of a MiniLM was 2% of a batch-1 forward (benchmarks/int8_kernels.py).
+        buffers = self._buffers
+        weight, scale, bias = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
+        key = (weight._version, scale._version, None if bias is None else bias._version)
+        cached = self._packed_from
+        if (self._packed is None or cached is None or cached[0] is not weight or cached[1] is not scale
+                or cached[2] is not bias or cached[3] != key):
             with warnings.catch_warnings():
                 # torch marks quantized tensor creation deprecated; it is still the only
                 # route to the fbgemm/x86 int8 kernels in eager mode.
@@ -73,7 +79,7 @@ class Int8DynamicLinear(nn.Module):
                 )
                 bias = None if self.bias is None else self.bias.float().cpu()
                 self._packed = torch.ops.quantized.linear_prepack(weight, bias)
-            self._packed_from = key
+            self._packed_from = (buffers["weight_int8"], buffers["weight_scale"], buffers["bias"], key)
         return self._packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
