@@ -31,6 +31,8 @@ VARIANTS = {
     "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),
     "low-rank 50%, global allocation": LowRankConfig(param_ratio=0.5, allocation="global"),
     "low-rank 25% (attention+FFN)": LowRankConfig(param_ratio=0.25),
+    # Staged: factorize to 75%, fine-tune half the steps, factorize that to 50%, fine-tune the rest.
+    "low-rank 50% in 2 stages (75% -> 50%)": [LowRankConfig(param_ratio=0.75), LowRankConfig(param_ratio=0.5)],
 }
 
 
@@ -51,13 +53,19 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     for name, config in VARIANTS.items():
         if names and name not in names:
             continue
-        model = compress(copy.deepcopy(teacher), copy.deepcopy(config))
-        entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
-                                    {"encoder_params": encoder_params(model)}))
-        args = training_args(f"sharing-{task}", steps, lr, seed)
-        # The untied / full-rank teacher is the distillation teacher (#7: "optionally with distillation").
-        kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
-        build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
+        stages = config if isinstance(config, list) else [config]
+        model = copy.deepcopy(teacher)
+        for index, stage in enumerate(stages):
+            model = compress(model, copy.deepcopy(stage))
+            if len(stages) == 1:  # a staged variant's first stage is not the model it names
+                entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
+                                            {"encoder_params": encoder_params(model)}))
+            stage_steps = steps // len(stages) + (steps % len(stages) if index == len(stages) - 1 else 0)
+            # A different seed per stage so later stages do not replay the first stage's batches.
+            args = training_args(f"sharing-{task}", stage_steps, lr, seed + index)
+            # The untied / full-rank teacher is the distillation teacher (#7: "optionally with distillation").
+            kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
+            build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
         entries.append(keep_variant("sharing_lowrank", task, f"{name} + fine-tune", model,
                                     {"encoder_params": encoder_params(model)}))
         print(f"[{task}] {name}: compressed and fine-tuned", flush=True)

@@ -141,6 +141,26 @@ def test_global_allocation_spends_the_budget_where_the_energy_is(tmp_path):
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
 
 
+def test_staged_lowrank_refactorizes_and_reloads(tmp_path):
+    model = tiny_model("bert")
+    name = "bert.encoder.layer.0.intermediate.dense"
+    compress(model, LowRankConfig(param_ratio=0.75))
+    first = model.get_submodule(name).rank
+    product = model.get_submodule(name).weight.detach().clone()
+    compress(model, LowRankConfig(param_ratio=0.5))
+    second = model.get_submodule(name)
+    assert isinstance(second, LowRankLinear) and second.rank < first
+    # The second stage is the best rank-r approximation of the first stage's product.
+    u, singular, vh = torch.linalg.svd(product)
+    best = (u[:, :second.rank] * singular[:second.rank]) @ vh[:second.rank]
+    torch.testing.assert_close(second.weight, best, atol=1e-5, rtol=0)
+    compress(model, LowRankConfig(param_ratio=0.75))  # a higher rank than present: left alone
+    assert model.get_submodule(name).rank == second.rank
+    loaded = _roundtrip(model, tmp_path)
+    assert loaded.get_submodule(name).rank == second.rank
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("bad", [dict(), dict(rank=4, energy=0.9), dict(rank=0), dict(energy=1.5),
                                  dict(param_ratio=1.0), dict(rank=4, targets=["pooler"]),
                                  dict(rank=4, allocation="global"), dict(param_ratio=0.5, allocation="per-layer")])

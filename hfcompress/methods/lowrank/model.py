@@ -29,7 +29,9 @@ def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
 
 
 def _targets(model: PreTrainedModel, config: LowRankConfig) -> list[str]:
-    return get_adapter(model).linear_names(model, expand_roles(config.targets))
+    """Targeted linears that are dense or already factorized (others, e.g. int8, are left out)."""
+    names = get_adapter(model).role_module_names(model, expand_roles(config.targets))
+    return [name for name in names if isinstance(model.get_submodule(name), (nn.Linear, LowRankLinear))]
 
 
 def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict[str, int]:
@@ -70,6 +72,9 @@ def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict
 def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
     """Factorize the targeted matrices in place; ranks per module go into the record.
 
+    An already factorized matrix is factorized again from its product when the new rank is
+    lower (stages: ``param_ratio=0.75``, fine-tune, then ``0.5``), and left alone otherwise.
+
     Example:
         >>> factorize(model, LowRankConfig(energy=0.9))
     """
@@ -83,6 +88,8 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
         rank = planned[name] if planned is not None else choose_rank(linear.weight, config)
         if rank == 0:
             continue  # the global budget leaves this matrix dense
+        if isinstance(linear, LowRankLinear) and linear.rank <= rank:
+            continue  # already at or below this rank (an earlier, stronger factorization)
         no_smaller = rank * (linear.in_features + linear.out_features) >= linear.in_features * linear.out_features
         if config.energy is not None and no_smaller:
             continue  # the energy asked for needs (nearly) full rank: the factors would not be smaller
@@ -103,7 +110,8 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
 def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
     for name, rank in step["ranks"].items():
         linear = model.get_submodule(name)
-        if not isinstance(linear, nn.Linear):
+        # A LowRankLinear here comes from an earlier low-rank step (staged factorization: 75% then 50%).
+        if not isinstance(linear, (nn.Linear, LowRankLinear)):
             raise ValueError(f"The low-rank record expects a Linear at {name!r}; found {type(linear).__name__}.")
         replace_submodule(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
                                             device=linear.weight.device, dtype=linear.weight.dtype))
