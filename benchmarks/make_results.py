@@ -48,7 +48,9 @@ def describe(payload: dict) -> str:
                      + (", with distillation from the teacher" if payload.get("distillation") else ""))
     if payload.get("finetune_steps"):
         parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}"
-                     + (" with distillation from the teacher" if payload.get("finetune_distillation") else ""))
+                     + (" with distillation from the teacher" if payload.get("finetune_distillation") else "")
+                     + (f" (logits and every layer's hidden states, hidden-state weight {payload['finetune_hidden_weight']})"
+                        if payload.get("finetune_hidden_weight") else ""))
     if payload.get("iterations", 1) > 1:
         rounds, every = payload["iterations"], payload["finetune_steps"] // (payload["iterations"] + 1)
         parts.append(f"pruned in {rounds} rounds inside that fine-tune (at steps "

@@ -42,7 +42,7 @@ def encoder_params(model) -> int:
 
 
 def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
-             names: list[str] | None = None, tag: str = "", distill: bool = False) -> None:
+             names: list[str] | None = None, tag: str = "", distill: bool = False, hidden_weight: float = 0.0) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -64,7 +64,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
             # A different seed per stage so later stages do not replay the first stage's batches.
             args = training_args(f"sharing-{task}", stage_steps, lr, seed + index)
             # The untied / full-rank teacher is the distillation teacher (#7: "optionally with distillation").
-            kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
+            kd = dict(trainer_cls=CompressionTrainer, teacher=teacher,
+                      distillation=DistillationConfig(hidden_weight=hidden_weight)) if distill else {}
             build_trainer(model, tokenizer, task, args, data["train"], **kd).train()
         entries.append(keep_variant("sharing_lowrank", task, f"{name} + fine-tune", model,
                                     {"encoder_params": encoder_params(model)}))
@@ -78,7 +79,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "teacher_encoder_bytes": encoder_bytes,
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
-        "finetune_steps": steps, "finetune_lr": lr, "finetune_distillation": distill, "seed": seed, "rows": rows, "hardware": hardware(),
+        "finetune_steps": steps, "finetune_lr": lr, "finetune_distillation": distill,
+        "finetune_hidden_weight": hidden_weight if distill else None, "seed": seed, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
     write_results(payload, RESULTS / f"sharing_lowrank_{task}{tag}.json", RESULTS / f"sharing_lowrank_{task}{tag}.md")
@@ -95,7 +97,9 @@ if __name__ == "__main__":
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
     parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
     parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
+    parser.add_argument("--hidden_weight", type=float, default=0.0,
+                        help="with --distill: weight of the layer-to-layer hidden-state MSE (0: logits only)")
     options = parser.parse_args()
     for task_name in options.tasks:
         run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,
-                 options.variants, options.tag, options.distill)
+                 options.variants, options.tag, options.distill, options.hidden_weight)

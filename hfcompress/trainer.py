@@ -8,7 +8,7 @@ import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from .compress import CompressCallback, is_post_training_config
-from .methods.distillation import DistillationConfig, distillation_loss
+from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
 
 _CALLBACK_FACTORIES: dict[type, Callable[[Any], TrainerCallback]] = {}
 
@@ -92,10 +92,15 @@ class CompressionTrainer(Trainer):
         if self.teacher is None:
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         else:
-            outputs = model(**inputs)
+            hidden = self.distillation.hidden_weight > 0
+            outputs = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
             with torch.no_grad():
-                teacher_logits = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-            loss = distillation_loss(outputs.logits, teacher_logits, outputs.get("loss"), self.distillation)
+                teacher_outputs = self.teacher(**{k: v for k, v in inputs.items() if k != "labels"},
+                                               output_hidden_states=hidden)
+            loss = distillation_loss(outputs.logits, teacher_outputs.logits, outputs.get("loss"), self.distillation)
+            if hidden:
+                loss = loss + self.distillation.hidden_weight * hidden_state_loss(outputs.hidden_states,
+                                                                                  teacher_outputs.hidden_states)
         if model.training:
             for callback in self.callback_handler.callbacks:
                 extra = callback.extra_loss(self.model, self.state.global_step) if hasattr(callback, "extra_loss") else None

@@ -30,3 +30,25 @@ def distillation_loss(
     if task_loss is None:
         return soft
     return config.alpha * soft + (1.0 - config.alpha) * task_loss
+
+
+def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean MSE between each student layer's output and its matched teacher layer's output.
+
+    Both tuples are ``output_hidden_states`` (embeddings first, then one entry per layer). Student
+    layer i of L_s is matched to teacher layer i * L_t // L_s.
+
+    Example:
+        >>> hidden_state_loss(student(**x, output_hidden_states=True).hidden_states,
+        ...                   teacher(**x, output_hidden_states=True).hidden_states)
+    """
+    student_layers, teacher_layers = len(student_hidden) - 1, len(teacher_hidden) - 1
+    if student_layers < 1 or teacher_layers < student_layers:
+        raise ValueError(f"Hidden-state distillation maps {student_layers} student layers onto {teacher_layers} "
+                         "teacher layers: the student must have at least one layer and no more than the teacher.")
+    if student_hidden[-1].shape[-1] != teacher_hidden[-1].shape[-1]:
+        raise ValueError(f"Hidden-state distillation needs equal hidden sizes; student {student_hidden[-1].shape[-1]}, "
+                         f"teacher {teacher_hidden[-1].shape[-1]}. Set hidden_weight=0.")
+    losses = [F.mse_loss(student_hidden[i], teacher_hidden[i * teacher_layers // student_layers].detach())
+              for i in range(1, student_layers + 1)]
+    return torch.stack(losses).mean()
