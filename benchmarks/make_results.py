@@ -53,8 +53,10 @@ def describe(payload: dict) -> str:
                         if payload.get("finetune_hidden_weight") else ""))
     if payload.get("iterations", 1) > 1:
         rounds, every = payload["iterations"], payload["finetune_steps"] // (payload["iterations"] + 1)
+        # Runs before the payload stored prune_steps: structured.py's formula.
+        steps = payload.get("prune_steps") or [every * r for r in range(rounds)]
         parts.append(f"pruned in {rounds} rounds inside that fine-tune (at steps "
-                     f"{', '.join(str(every * r) for r in range(rounds))}), importance recomputed each round")
+                     f"{', '.join(map(str, steps))}), importance recomputed each round")
     return "; ".join(parts) + "."
 
 

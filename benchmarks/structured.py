@@ -80,6 +80,9 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     entries = [{"name": "teacher (12 heads x 6 layers, FFN 1536)", "model": teacher,
                 "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
     removed_heads = {}
+    # Rounds at steps 0, s/(n+1), ..., so the last round still gets half the steps or more.
+    prune_every = steps // (iterations + 1)
+    prune_steps = [prune_every * r for r in range(iterations)] if iterations > 1 else None
     for name, configs in VARIANTS.items():
         if names and name not in names:
             continue
@@ -92,8 +95,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
             if iterations == 1:
                 compress(model, config, dataloader=loader())
             else:
-                # Rounds at steps 0, s/(n+1), ..., so the last round still gets half the steps or more.
-                callbacks.append(IterativePruningCallback(config, loader(), prune_every=steps // (iterations + 1)))
+                callbacks.append(IterativePruningCallback(config, loader(), prune_every=prune_every))
         args = training_args(f"structured-{task}", steps, lr, seed)
         kd = dict(trainer_cls=CompressionTrainer, teacher=teacher, distillation=DistillationConfig()) if distill else {}
         trainer = build_trainer(model, tokenizer, task, args, data["train"], callbacks=callbacks, **kd)
@@ -121,7 +123,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length},
         "importance_batches": 32, "finetune_steps": steps, "finetune_distillation": distill, "finetune_lr": lr,
-        "iterations": iterations, "seed": seed,
+        "iterations": iterations, "prune_steps": prune_steps, "seed": seed,
         "removed_heads": removed_heads, "rows": rows, "hardware": hardware(),
         "latency": LATENCY_NOTE,
     }
