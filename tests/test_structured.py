@@ -111,6 +111,8 @@ def test_iterative_pruning_inside_trainer(tmp_path):
     assert all(id(p) in optimized for p in model.parameters())  # the optimizer trains the pruned model
     with pytest.raises(ValueError, match="prune_every"):
         IterativePruningCallback(HeadPruningConfig(), _loader(), prune_every=0)
+    with pytest.raises(ValueError, match="same number of iterations"):
+        IterativePruningCallback([HeadPruningConfig(iterations=2), FFNPruningConfig(iterations=3)], _loader(), 5)
 
 
 def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
@@ -125,8 +127,8 @@ def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
     teacher = copy.deepcopy(model).eval()
     rows = [{"input_ids": b["input_ids"][i], "attention_mask": b["attention_mask"][i], "labels": b["labels"][i]}
             for b in _loader(4) for i in range(4)]
-    callbacks = [IterativePruningCallback(HeadPruningConfig(target=0.5, iterations=2), _loader(), prune_every=3),
-                 IterativePruningCallback(FFNPruningConfig(target=0.5, iterations=2), _loader(), prune_every=3)]
+    callbacks = [IterativePruningCallback([HeadPruningConfig(target=0.5, iterations=2),
+                                           FFNPruningConfig(target=0.5, iterations=2)], _loader(), prune_every=3)]
     args = TrainingArguments(str(tmp_path), max_steps=6, per_device_train_batch_size=4, report_to=[], use_cpu=True,
                              save_strategy="no", learning_rate=1e-2)
     trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, callbacks=callbacks, teacher=teacher,
