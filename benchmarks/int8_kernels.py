@@ -8,9 +8,10 @@ each round also gives a paired ratio (ours / theirs, same round), which cancels 
 - fp32 teacher;
 - torch.ao ``quantize_dynamic``, default qconfig (per-tensor weight scale);
 - torch.ao ``quantize_dynamic`` with ``per_channel_dynamic_qconfig`` (per-channel, as ours);
-- ours, ``compress(model, DynamicQuantConfig())`` (per-channel int8 buffers, kernel packed lazily).
+- ours, ``compress(model, DynamicQuantConfig())`` (per-channel int8 buffers, kernel packed lazily);
+- with ``--onnx``: plain ONNX Runtime int8 and ours (onnxruntime), as in benchmarks/quantization.py.
 
-    python benchmarks/int8_kernels.py --task sst2 --rounds 200
+    python benchmarks/int8_kernels.py --task sst2 --rounds 300 --onnx
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import tempfile
 import warnings
+from pathlib import Path
 
 import torch
 
 from common import RESULTS, TASK_SETUPS, get_teacher
 
-from hfcompress import DynamicQuantConfig, compress
+from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
 from hfcompress.benchmark import _timed_passes, hardware, write_results
 
 
@@ -41,7 +44,7 @@ def quartiles(values: list[float]) -> list[float]:
     return [round(q[0], 3), round(q[2], 3)]
 
 
-def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int]) -> None:
+def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], onnx: bool) -> None:
     teacher, _, teacher_info = get_teacher(TASK_SETUPS[task])
     teacher.eval()
     models = {
@@ -52,39 +55,48 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int]) ->
     }
     pairs = [("hfcompress int8 (torch)", "torch.ao per-tensor"), ("hfcompress int8 (torch)", "torch.ao per-channel"),
              ("torch.ao per-channel", "torch.ao per-tensor")]
-    cases = []
-    for seq_len in seq_lens:
-        for batch in batch_sizes:
-            n = rounds if batch == 1 else max(20, rounds // 10)
-            times = _timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n)
-            case = {"batch_size": batch, "seq_len": seq_len, "rounds": n,
-                    "median_ms": {k: round(statistics.median(v), 3) for k, v in times.items()},
-                    "quartiles_ms": {k: quartiles(v) for k, v in times.items()},
-                    "speedup_vs_fp32": {k: round(statistics.median(times["fp32"]) / statistics.median(v), 3)
-                                        for k, v in times.items()},
-                    "paired_ratio": {}}
-            for a, b in pairs:
-                ratios = [x / y for x, y in zip(times[a], times[b])]
-                case["paired_ratio"][f"{a} / {b}"] = {"median": round(statistics.median(ratios), 4),
-                                                      "quartiles": quartiles(ratios)}
-            cases.append(case)
-            print(case, flush=True)
+    with tempfile.TemporaryDirectory() as work:
+        if onnx:
+            # As in benchmarks/quantization.py: plain = unoptimized export, per-tensor; ours = fused + per-channel.
+            plain = export_onnx(teacher, Path(work) / "plain", int8=True, optimize=False, per_channel=False)
+            ours = export_onnx(teacher, Path(work) / "ours", int8=True, optimize=True, per_channel=True)
+            models["plain ONNX Runtime int8"] = OnnxSequenceClassifier.from_pretrained(plain)
+            models["hfcompress int8 (onnxruntime)"] = OnnxSequenceClassifier.from_pretrained(ours)
+            pairs.append(("hfcompress int8 (onnxruntime)", "plain ONNX Runtime int8"))
+        cases = []
+        for seq_len in seq_lens:
+            for batch in batch_sizes:
+                n = rounds if batch == 1 else max(20, rounds // 10)
+                times = _timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n)
+                fp32 = statistics.median(times["fp32"])
+                case = {"batch_size": batch, "seq_len": seq_len, "rounds": n,
+                        "median_ms": {k: round(statistics.median(v), 3) for k, v in times.items()},
+                        "quartiles_ms": {k: quartiles(v) for k, v in times.items()},
+                        "speedup_vs_fp32": {k: round(fp32 / statistics.median(v), 3) for k, v in times.items()},
+                        "paired_ratio": {}}
+                for a, b in pairs:
+                    ratios = [x / y for x, y in zip(times[a], times[b])]
+                    case["paired_ratio"][f"{a} / {b}"] = {"median": round(statistics.median(ratios), 4),
+                                                          "quartiles": quartiles(ratios)}
+                cases.append(case)
+                print(case, flush=True)
     payload = {"benchmark": "int8_kernels", "task": task, "teacher": teacher_info, "cases": cases,
                "hardware": hardware(), "threads": 2,
                "note": "one process, models timed in rotating alternation; paired_ratio = per-round time ratio"}
-    lines = [f"task **{task}** teacher, random token ids, 2 threads; models timed in alternation "
-             "(order rotates every round); median ms, and the per-round paired ratio of ours to torch.ao.", "",
-             "| batch | seq | rounds | fp32 ms | torch.ao per-tensor ms | torch.ao per-channel ms | ours ms | "
-             "ours / torch.ao per-tensor | ours / torch.ao per-channel | per-channel / per-tensor (torch.ao) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    names = list(models)
+    lines = [f"task **{task}** teacher, random token ids, 2 threads (2 intra-op threads for ONNX Runtime); models "
+             "timed in alternation (order rotates every round): median ms with the speedup over fp32, then the "
+             "median per-round paired ratio of two models' times.", "",
+             "| batch | seq | rounds | " + " | ".join(f"{n} ms" for n in names) + " | "
+             + " | ".join(f"{a} / {b}" for a, b in pairs) + " |",
+             "|" + "---|" * (3 + len(names) + len(pairs))]
     for c in cases:
-        m, r = c["median_ms"], c["paired_ratio"]
-        ratio = [r[f"{a} / {b}"] for a, b in pairs]
-        lines.append(f"| {c['batch_size']} | {c['seq_len']} | {c['rounds']} | {m['fp32']:.1f} | "
-                     f"{m['torch.ao per-tensor']:.1f} | {m['torch.ao per-channel']:.1f} | "
-                     f"{m['hfcompress int8 (torch)']:.1f} | "
-                     + " | ".join(f"{x['median']:.3f} [{x['quartiles'][0]:.2f}, {x['quartiles'][1]:.2f}]"
-                                  for x in ratio) + " |")
+        m, x, r = c["median_ms"], c["speedup_vs_fp32"], c["paired_ratio"]
+        cells = [f"{m[n]:.1f}" + ("" if n == "fp32" else f" ({x[n]:.2f}x)") for n in names]
+        ratios = [r[f"{a} / {b}"] for a, b in pairs]
+        lines.append(f"| {c['batch_size']} | {c['seq_len']} | {c['rounds']} | " + " | ".join(cells) + " | "
+                     + " | ".join(f"{v['median']:.3f} [{v['quartiles'][0]:.2f}, {v['quartiles'][1]:.2f}]"
+                                  for v in ratios) + " |")
     write_results(payload, RESULTS / f"int8_kernels_{task}.json")
     (RESULTS / f"int8_kernels_{task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -96,5 +108,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--seq_lens", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--onnx", action="store_true", help="also plain ONNX Runtime int8 and ours (onnxruntime)")
     options = parser.parse_args()
-    main(options.task, options.rounds, options.seq_lens, options.batch_sizes)
+    main(options.task, options.rounds, options.seq_lens, options.batch_sizes, options.onnx)
