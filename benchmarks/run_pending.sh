@@ -29,5 +29,19 @@ $PY structured.py --tasks sst2 --finetune_steps 300 --iterations 3 --distill --t
   --variants "heads 50% + ffn 50%" > cache/logs/structured_sst2_iterative.log 2>&1
 $PY structured.py --tasks mrpc --finetune_steps 240 --iterations 3 --distill --tag _iterative \
   --variants "heads 50% + ffn 50%" > cache/logs/structured_mrpc_iterative.log 2>&1
-# Not run yet (no CPU time left): movement on MRPC.
-$PY movement.py --tasks mrpc --steps 200 > cache/logs/movement_mrpc.log 2>&1
+# Session 4: KD fine-tunes for sharing/low-rank (logits; logits + hidden states), movement with KD and
+# magnitude-initialized scores, int8 kernel timing, movement on MRPC.
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd \
+  --variants "shared, groups of 2" "low-rank 50% (attention+FFN)" > cache/logs/sharing_sst2_kd.log 2>&1
+$PY int8_kernels.py --task sst2 --rounds 300 > cache/logs/int8_kernels.log 2>&1
+$PY movement.py --tasks sst2 --steps 400 --distill --tag _kd --variants "magnitude 10%" "soft movement 10%" \
+  "soft movement 10%, magnitude init" "structured movement 50%, magnitude init" > cache/logs/movement_sst2_kd.log 2>&1
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --hidden_weight 1.0 --tag _kd_hidden \
+  --variants "shared, groups of 2" "low-rank 50% (attention+FFN)" "low-rank 50% in 2 stages (75% -> 50%)" \
+  > cache/logs/sharing_sst2_kd_hidden.log 2>&1
+$PY int8_kernels.py --task sst2 --rounds 300 --onnx > cache/logs/int8_kernels_onnx.log 2>&1
+$PY movement.py --tasks mrpc --steps 240 --distill --tag _kd \
+  --variants "magnitude 10%" "soft movement 10%, magnitude init" "structured movement 50%, magnitude init" \
+  > cache/logs/movement_mrpc_kd.log 2>&1
+# Not run (CPU time): the full movement grid (3% rows, hard movement) on MRPC.
+# $PY movement.py --tasks mrpc --steps 240 --distill > cache/logs/movement_mrpc.log 2>&1
