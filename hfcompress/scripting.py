@@ -50,6 +50,26 @@ class TaskArguments:
                                                                  "per latency measurement."})
 
 
+@dataclass
+class DistillArguments:
+    """Script flags for distillation from the uncompressed model (the predecessor / teacher)."""
+
+    distill: bool = field(default=False, metadata={"help": "Distil from the uncompressed model while training."})
+    distill_alpha: float = field(default=0.5, metadata={"help": "Weight of the distillation term."})
+    distill_temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
+    distill_hidden_weight: float = field(default=0.0, metadata={
+        "help": "Weight of the layer-to-layer hidden-state MSE (0: logits only)."})
+
+    def trainer_kwargs(self, teacher: PreTrainedModel) -> dict[str, Any]:
+        """``teacher`` and ``distillation`` for ``CompressionTrainer``, or nothing when ``--distill`` is off."""
+        if not self.distill:
+            return {}
+        from .methods.distillation import DistillationConfig
+
+        return {"teacher": teacher, "distillation": DistillationConfig(
+            temperature=self.distill_temperature, alpha=self.distill_alpha, hidden_weight=self.distill_hidden_weight)}
+
+
 def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
     """Parse flags with ``HfArgumentParser``; ``--config recipe.yaml`` supplies defaults that flags override.
 

@@ -7,8 +7,9 @@
     # heads / ffn by importance (flags of HeadPruningConfig / FFNPruningConfig), then fine-tune
     python scripts/prune_glue.py --method heads --target 0.5 --model_name_or_path M --task_name mrpc \
         --output_dir out/heads --num_train_epochs 1
+    # either, with distillation from the unpruned model: --distill [--distill_alpha 0.5 --distill_temperature 2]
 
-Flags: TrainingArguments, TaskArguments (hfcompress.scripting) and the method's config.
+Flags: TrainingArguments, TaskArguments and DistillArguments (hfcompress.scripting) and the method's config.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 from hfcompress import CompressionTrainer, FFNPruningConfig, HeadPruningConfig, MovementPruningConfig, compress
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card
-from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
+from hfcompress.scripting import (DistillArguments, TaskArguments, load_predecessor, load_tokenized,
+                                  parse_with_recipe, report)
 
 
 def main() -> None:
@@ -39,12 +41,14 @@ def main() -> None:
         at = argv.index("--method")
         argv = argv[:at] + argv[at + 2:]
     config_cls = importance or MovementPruningConfig
-    task_args, config, training = parse_with_recipe((TaskArguments, config_cls, TrainingArguments), argv)
+    task_args, config, distill, training = parse_with_recipe(
+        (TaskArguments, config_cls, DistillArguments, TrainingArguments), argv)
     set_seed(training.seed)
     tokenizer = AutoTokenizer.from_pretrained(task_args.model_name_or_path)
     data = load_tokenized(task_args, tokenizer, training.seed)
     teacher = load_predecessor(task_args, training, tokenizer, data)
     model = copy.deepcopy(teacher)
+    kd = distill.trainer_kwargs(copy.deepcopy(teacher).eval())
 
     if importance is not None:
         loader = DataLoader(data["train"].rename_column("label", "labels"), batch_size=training.per_device_train_batch_size,
@@ -52,10 +56,11 @@ def main() -> None:
         config.max_batches = config.max_batches or 32
         compress(model, config, dataloader=loader)
         if training.num_train_epochs > 0 or training.max_steps > 0:
-            build_trainer(model, tokenizer, task_args.task_name, training, data["train"], data["validation"]).train()
+            build_trainer(model, tokenizer, task_args.task_name, training, data["train"], data["validation"],
+                          trainer_cls=CompressionTrainer, **kd).train()
     else:
         trainer = build_trainer(model, tokenizer, task_args.task_name, training, data["train"], data["validation"],
-                                trainer_cls=CompressionTrainer, compression=[config])
+                                trainer_cls=CompressionTrainer, compression=[config], **kd)
         trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
         model = trainer.model
     pruned_dir = os.path.join(training.output_dir, "pruned")

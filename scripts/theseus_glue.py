@@ -14,21 +14,13 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass, field
 
 from transformers import AutoTokenizer, TrainingArguments, set_seed
 
-from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig
+from hfcompress import CompressionTrainer, TheseusConfig
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card, push_to_hub
-from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
-
-
-@dataclass
-class DistillArguments:
-    distill: bool = field(default=False, metadata={"help": "Distil from the predecessor's logits while training."})
-    distill_alpha: float = field(default=0.5, metadata={"help": "Weight of the distillation term."})
-    distill_temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
+from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
 
 
 def main() -> None:
@@ -49,8 +41,7 @@ def main() -> None:
         predecessor, tokenizer, task_args.task_name, training, data["train"], data["validation"],
         trainer_cls=CompressionTrainer,
         compression=[theseus],
-        teacher=teacher if distill.distill else None,
-        distillation=DistillationConfig(distill.distill_temperature, distill.distill_alpha) if distill.distill else None,
+        **distill.trainer_kwargs(teacher),
     )
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     successor = trainer.model

@@ -65,7 +65,8 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
 
 
 @pytest.mark.parametrize("method_flags", [["--method", "heads", "--target", "0.5"],
-                                          ["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0"]])
+                                          ["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0",
+                                           "--scores_init", "magnitude", "--distill", "--distill_hidden_weight", "1"]])
 def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags):
     _save_tiny(tmp_path / "tiny", minilm_path, layers=2)
     out = tmp_path / "out"
