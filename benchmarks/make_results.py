@@ -106,6 +106,15 @@ def theseus_summary(payloads: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def best_drop_speedup(candidates: list[dict], teacher: dict, speedup: str, suffix: str = "") -> list[str]:
+    """Summary cells of the best-scoring row: score (name without ``suffix``), drop from the teacher, speedup."""
+    if not candidates:
+        return ["", "", ""]
+    best = max(candidates, key=lambda r: r["score"])
+    return [f"{100 * best['score']:.2f} ({best['name'].removesuffix(suffix)})",
+            f"{100 * (teacher['score'] - best['score']):.2f}", f"{best.get(speedup, 0):.2f}x"]
+
+
 def movement_summary(payloads: list[dict]) -> list[str]:
     """The #5 targets, per table: soft movement 10% vs 95% retention and vs magnitude 10%; structured 50%."""
     lines = ["Against #5's targets (soft movement at 10% keeps >= 95% of the teacher and beats magnitude at 10%; "
@@ -130,12 +139,7 @@ def movement_summary(payloads: list[dict]) -> list[str]:
                       ("yes" if best["score"] > magnitude["score"] else "no") if magnitude else ""]
         else:
             cells += ["", "", ""]
-        if structured:
-            best = max(structured, key=lambda r: r["score"])
-            cells += [f"{100 * best['score']:.2f} ({best['name']})",
-                      f"{100 * (teacher['score'] - best['score']):.2f}", f"{best.get('speedup_bs1', 0):.2f}x"]
-        else:
-            cells += ["", "", ""]
+        cells += best_drop_speedup(structured, teacher, "speedup_bs1")
         lines.append("| " + " | ".join(cells) + " |")
     if not count:
         return []
@@ -172,12 +176,7 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                       f"{shared['encoder_params'] / teacher['encoder_params']:.0%}"]
         else:
             cells += ["", "", ""]
-        if lowrank:
-            best = max(lowrank, key=lambda r: r["score"])
-            cells += [f"{100 * best['score']:.2f} ({best['name'].removesuffix(' + fine-tune')})",
-                      f"{100 * (teacher['score'] - best['score']):.2f}", f"{best.get('speedup_bs32', 0):.2f}x"]
-        else:
-            cells += ["", "", ""]
+        cells += best_drop_speedup(lowrank, teacher, "speedup_bs32", suffix=" + fine-tune")
         lines.append("| " + " | ".join(cells) + " |")
     if not count:
         return []
