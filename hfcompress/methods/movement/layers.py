@@ -54,7 +54,6 @@ class MaskedLinear(nn.Module):
         self.rows_per_score = rows_per_score
         self.value = config.initial_remaining if config.method in ("topK", "magnitude") else config.initial_threshold
         if config.uses_scores:
-            self.mask_scores = None
             shape = linear.weight.shape if config.granularity == "element" else (linear.out_features // rows_per_score,)
             # With straight-through gradients the scores accumulate the "movement" -(dL/dW * W), the
             # paper's importance, on top of where they start.

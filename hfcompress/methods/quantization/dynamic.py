@@ -67,19 +67,16 @@ class Int8DynamicLinear(nn.Module):
         weight, scale, bias = buffers["weight_int8"], buffers["weight_scale"], buffers["bias"]
         key = (weight._version, scale._version, None if bias is None else bias._version)
         cached = self._packed_from
-        if (self._packed is None or cached is None or cached[0] is not weight or cached[1] is not scale
-                or cached[2] is not bias or cached[3] != key):
+        if cached is None or cached[0] is not weight or cached[1] is not scale or cached[2] is not bias or cached[3] != key:
             with warnings.catch_warnings():
                 # torch marks quantized tensor creation deprecated; it is still the only
                 # route to the fbgemm/x86 int8 kernels in eager mode.
                 warnings.simplefilter("ignore")
-                weight = torch._make_per_channel_quantized_tensor(
-                    self.weight_int8.cpu(), self.weight_scale.double().cpu(),
-                    torch.zeros(self.out_features, dtype=torch.long), 0,
+                quantized = torch._make_per_channel_quantized_tensor(
+                    weight.cpu(), scale.double().cpu(), torch.zeros(self.out_features, dtype=torch.long), 0,
                 )
-                bias = None if self.bias is None else self.bias.float().cpu()
-                self._packed = torch.ops.quantized.linear_prepack(weight, bias)
-            self._packed_from = (buffers["weight_int8"], buffers["weight_scale"], buffers["bias"], key)
+                self._packed = torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.float().cpu())
+            self._packed_from = (weight, scale, bias, key)
         return self._packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
