@@ -148,7 +148,9 @@ def movement_summary(payloads: list[dict]) -> list[str]:
                     "significant on its own. The paper's zero-initialized scores (\"soft movement 10%\", no "
                     "\"magnitude init\") need a long dense warm-up to rank weights; at a few hundred steps they prune "
                     "almost at random and collapse. scores_init=\"magnitude\" starts the scores from |W| (per "
-                    "layer, mean 1) and lets movement re-rank from there.", ""]
+                    "layer, mean 1) and lets movement re-rank from there. MRPC rows are F1: always answering \"paraphrase\" "
+                    "scores 81.22, so read them with the accuracy column of their table (a 10% row at 81.2-81.5 F1 "
+                    "has collapsed or nearly so, whatever its retention says).", ""]
 
 
 def sharing_summary(payloads: list[dict]) -> list[str]:
