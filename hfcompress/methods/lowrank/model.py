@@ -113,8 +113,10 @@ def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
         # A LowRankLinear here comes from an earlier low-rank step (staged factorization: 75% then 50%).
         if not isinstance(linear, (nn.Linear, LowRankLinear)):
             raise ValueError(f"The low-rank record expects a Linear at {name!r}; found {type(linear).__name__}.")
+        # Device and dtype from a parameter: a LowRankLinear's .weight would multiply its factors.
+        reference = next(linear.parameters())
         replace_submodule(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
-                                            device=linear.weight.device, dtype=linear.weight.dtype))
+                                            device=reference.device, dtype=reference.dtype))
     if step.get("embedding"):
         embedding = model.get_submodule(step["embedding"])
         replace_submodule(model, step["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
