@@ -58,7 +58,8 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
     with tempfile.TemporaryDirectory() as work:
         if onnx:
             # As in benchmarks/quantization.py: plain = unoptimized export, per-tensor; ours = fused + per-channel.
-            plain = export_onnx(teacher, Path(work) / "plain", int8=True, optimize=False, per_channel=False)
+            plain = export_onnx(teacher, Path(work) / "plain", int8=True, optimize=False, per_channel=False,
+                                weight_bits=8)
             ours = export_onnx(teacher, Path(work) / "ours", int8=True, optimize=True, per_channel=True)
             models["plain ONNX Runtime int8"] = OnnxSequenceClassifier.from_pretrained(plain)
             models["hfcompress int8 (onnxruntime)"] = OnnxSequenceClassifier.from_pretrained(ours)

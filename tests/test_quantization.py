@@ -12,7 +12,7 @@ from hfcompress.methods.quantization import Int8DynamicLinear, Int8StoredEmbeddi
 
 from .conftest import FAMILIES, tiny_inputs, tiny_model
 
-# int8 weights (per-channel) and 7-bit dynamic activations: logits of a tiny random model move
+# int8 weights (per-channel) and int8 dynamic activations: logits of a tiny random model move
 # by a few thousandths; we allow 0.05 on logits of magnitude ~0.5.
 INT8_ATOL = 0.05
 
@@ -97,7 +97,45 @@ def test_int8_model_refuses_training(tmp_path):
                 train_dataset=[])
 
 
+def _fake_quant_linear(layer: Int8DynamicLinear, x: torch.Tensor, activation_levels: int) -> torch.Tensor:
+    """What the layer should compute: per-tensor asymmetric activations times its int8 weights."""
+    low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    scale = (high - low) / activation_levels
+    zero = round(-low / scale)
+    x_q = (torch.clamp(torch.round(x / scale) + zero, 0, activation_levels) - zero) * scale
+    return x_q @ layer.dequantized_weight().T + layer.bias
+
+
+@pytest.mark.parametrize("weight_bits, activation_levels", [(7, 255), (8, 127)])
+def test_int8_linear_computes_its_stated_precision(weight_bits, activation_levels):
+    # Wide, offset activations: with 8-bit weights and 8-bit activations AVX2 kernels would
+    # saturate their 16-bit pair sums and miss this reference by ~8%.
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(512, 96)
+    x = torch.randn(64, 512) * 3 + 1
+    layer = Int8DynamicLinear.from_linear(linear, weight_bits=weight_bits)
+    assert layer.weight_int8.abs().max().item() == 2 ** (weight_bits - 1) - 1
+    expected = _fake_quant_linear(layer, x, activation_levels)
+    error = (layer(x) - expected).norm() / expected.norm()
+    assert error < 1e-3, f"{weight_bits}-bit weights: relative error {error:.4f} against the stated arithmetic"
+
+
+def test_old_int8_record_without_weight_bits_loads_as_8_bit(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig(weight_bits=8))
+    expected = model(**tiny_inputs()).logits
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["quantization_config"]["steps"][0]["weight_bits"]  # as written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert loaded.bert.encoder.layer[0].output.dense.weight_bits == 8
+    assert torch.equal(loaded(**tiny_inputs()).logits, expected)
+
+
 def test_bad_configs():
+    with pytest.raises(ValueError, match="weight_bits must be 7 or 8"):
+        DynamicQuantConfig(weight_bits=4)
     with pytest.raises(ValueError, match="backend"):
         DynamicQuantConfig(backend="tensorrt")
     with pytest.raises(ValueError, match="subset"):

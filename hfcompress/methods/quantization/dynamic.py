@@ -23,23 +23,37 @@ from .config import DynamicQuantConfig
 STEP = "int8_dynamic"
 
 
-def _quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8: ``weight ~= int8 * scale[:, None]``."""
+WEIGHT_BITS = (7, 8)
+
+
+def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 with ``bits`` of range: ``weight ~= int8 * scale[:, None]``."""
     weight = weight.detach().float()
-    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    return torch.clamp(torch.round(weight / scale[:, None]), -127, 127).to(torch.int8), scale
+    qmax = 2 ** (bits - 1) - 1
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / qmax
+    return torch.clamp(torch.round(weight / scale[:, None]), -qmax, qmax).to(torch.int8), scale
 
 
 class Int8DynamicLinear(nn.Module):
     """A Linear with int8 per-channel weights and dynamically quantized activations.
 
+    x86 int8 kernels without VNNI (AVX2's vpmaddubsw) add pairs of uint8 x int8 products in
+    16-bit registers, which saturate for 8-bit activations times 8-bit weights (2 * 255 * 127 >
+    32767). One side must give up a bit. ``weight_bits=7`` takes it from the weights (per-channel
+    scales make that nearly free) and keeps 8-bit activations; ``weight_bits=8`` takes it from
+    the activations (7-bit, torch.ao's ``reduce_range``), which on MRPC cost ~1 F1
+    (benchmarks/RESULTS.md).
+
     Example:
-        >>> layer = Int8DynamicLinear.from_linear(nn.Linear(384, 1536))
+        >>> layer = Int8DynamicLinear.from_linear(nn.Linear(384, 1536), weight_bits=7)
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, weight_bits: int = 8) -> None:
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        if weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}; got {weight_bits!r}.")
+        self.in_features, self.out_features, self.weight_bits = in_features, out_features, weight_bits
+        self._reduce_range = weight_bits == 8
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
@@ -47,9 +61,10 @@ class Int8DynamicLinear(nn.Module):
         self._packed_from: tuple | None = None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8DynamicLinear":
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device)
-        weight_int8, scale = _quantize_rows(linear.weight)
+    def from_linear(cls, linear: nn.Linear, weight_bits: int = 8) -> "Int8DynamicLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device,
+                    weight_bits=weight_bits)
+        weight_int8, scale = _quantize_rows(linear.weight, weight_bits)
         layer.weight_int8.copy_(weight_int8)
         layer.weight_scale.copy_(scale)
         if linear.bias is not None:
@@ -83,11 +98,10 @@ class Int8DynamicLinear(nn.Module):
         if x.device.type != "cpu":
             # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
             return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        # reduce_range: x86 int8 kernels use 7-bit activations to avoid overflow (as torch.ao does).
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), True).to(x.dtype)
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), self._reduce_range).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit)"
 
 
 class Int8StoredEmbedding(nn.Module):
@@ -159,7 +173,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     if not targets:
         raise ValueError("Nothing to quantize: the selected linears are already int8.")
     for name in targets:
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name)))
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name), config.weight_bits))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()
@@ -168,12 +182,14 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
-                        "linears": targets, "embedding": embedding_name})
+                        "weight_bits": config.weight_bits, "linears": targets, "embedding": embedding_name})
     return model
 
 
 def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
     """Swap the recorded linears (at their current, possibly pruned, shapes) for int8 skeletons."""
+    # Records written before weight_bits existed used 8-bit weights with 7-bit activations.
+    weight_bits = step.get("weight_bits", 8)
     for name in step["linears"]:
         try:
             linear = model.get_submodule(name)
@@ -183,7 +199,7 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"The int8 record expects a Linear at {name!r}; found {type(linear).__name__}.")
         replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
-                                                device=linear.weight.device))
+                                                         device=linear.weight.device, weight_bits=weight_bits))
     if step.get("embedding"):
         embedding = model.get_submodule(step["embedding"])
         replace_submodule(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
