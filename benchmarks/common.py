@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+from torch.utils.data import DataLoader
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,6 +68,16 @@ def load_data(setup: TaskSetup, tokenizer, seed: int = 42):
     if setup.train_rows and dataset["train"].num_rows > setup.train_rows:
         dataset["train"] = dataset["train"].shuffle(seed=seed).select(range(setup.train_rows))
     return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)
+
+
+def train_batches(train, tokenizer, seed: int, batch_size: int = 32) -> DataLoader:
+    """Shuffled, padded batches of a tokenized train split, with ``labels`` (importance, calibration)."""
+    columns = ["input_ids", "attention_mask", "token_type_ids", "label"]
+    train = train.with_format("torch", columns=[c for c in columns if c in train.column_names])
+    collate = DataCollatorWithPadding(tokenizer)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator,
+                      collate_fn=lambda rows: {("labels" if k == "label" else k): v for k, v in collate(rows).items()})
 
 
 def training_args(run_name: str, steps: int, lr: float, seed: int, batch_size: int = 32) -> TrainingArguments:

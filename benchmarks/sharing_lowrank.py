@@ -2,7 +2,8 @@
 
 For each task, in one run: the teacher; layers shared in groups of 2, 3 and 6 (init = group
 mean); low-rank attention+FFN at 50% and 25% of their parameters (50% also with one global
-budget, ranks per layer); every variant fine-tuned for
+budget, ranks per layer; 50% activation-aware: factors fitted to each layer's outputs on train
+batches); every variant fine-tuned for
 the same steps and learning rate, and measured before and after.
 
     python benchmarks/sharing_lowrank.py --tasks sst2 mrpc
@@ -17,7 +18,8 @@ import copy
 import math
 
 
-from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
+from common import (LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+                    train_batches, training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, LowRankConfig, WeightSharingConfig, compress
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
@@ -33,6 +35,10 @@ VARIANTS = {
     "low-rank 25% (attention+FFN)": LowRankConfig(param_ratio=0.25),
     # Staged: factorize to 75%, fine-tune half the steps, factorize that to 50%, fine-tune the rest.
     "low-rank 50% in 2 stages (75% -> 50%)": [LowRankConfig(param_ratio=0.75), LowRankConfig(param_ratio=0.5)],
+    # SVD of W S (S S^T = inputs' second moment on 32 train batches): fits outputs, not weights.
+    "low-rank 50%, activation-aware": LowRankConfig(param_ratio=0.5, activation_aware=True, max_batches=32),
+    "low-rank 50%, activation-aware, global allocation": LowRankConfig(param_ratio=0.5, activation_aware=True,
+                                                                       max_batches=32, allocation="global"),
 }
 
 
@@ -56,7 +62,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         stages = config if isinstance(config, list) else [config]
         model = copy.deepcopy(teacher)
         for index, stage in enumerate(stages):
-            model = compress(model, copy.deepcopy(stage))
+            calibration = train_batches(data["train"], tokenizer, seed) if getattr(stage, "activation_aware", False) else None
+            model = compress(model, copy.deepcopy(stage), dataloader=calibration)
             if len(stages) == 1:  # a staged variant's first stage is not the model it names
                 entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),
                                             {"encoder_params": encoder_params(model)}))

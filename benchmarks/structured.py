@@ -17,11 +17,9 @@ import argparse
 import copy
 import math
 
-import torch
-from torch.utils.data import DataLoader
-from transformers import DataCollatorWithPadding
 
-from common import LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir, training_args
+from common import (LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+                    train_batches, training_args)
 
 from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig,
                         IterativePruningCallback, compress, get_record)
@@ -65,16 +63,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
-    columns = ["input_ids", "attention_mask", "token_type_ids", "label"]
-    train = data["train"].with_format("torch", columns=[c for c in columns if c in data["train"].column_names])
-    collate = DataCollatorWithPadding(tokenizer)
-
     def loader():
-        generator = torch.Generator().manual_seed(seed)
-        batches = DataLoader(train, batch_size=32, shuffle=True, generator=generator,
-                             collate_fn=lambda rows: {("labels" if k == "label" else k): v
-                                                      for k, v in collate(rows).items()})
-        return batches
+        return train_batches(data["train"], tokenizer, seed)
 
     steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
     entries = [{"name": "teacher (12 heads x 6 layers, FFN 1536)", "model": teacher,

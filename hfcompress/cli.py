@@ -125,9 +125,11 @@ def _compress(args) -> Path:
     for step in steps:
         settings = dict(step)
         config = post_training_config(settings.pop("method", None), settings)
-        if config.method in ("heads", "ffn") and loader is None:
+        needs_data = config.method in ("heads", "ffn") or getattr(config, "activation_aware", False)
+        if needs_data and loader is None:
             if "task" not in recipe:
-                raise ValueError(f"step {config.method!r} ranks by importance: the recipe needs `task` (and data_dir)")
+                raise ValueError(f"step {config.method!r} needs training batches (importance or calibration): "
+                                 "the recipe needs `task` (and data_dir)")
             data = load_task(recipe["task"], recipe.get("data_dir"), dev_split=recipe.get("dev_split"))["train"]
             data = data.shuffle(seed=0).select(range(min(data.num_rows, 32 * recipe.get("importance_batches", 32))))
             data = tokenize_task(data, tokenizer, recipe["task"], max_length=recipe.get("max_seq_length", 128))

@@ -161,9 +161,67 @@ def test_staged_lowrank_refactorizes_and_reloads(tmp_path):
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
 
 
+def test_whitened_svd_minimizes_output_error_not_weight_error():
+    from hfcompress.methods.lowrank.calibration import whitening_factor
+    from hfcompress.methods.lowrank.layers import svd_factors
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(48, 32, generator=generator)
+    # Inputs with a few loud channels, as transformer activations have.
+    x = torch.randn(2000, 32, generator=generator) * torch.logspace(1, -1, 32)
+    whitening = whitening_factor((x.double().T @ x.double()) / x.shape[0], damping=0.0)
+    left, right = svd_factors(weight, 8)
+    w_left, w_right = svd_factors(weight, 8, whitening)
+    output_error = lambda a, b: ((x @ weight.T - x @ (a @ b).T).norm() / (x @ weight.T).norm()).item()  # noqa: E731
+    assert output_error(w_left, w_right) < 0.7 * output_error(left, right)
+    assert (weight - w_left @ w_right).norm() > (weight - left @ right).norm()  # it trades weight error for output error
+    full_left, full_right = svd_factors(weight, 32, whitening)
+    torch.testing.assert_close(full_left @ full_right, weight, atol=1e-4, rtol=0)
+
+
+def _calibration_batches(count: int = 4):
+    return [{**tiny_inputs(batch=4, length=12, seed=seed), "labels": torch.tensor([0, 1, 0, 1])} for seed in range(count)]
+
+
+def test_activation_aware_lowrank_fits_real_inputs_and_reloads(tmp_path):
+    from hfcompress.methods.lowrank.calibration import input_second_moments
+
+    model = tiny_model("bert")
+    name = "bert.encoder.layer.1.intermediate.dense"
+    batches = _calibration_batches()
+    # Padded positions do not count: the moment equals the one over real tokens only.
+    captured = []
+    handle = model.get_submodule(name).register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
+    moments = input_second_moments(model, [name], batches[:1])
+    handle.remove()
+    real = captured[0][batches[0]["attention_mask"].bool()].double()
+    torch.testing.assert_close(moments[name], real.T @ real / real.shape[0])
+
+    expected = model(**tiny_inputs()).logits
+    plain = compress(tiny_model("bert"), LowRankConfig(rank=6))
+    aware = compress(model, LowRankConfig(rank=6, activation_aware=True, max_batches=3), dataloader=batches)
+    assert isinstance(aware.get_submodule(name), LowRankLinear)
+    calib = tiny_inputs(batch=4, length=12, seed=0)
+    teacher = tiny_model("bert")(**calib).logits
+    assert (aware(**calib).logits - teacher).norm() < (plain(**calib).logits - teacher).norm()
+    loaded = _roundtrip(aware, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, aware(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+    assert get_record(loaded).steps[0]["config"]["activation_aware"] is True
+    assert not torch.allclose(aware(**tiny_inputs()).logits, expected)  # rank 6 of 32 does change the model
+
+
+def test_activation_aware_lowrank_needs_data():
+    with pytest.raises(ValueError, match="dataloader=") as error:
+        compress(tiny_model("bert"), LowRankConfig(rank=6, activation_aware=True))
+    assert "calibration" in str(error.value)
+    with pytest.raises(ValueError, match="no batches"):
+        compress(tiny_model("bert"), LowRankConfig(rank=6, activation_aware=True), dataloader=[])
+
+
 @pytest.mark.parametrize("bad", [dict(), dict(rank=4, energy=0.9), dict(rank=0), dict(energy=1.5),
                                  dict(param_ratio=1.0), dict(rank=4, targets=["pooler"]),
-                                 dict(rank=4, allocation="global"), dict(param_ratio=0.5, allocation="per-layer")])
+                                 dict(rank=4, allocation="global"), dict(param_ratio=0.5, allocation="per-layer"),
+                                 dict(rank=4, activation_aware=True, max_batches=0)])
 def test_invalid_lowrank(bad):
     with pytest.raises(ValueError):
         LowRankConfig(**bad)

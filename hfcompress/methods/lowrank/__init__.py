@@ -5,6 +5,6 @@ from .config import LowRankConfig
 from .layers import LowRankEmbedding, LowRankLinear
 from .model import allocate_ranks, choose_rank, factorize
 
-register_post_training_method(LowRankConfig, lambda model, config, dataloader=None: factorize(model, config))
+register_post_training_method(LowRankConfig, factorize)
 
 __all__ = ["LowRankConfig", "LowRankEmbedding", "LowRankLinear", "allocate_ranks", "choose_rank", "factorize"]

@@ -25,9 +25,15 @@ class LowRankConfig:
     benchmarks/RESULTS.md). Matrices that would need (nearly) full rank stay dense; the
     embedding, if targeted, keeps the uniform share.
 
+    ``activation_aware=True`` fits each factorization to the layer's outputs on calibration data
+    instead of to its weights (SVD-LLM's whitened SVD): pass ``compress(..., dataloader=...)``;
+    ``max_batches`` of it are run through the model once. Ranks (``energy``, ``global``) are then
+    chosen on the whitened spectrum too. The word embedding, if targeted, uses the plain SVD.
+
     Example:
         >>> compress(model, LowRankConfig(param_ratio=0.5, targets=["attention", "ffn"]))
         >>> compress(model, LowRankConfig(param_ratio=0.5, allocation="global"))
+        >>> compress(model, LowRankConfig(param_ratio=0.5, activation_aware=True, max_batches=32), dataloader=loader)
     """
 
     rank: int | None = field(default=None, metadata={"help": "Fixed rank r for every target."})
@@ -39,6 +45,9 @@ class LowRankConfig:
                                metadata={"help": "What to factorize: attention ffn embeddings"})
     allocation: str = field(default="uniform", metadata={"help": "With param_ratio: uniform (each matrix) or "
                                                                  "global (one budget, ranks per layer)."})
+    activation_aware: bool = field(default=False, metadata={"help": "Fit factors to layer outputs on calibration "
+                                                                    "data (needs a dataloader)."})
+    max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for activation_aware."})
     method: str = field(default="lowrank", init=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +64,8 @@ class LowRankConfig:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}; got {self.allocation!r}.")
         if self.allocation == "global" and self.param_ratio is None:
             raise ValueError("allocation='global' spends a parameter budget: give param_ratio (not rank or energy).")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ValueError(f"max_batches must be a positive integer or None (all batches); got {self.max_batches!r}.")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
             raise ValueError(f"targets must be a non-empty subset of {TARGETS}; got {self.targets!r}.")

@@ -7,11 +7,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(left, right)`` with ``left @ right`` the best rank-``rank`` approximation of ``weight``."""
-    u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
+def svd_factors(
+    weight: torch.Tensor, rank: int, whitening: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(left, right)`` with ``left @ right`` the best rank-``rank`` approximation of ``weight``.
+
+    Best in the Frobenius norm of the weight; with ``whitening`` (lower-triangular S, S S^T the
+    inputs' second moment: see ``calibration.whitening_factor``) best for the layer's outputs on
+    those inputs: the SVD of W S, truncated, mapped back by S^-1.
+    """
+    weight = weight.detach().float()
+    if whitening is None:
+        u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+        root = s[:rank].sqrt()
+        return u[:, :rank] * root, root[:, None] * vh[:rank]
+    whitening = whitening.to(device=weight.device, dtype=torch.float64)
+    u, s, vh = torch.linalg.svd(weight.double() @ whitening, full_matrices=False)
     root = s[:rank].sqrt()
-    return u[:, :rank] * root, root[:, None] * vh[:rank]
+    right = torch.linalg.solve_triangular(whitening, root[:, None] * vh[:rank], upper=False, left=False)
+    return (u[:, :rank] * root).float(), right.float()
 
 
 class LowRankLinear(nn.Module):
@@ -28,10 +42,10 @@ class LowRankLinear(nn.Module):
         self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int) -> "LowRankLinear":
+    def from_linear(cls, linear: nn.Linear, rank: int, whitening: torch.Tensor | None = None) -> "LowRankLinear":
         layer = cls(linear.in_features, linear.out_features, rank, linear.bias is not None,
                     device=linear.weight.device, dtype=linear.weight.dtype)
-        left, right = svd_factors(linear.weight, rank)
+        left, right = svd_factors(linear.weight, rank, whitening)
         with torch.no_grad():
             layer.up.weight.copy_(left)
             layer.down.weight.copy_(right)

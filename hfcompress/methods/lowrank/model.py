@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -9,6 +11,7 @@ from transformers import PreTrainedModel
 from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
+from .calibration import input_second_moments, whitening_factor
 from .config import LowRankConfig
 from .layers import LowRankEmbedding, LowRankLinear
 
@@ -69,23 +72,38 @@ def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict
             for name, rank in ranks.items()}
 
 
-def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
+def factorize(model: PreTrainedModel, config: LowRankConfig, dataloader: Any = None) -> PreTrainedModel:
     """Factorize the targeted matrices in place; ranks per module go into the record.
 
     An already factorized matrix is factorized again from its product when the new rank is
     lower (stages: ``param_ratio=0.75``, fine-tune, then ``0.5``), and left alone otherwise.
+    ``dataloader`` (batches of model inputs) is needed with ``config.activation_aware``.
 
     Example:
         >>> factorize(model, LowRankConfig(energy=0.9))
     """
     ranks: dict[str, int] = {}
     names = _targets(model, config)
+    whitenings: dict[str, torch.Tensor] = {}
+    if config.activation_aware:
+        if dataloader is None:
+            raise ValueError("LowRankConfig(activation_aware=True) fits the factors on calibration data: call "
+                             "compress(model, config, dataloader=...) with batches of model inputs (a few dozen "
+                             "batches of training data are enough; limit them with max_batches).")
+        moments = input_second_moments(model, names, dataloader, config.max_batches)
+        whitenings = {name: whitening_factor(moment) for name, moment in moments.items()}
+
+    def spectrum_matrix(name: str) -> torch.Tensor:
+        # The matrix whose singular values measure what a rank costs: W, or W S on calibration data.
+        weight = model.get_submodule(name).weight.detach().float()
+        return weight if name not in whitenings else (weight.double() @ whitenings[name].to(weight.device)).float()
+
     planned = None
     if config.allocation == "global":
-        planned = allocate_ranks({name: model.get_submodule(name).weight for name in names}, config.param_ratio)
+        planned = allocate_ranks({name: spectrum_matrix(name) for name in names}, config.param_ratio)
     for name in names:
         linear = model.get_submodule(name)
-        rank = planned[name] if planned is not None else choose_rank(linear.weight, config)
+        rank = planned[name] if planned is not None else choose_rank(spectrum_matrix(name), config)
         if rank == 0:
             continue  # the global budget leaves this matrix dense
         if isinstance(linear, LowRankLinear) and linear.rank <= rank:
@@ -93,7 +111,7 @@ def factorize(model: PreTrainedModel, config: LowRankConfig) -> PreTrainedModel:
         no_smaller = rank * (linear.in_features + linear.out_features) >= linear.in_features * linear.out_features
         if config.energy is not None and no_smaller:
             continue  # the energy asked for needs (nearly) full rank: the factors would not be smaller
-        replace_submodule(model, name, LowRankLinear.from_linear(linear, rank))
+        replace_submodule(model, name, LowRankLinear.from_linear(linear, rank, whitenings.get(name)))
         ranks[name] = rank
     embedding_rank = None
     embedding_name = None

@@ -1,0 +1,75 @@
+"""Input statistics of linears on calibration data, for activation-aware factorization."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from transformers import PreTrainedModel
+
+
+def input_second_moments(
+    model: PreTrainedModel, names: list[str], dataloader: Iterable[dict[str, Any]], max_batches: int | None = None
+) -> dict[str, torch.Tensor]:
+    """``E[x x^T]`` (in x in, float64, on the CPU) of the input of each named linear.
+
+    Only real tokens count: positions where the batch's ``attention_mask`` is 0 are left out
+    (padding would otherwise weigh in with however much padding the batches happen to have).
+
+    Example:
+        >>> moments = input_second_moments(model, ["bert.encoder.layer.0.output.dense"], loader, max_batches=16)
+    """
+    device = next(model.parameters()).device
+    sums: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(names, 0)
+    current_mask: list[torch.Tensor | None] = [None]
+
+    def record(name: str):
+        def hook(module, args):
+            x = args[0].detach()
+            mask = current_mask[0]
+            if mask is not None and x.dim() == 3 and x.shape[:2] == mask.shape:
+                x = x[mask.bool()]
+            x = x.reshape(-1, x.shape[-1]).double()
+            sums[name] = sums.get(name, 0) + (x.T @ x).cpu()
+            counts[name] += x.shape[0]
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in names]
+    was_training = model.training
+    model.eval()
+    batches = 0
+    try:
+        with torch.no_grad():
+            for batch in dataloader:
+                if max_batches is not None and batches >= max_batches:
+                    break
+                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+                current_mask[0] = batch.get("attention_mask")
+                model(**batch)
+                batches += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if batches == 0:
+        raise ValueError("The calibration dataloader yielded no batches; activation-aware factorization needs some.")
+    return {name: sums[name] / max(counts[name], 1) for name in names}
+
+
+def whitening_factor(second_moment: torch.Tensor, damping: float = 1e-4) -> torch.Tensor:
+    """Lower-triangular ``S`` with ``S S^T = E[x x^T] + damping * mean(diag) * I``.
+
+    Then ``||(W - W') x||`` over the data equals ``||(W - W') S||_F``, so a truncated SVD of
+    ``W S`` minimizes the layer's output error rather than its weight error (SVD-LLM,
+    arXiv 2403.07378). Damping keeps S invertible when some input directions never occur.
+    """
+    moment = second_moment.double()
+    eye = torch.eye(moment.shape[0], dtype=moment.dtype)
+    scale = moment.diagonal().mean().clamp(min=1e-12)
+    for attempt in range(6):
+        factor, info = torch.linalg.cholesky_ex(moment + damping * (10**attempt) * scale * eye)
+        if info.item() == 0:
+            return factor
+    raise ValueError("The calibration inputs' second moment is not positive definite even with damping; "
+                     "check that the calibration batches hold real (non-constant) text.")
