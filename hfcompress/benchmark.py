@@ -196,11 +196,12 @@ def benchmark_rows(
     batch_sizes: Iterable[int] = (1, 32),
     seq_len: int = 128,
     threads: int | None = 2,
-    rounds: int = 30,
+    rounds: int | dict[int, int] = 30,
 ) -> list[dict[str, Any]]:
     """Rows for several models measured in one run: each scored and sized, all timed interleaved.
 
     ``entries``: dicts with ``name`` and ``model``, optionally ``size_bytes`` and ``extra``.
+    ``rounds``: timing rounds, or rounds per batch size (batch 1 is cheap and noisy: give it more).
 
     Example:
         >>> rows = benchmark_rows([{"name": "fp32", "model": m}, {"name": "int8", "model": q}],
@@ -210,7 +211,8 @@ def benchmark_rows(
                             batch_sizes=(), extra=e.get("extra")) for e in entries]
     models = {e["name"]: e["model"] for e in entries}
     for batch_size in batch_sizes:
-        medians = interleaved_latency(models, batch_size=batch_size, seq_len=seq_len, threads=threads, rounds=rounds)
+        count = rounds.get(batch_size, 30) if isinstance(rounds, dict) else rounds
+        medians = interleaved_latency(models, batch_size=batch_size, seq_len=seq_len, threads=threads, rounds=count)
         for row in rows:
             row[f"latency_bs{batch_size}_ms"] = medians[row["name"]]
     return rows
