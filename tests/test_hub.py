@@ -126,6 +126,14 @@ def test_cli_card_and_compress(saved, tmp_path, capsys):
                  "--output", str(tmp_path / "out")]) == 0
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     assert [s["method"] for s in loaded.config.quantization_config.steps] == ["heads", "lowrank"]
+    # Activation-aware low-rank also needs training batches: the recipe's task provides them.
+    recipe.write_text(yaml.safe_dump({"task": "sst2", "data_dir": sample_data_dir(), "importance_batches": 2,
+                                      "max_seq_length": 32, "steps": [{"method": "lowrank", "rank": 4,
+                                                                       "activation_aware": True, "max_batches": 2}]}))
+    assert main(["compress", "--config", str(recipe), "--model", str(folder / "base"),
+                 "--output", str(tmp_path / "aware")]) == 0
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "aware")
+    assert loaded.config.quantization_config.steps[0]["config"]["activation_aware"] is True
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")))
