@@ -80,9 +80,49 @@ def test_sharing_reload_is_silent_about_missing_keys(tmp_path):
     assert result.returncode == 0 and "MISSING" not in result.stderr, result.stderr[-2000:]
 
 
+def test_regmean_sharing_reproduces_members_better_than_the_mean(tmp_path):
+    from hfcompress.methods.sharing.model import regmean_linears
+
+    class TwoLinears(torch.nn.Module):
+        """Two linears fed differently scaled inputs, as successive layers are."""
+
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+            self.register_buffer("scale_a", torch.logspace(1, -1, 8))
+            self.register_buffer("scale_b", torch.logspace(-1, 1, 8))
+
+        def forward(self, x, attention_mask=None):
+            return self.a(x * self.scale_a) + self.b(x * self.scale_b + 1.0)
+
+    torch.manual_seed(0)
+    toy = TwoLinears()
+    batches = [{"x": torch.randn(4, 16, 8)} for _ in range(3)]
+    weight, bias = regmean_linears(toy, {"a": ["a", "b"]}, batches)["a"]
+    inputs = {"a": torch.cat([b["x"] for b in batches]) * toy.scale_a,
+              "b": torch.cat([b["x"] for b in batches]) * toy.scale_b + 1.0}
+
+    def error(w, b):
+        return sum((inputs[n].double() @ w.T.double() + b.double() - getattr(toy, n)(inputs[n]).double()).pow(2).sum()
+                   for n in inputs).item()
+    mean_weight, mean_bias = (toy.a.weight + toy.b.weight).detach() / 2, (toy.a.bias + toy.b.bias).detach() / 2
+    assert error(weight, bias) < 0.5 * error(mean_weight, mean_bias)
+    # The least-squares optimum: no small perturbation does better.
+    assert error(weight, bias) <= error(weight + 1e-3 * torch.randn_like(weight), bias)
+
+    batches = [{**tiny_inputs(batch=4, length=12, seed=seed), "labels": torch.tensor([0, 1, 0, 1])} for seed in range(4)]
+    shared = compress(tiny_model("bert"), WeightSharingConfig(group_size=2, init="regmean", max_batches=4),
+                      dataloader=batches)
+    assert shared.bert.encoder.layer[0].intermediate.dense.weight is shared.bert.encoder.layer[1].intermediate.dense.weight
+    loaded = _roundtrip(shared, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="dataloader="):
+        compress(tiny_model("bert"), WeightSharingConfig(group_size=2, init="regmean"))
+
+
 @pytest.mark.parametrize("bad", [dict(), dict(groups=[[0, 1]], group_size=2), dict(group_size=1),
                                  dict(groups=[[0]]), dict(groups=[[0, 1], [1, 2]]), dict(group_size=2, share="x"),
-                                 dict(group_size=2, init="median")])
+                                 dict(group_size=2, init="median"), dict(group_size=2, init="regmean", max_batches=0)])
 def test_invalid_sharing(bad):
     with pytest.raises(ValueError):
         WeightSharingConfig(**bad)
@@ -162,7 +202,7 @@ def test_staged_lowrank_refactorizes_and_reloads(tmp_path):
 
 
 def test_whitened_svd_minimizes_output_error_not_weight_error():
-    from hfcompress.methods.lowrank.calibration import whitening_factor
+    from hfcompress.methods.lowrank.layers import whitening_factor
     from hfcompress.methods.lowrank.layers import svd_factors
 
     generator = torch.Generator().manual_seed(0)
@@ -184,7 +224,7 @@ def _calibration_batches(count: int = 4):
 
 
 def test_activation_aware_lowrank_fits_real_inputs_and_reloads(tmp_path):
-    from hfcompress.methods.lowrank.calibration import input_second_moments
+    from hfcompress.calibration import input_second_moments
 
     model = tiny_model("bert")
     name = "bert.encoder.layer.1.intermediate.dense"

@@ -7,13 +7,31 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def whitening_factor(second_moment: torch.Tensor, damping: float = 1e-4) -> torch.Tensor:
+    """Lower-triangular ``S`` with ``S S^T = E[x x^T] + damping * mean(diag) * I``.
+
+    Then ``||(W - W') x||`` over the data equals ``||(W - W') S||_F``, so a truncated SVD of
+    ``W S`` minimizes the layer's output error rather than its weight error (SVD-LLM,
+    arXiv 2403.07378). Damping keeps S invertible when some input directions never occur.
+    """
+    moment = second_moment.double()
+    eye = torch.eye(moment.shape[0], dtype=moment.dtype)
+    scale = moment.diagonal().mean().clamp(min=1e-12)
+    for attempt in range(6):
+        factor, info = torch.linalg.cholesky_ex(moment + damping * (10**attempt) * scale * eye)
+        if info.item() == 0:
+            return factor
+    raise ValueError("The calibration inputs' second moment is not positive definite even with damping; "
+                     "check that the calibration batches hold real (non-constant) text.")
+
+
 def svd_factors(
     weight: torch.Tensor, rank: int, whitening: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(left, right)`` with ``left @ right`` the best rank-``rank`` approximation of ``weight``.
 
     Best in the Frobenius norm of the weight; with ``whitening`` (lower-triangular S, S S^T the
-    inputs' second moment: see ``calibration.whitening_factor``) best for the layer's outputs on
+    inputs' second moment: see :func:`whitening_factor`) best for the layer's outputs on
     those inputs: the SVD of W S, truncated, mapped back by S^-1.
     """
     weight = weight.detach().float()

@@ -9,11 +9,11 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import expand_roles, get_adapter
+from ...calibration import input_second_moments
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
-from .calibration import input_second_moments, whitening_factor
 from .config import LowRankConfig
-from .layers import LowRankEmbedding, LowRankLinear
+from .layers import LowRankEmbedding, LowRankLinear, whitening_factor
 
 STEP = "lowrank"
 

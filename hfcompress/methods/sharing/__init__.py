@@ -4,6 +4,6 @@ from ...compress import register_post_training_method
 from .config import WeightSharingConfig
 from .model import share_weights, tie_map
 
-register_post_training_method(WeightSharingConfig, lambda model, config, dataloader=None: share_weights(model, config))
+register_post_training_method(WeightSharingConfig, share_weights)
 
 __all__ = ["WeightSharingConfig", "share_weights", "tie_map"]

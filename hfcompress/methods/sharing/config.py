@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SHARE = ("layer", "attention", "ffn")
-INITS = ("first", "mean")
+INITS = ("first", "mean", "regmean")
 
 
 @dataclass
@@ -16,17 +16,22 @@ class WeightSharingConfig:
     Give explicit ``groups`` (lists of layer indices) or ``group_size`` (every n consecutive
     layers; ``group_size`` = number of layers shares one layer across the model). ``share``
     picks what is tied: whole layers, only attention (q, k, v, output), or only the FFN.
-    The shared weights start as the group's first layer (``init="first"``) or the mean of the
-    group (``"mean"``); fine-tune afterwards.
+    The shared weights start as the group's first layer (``init="first"``), the mean of the
+    group (``"mean"``), or, for the linears, the weights that best reproduce every member's
+    outputs on calibration data (``"regmean"``, RegMean: W = (sum_i W_i G_i)(sum_i G_i)^-1 with
+    G_i the second moment of layer i's inputs; other parameters take the mean; needs
+    ``compress(..., dataloader=...)``, ``max_batches`` of it). Fine-tune afterwards.
 
     Example:
         >>> compress(model, WeightSharingConfig(group_size=2, share="layer", init="mean"))
+        >>> compress(model, WeightSharingConfig(group_size=2, init="regmean", max_batches=32), dataloader=loader)
     """
 
     groups: list[list[int]] | None = field(default=None, metadata={"help": "Explicit groups of layer indices."})
     group_size: int | None = field(default=None, metadata={"help": "Tie every n consecutive layers."})
     share: str = field(default="layer", metadata={"help": "What to tie: layer | attention | ffn."})
-    init: str = field(default="first", metadata={"help": "Shared weights start as the first layer or the mean."})
+    init: str = field(default="first", metadata={"help": "Shared weights start as: first | mean | regmean."})
+    max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for init=regmean."})
     method: str = field(default="sharing", init=False)
 
     def __post_init__(self) -> None:
@@ -42,6 +47,8 @@ class WeightSharingConfig:
                 raise ValueError(f"groups must hold distinct non-negative layer indices; got {self.groups}.")
         if self.share not in SHARE:
             raise ValueError(f"share must be one of {SHARE}; got {self.share!r}.")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ValueError(f"max_batches must be a positive integer or None (all batches); got {self.max_batches!r}.")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
 

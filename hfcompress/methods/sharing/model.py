@@ -12,6 +12,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
+from ...calibration import input_second_moments
 from ...integration import append_step, register_step
 from .config import WeightSharingConfig
 
@@ -67,8 +68,54 @@ def _apply_ties(model: PreTrainedModel, mapping: dict[str, str]) -> None:
     model.all_tied_weights_keys.update(mapping)
 
 
-def share_weights(model: PreTrainedModel, config: WeightSharingConfig) -> PreTrainedModel:
+def _linear_groups(model: PreTrainedModel, mapping: dict[str, str]) -> dict[str, list[str]]:
+    """``{source linear: [source, members...]}`` for the Linear modules the tie map shares."""
+    groups: dict[str, list[str]] = {}
+    for target, source in mapping.items():
+        source_module, _, attr = source.rpartition(".")
+        if attr == "weight" and isinstance(model.get_submodule(source_module), nn.Linear):
+            groups.setdefault(source_module, [source_module]).append(target.rpartition(".")[0])
+    return groups
+
+
+def regmean_linears(
+    model: PreTrainedModel, groups: dict[str, list[str]], dataloader, max_batches: int | None = None,
+    damping: float = 1e-4,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """One (weight, bias) per group of linears that best reproduces every member's outputs.
+
+    Minimizes sum_i E||W x_i + b - (W_i x_i + b_i)||^2 over each member's own inputs x_i
+    (RegMean, Jin et al. 2023, arXiv 2212.09849): with x~ = [x, 1] and G_i = E[x~ x~^T],
+    [W b] = (sum_i [W_i b_i] G_i)(sum_i G_i)^-1. Inputs are those of the model as it is now.
+
+    Example:
+        >>> regmean_linears(model, {"enc.0.fc": ["enc.0.fc", "enc.1.fc"]}, loader, max_batches=32)
+    """
+    names = [name for members in groups.values() for name in members]
+    moments = input_second_moments(model, names, dataloader, max_batches, append_one=True)
+    merged = {}
+    for source, members in groups.items():
+        has_bias = model.get_submodule(source).bias is not None
+        numerator, denominator = 0, 0
+        for name in members:
+            linear = model.get_submodule(name)
+            moment = moments[name] if has_bias else moments[name][:-1, :-1]
+            weight = linear.weight.detach().double().cpu()
+            if has_bias:
+                weight = torch.cat([weight, linear.bias.detach().double().cpu()[:, None]], dim=1)
+            numerator = numerator + weight @ moment
+            denominator = denominator + moment
+        scale = denominator.diagonal().mean().clamp(min=1e-12)
+        denominator = denominator + damping * scale * torch.eye(denominator.shape[0], dtype=denominator.dtype)
+        solved = torch.linalg.solve(denominator, numerator.T).T  # denominator is symmetric
+        merged[source] = (solved[:, :-1], solved[:, -1]) if has_bias else (solved, None)
+    return merged
+
+
+def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloader=None) -> PreTrainedModel:
     """Tie layers as ``config`` says, in place; the record lets ``from_pretrained`` re-tie.
+
+    ``dataloader`` (batches of model inputs) is needed with ``init="regmean"``.
 
     Example:
         >>> share_weights(model, WeightSharingConfig(group_size=2))
@@ -77,7 +124,15 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig) -> PreTra
     adapter = get_adapter(model)
     groups = config.resolve_groups(len(adapter.layers(model)))
     mapping = tie_map(model, groups, config.share)
-    if config.init == "mean":
+    merged = {}
+    if config.init == "regmean":
+        if dataloader is None:
+            raise ValueError("WeightSharingConfig(init='regmean') fits the shared linears on calibration data: call "
+                             "compress(model, config, dataloader=...) with batches of model inputs (a few dozen "
+                             "batches of training data are enough; limit them with max_batches).")
+        # Before any weight changes: every member's inputs as the untied model computes them.
+        merged = regmean_linears(model, _linear_groups(model, mapping), dataloader, config.max_batches)
+    if config.init in ("mean", "regmean"):
         sources: dict[str, list[str]] = {}
         for target, source in mapping.items():
             sources.setdefault(source, [source]).append(target)
@@ -85,6 +140,11 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig) -> PreTra
             for source, members in sources.items():
                 mean = torch.stack([model.get_parameter(name).detach() for name in members]).mean(0)
                 model.get_parameter(source).copy_(mean)
+            for source, (weight, bias) in merged.items():
+                linear = model.get_submodule(source)
+                linear.weight.copy_(weight.to(linear.weight))
+                if bias is not None:
+                    linear.bias.copy_(bias.to(linear.bias))
     _apply_ties(model, mapping)
     append_step(model, {"method": STEP, "groups": groups, "share": config.share, "init": config.init,
                         "tied_parameters": len(mapping)})

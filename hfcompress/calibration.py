@@ -1,4 +1,4 @@
-"""Input statistics of linears on calibration data, for activation-aware factorization."""
+"""Input statistics of linears on calibration data (activation-aware low-rank, RegMean sharing)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from transformers import PreTrainedModel
 
 
 def input_second_moments(
-    model: PreTrainedModel, names: list[str], dataloader: Iterable[dict[str, Any]], max_batches: int | None = None
+    model: PreTrainedModel,
+    names: list[str],
+    dataloader: Iterable[dict[str, Any]],
+    max_batches: int | None = None,
+    append_one: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``E[x x^T]`` (in x in, float64, on the CPU) of the input of each named linear.
 
     Only real tokens count: positions where the batch's ``attention_mask`` is 0 are left out
     (padding would otherwise weigh in with however much padding the batches happen to have).
+    ``append_one`` appends a constant 1 to x (moments of ``[x, 1]``: the bias's input too).
 
     Example:
         >>> moments = input_second_moments(model, ["bert.encoder.layer.0.output.dense"], loader, max_batches=16)
@@ -31,6 +36,8 @@ def input_second_moments(
             if mask is not None and x.dim() == 3 and x.shape[:2] == mask.shape:
                 x = x[mask.bool()]
             x = x.reshape(-1, x.shape[-1]).double()
+            if append_one:
+                x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
             sums[name] = sums.get(name, 0) + (x.T @ x).cpu()
             counts[name] += x.shape[0]
         return hook
@@ -55,21 +62,3 @@ def input_second_moments(
     if batches == 0:
         raise ValueError("The calibration dataloader yielded no batches; activation-aware factorization needs some.")
     return {name: sums[name] / max(counts[name], 1) for name in names}
-
-
-def whitening_factor(second_moment: torch.Tensor, damping: float = 1e-4) -> torch.Tensor:
-    """Lower-triangular ``S`` with ``S S^T = E[x x^T] + damping * mean(diag) * I``.
-
-    Then ``||(W - W') x||`` over the data equals ``||(W - W') S||_F``, so a truncated SVD of
-    ``W S`` minimizes the layer's output error rather than its weight error (SVD-LLM,
-    arXiv 2403.07378). Damping keeps S invertible when some input directions never occur.
-    """
-    moment = second_moment.double()
-    eye = torch.eye(moment.shape[0], dtype=moment.dtype)
-    scale = moment.diagonal().mean().clamp(min=1e-12)
-    for attempt in range(6):
-        factor, info = torch.linalg.cholesky_ex(moment + damping * (10**attempt) * scale * eye)
-        if info.item() == 0:
-            return factor
-    raise ValueError("The calibration inputs' second moment is not positive definite even with damping; "
-                     "check that the calibration batches hold real (non-constant) text.")
