@@ -28,6 +28,8 @@ from hfcompress.finetune import build_trainer
 
 VARIANTS = {
     "shared, groups of 2": WeightSharingConfig(group_size=2, init="mean"),
+    # Shared linears fitted to both members' outputs on 32 train batches (RegMean), the rest the mean.
+    "shared, groups of 2, RegMean init": WeightSharingConfig(group_size=2, init="regmean", max_batches=32),
     "shared, groups of 3": WeightSharingConfig(group_size=3, init="mean"),
     "shared, all 6 layers": WeightSharingConfig(group_size=6, init="mean"),
     "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),
@@ -62,7 +64,8 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         stages = config if isinstance(config, list) else [config]
         model = copy.deepcopy(teacher)
         for index, stage in enumerate(stages):
-            calibration = train_batches(data["train"], tokenizer, seed) if getattr(stage, "activation_aware", False) else None
+            needs_data = getattr(stage, "activation_aware", False) or getattr(stage, "init", None) == "regmean"
+            calibration = train_batches(data["train"], tokenizer, seed) if needs_data else None
             model = compress(model, copy.deepcopy(stage), dataloader=calibration)
             if len(stages) == 1:  # a staged variant's first stage is not the model it names
                 entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),

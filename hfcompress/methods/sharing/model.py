@@ -80,13 +80,17 @@ def _linear_groups(model: PreTrainedModel, mapping: dict[str, str]) -> dict[str,
 
 def regmean_linears(
     model: PreTrainedModel, groups: dict[str, list[str]], dataloader, max_batches: int | None = None,
-    damping: float = 1e-4,
+    damping: float = 0.1,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
     """One (weight, bias) per group of linears that best reproduces every member's outputs.
 
     Minimizes sum_i E||W x_i + b - (W_i x_i + b_i)||^2 over each member's own inputs x_i
     (RegMean, Jin et al. 2023, arXiv 2212.09849): with x~ = [x, 1] and G_i = E[x~ x~^T],
     [W b] = (sum_i [W_i b_i] G_i)(sum_i G_i)^-1. Inputs are those of the model as it is now.
+    ``damping`` adds that fraction of each G_i's mean diagonal to it, which pulls the solution
+    toward the plain mean: MiniLM-L6 SST-2, groups of 2, before fine-tuning: 50.9% accuracy at
+    1e-3 (near-singular G: LayerNorm outputs span fewer directions than their width), 70.9% at
+    1e-2, 73.7% at 0.1, 73.9% at 1; the plain mean 64.5%.
 
     Example:
         >>> regmean_linears(model, {"enc.0.fc": ["enc.0.fc", "enc.1.fc"]}, loader, max_batches=32)
@@ -100,13 +104,15 @@ def regmean_linears(
         for name in members:
             linear = model.get_submodule(name)
             moment = moments[name] if has_bias else moments[name][:-1, :-1]
+            # Damping per member pulls the solution toward the plain mean (damping -> inf gives it),
+            # not toward zero: directions the data never visits keep the mean's weights.
+            moment = moment + damping * moment.diagonal().mean().clamp(min=1e-12) * torch.eye(
+                moment.shape[0], dtype=moment.dtype)
             weight = linear.weight.detach().double().cpu()
             if has_bias:
                 weight = torch.cat([weight, linear.bias.detach().double().cpu()[:, None]], dim=1)
             numerator = numerator + weight @ moment
             denominator = denominator + moment
-        scale = denominator.diagonal().mean().clamp(min=1e-12)
-        denominator = denominator + damping * scale * torch.eye(denominator.shape[0], dtype=denominator.dtype)
         solved = torch.linalg.solve(denominator, numerator.T).T  # denominator is symmetric
         merged[source] = (solved[:, :-1], solved[:, -1]) if has_bias else (solved, None)
     return merged
