@@ -165,7 +165,8 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
     for payload in payloads:
         rows = payload["rows"]
         teacher = rows[0]
-        shared = next((r for r in rows if r["name"] == "shared, groups of 2 + fine-tune"), None)
+        shared_rows = [r for r in rows if r["name"].startswith("shared, groups of 2") and r["name"].endswith(" + fine-tune")]
+        shared = max(shared_rows, key=lambda r: r["score"]) if shared_rows else None
         lowrank = [r for r in rows if r["name"].startswith("low-rank 50%") and r["name"].endswith("fine-tune")
                    and "no fine-tune" not in r["name"]]
         if not (shared or lowrank):
@@ -176,7 +177,9 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
             recipe += " + KD" + (" with hidden states" if payload.get("finetune_hidden_weight") else "")
         cells = [recipe, f"{100 * teacher['score']:.2f}"]
         if shared:
-            cells += [f"{100 * shared['score']:.2f}", f"{100 * (teacher['score'] - shared['score']):.2f}",
+            init = shared["name"].removeprefix("shared, groups of 2").removesuffix(" + fine-tune").strip(", ")
+            cells += [f"{100 * shared['score']:.2f}" + (f" ({init})" if init else ""),
+                      f"{100 * (teacher['score'] - shared['score']):.2f}",
                       f"{shared['encoder_params'] / teacher['encoder_params']:.0%}"]
         else:
             cells += ["", "", ""]
@@ -185,7 +188,10 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
     if not count:
         return []
     return lines + ["", "MRPC scores are F1 (\"always paraphrase\" scores 81.22). \"Best\" is picked on the dev set it "
-                    "is scored on.", ""]
+                    "is scored on. \"Activation-aware\" low-rank truncates the SVD of W S (S S^T: the layer's input "
+                    "second moment on 32 train batches), which fits each layer's outputs instead of its weights; "
+                    "\"RegMean init\" fits each shared linear to both members' outputs the same way. Both need "
+                    "`compress(..., dataloader=...)`.", ""]
 
 
 def _percent(value: float | None) -> str:
