@@ -45,3 +45,14 @@ $PY movement.py --tasks mrpc --steps 240 --distill --tag _kd \
   > cache/logs/movement_mrpc_kd.log 2>&1
 # Not run (CPU time): the full movement grid (3% rows, hard movement) on MRPC.
 # $PY movement.py --tasks mrpc --steps 240 --distill > cache/logs/movement_mrpc.log 2>&1
+# Session 5: int8 with 7-bit weights / 8-bit activations and fidelity columns; activation-aware
+# low-rank and RegMean-initialized sharing with KD; soft movement at 1000 steps.
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization.log 2>&1
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_aware \
+  --variants "low-rank 50%, activation-aware" > cache/logs/sharing_lowrank_sst2_kd_aware.log 2>&1
+$PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --tag _kd_aware \
+  --variants "low-rank 50%, activation-aware" > cache/logs/sharing_lowrank_mrpc_kd_aware.log 2>&1
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_regmean \
+  --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_sst2_kd_regmean.log 2>&1
+$PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000 \
+  --variants "magnitude 10%" "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_1000.log 2>&1
