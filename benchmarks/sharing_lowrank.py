@@ -64,8 +64,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         stages = config if isinstance(config, list) else [config]
         model = copy.deepcopy(teacher)
         for index, stage in enumerate(stages):
-            needs_data = getattr(stage, "activation_aware", False) or getattr(stage, "init", None) == "regmean"
-            calibration = train_batches(data["train"], tokenizer, seed) if needs_data else None
+            calibration = train_batches(data["train"], tokenizer, seed) if stage.requires_dataloader else None
             model = compress(model, copy.deepcopy(stage), dataloader=calibration)
             if len(stages) == 1:  # a staged variant's first stage is not the model it names
                 entries.append(keep_variant("sharing_lowrank", task, f"{name}, no fine-tune", copy.deepcopy(model),

@@ -125,8 +125,7 @@ def _compress(args) -> Path:
     for step in steps:
         settings = dict(step)
         config = post_training_config(settings.pop("method", None), settings)
-        needs_data = config.method in ("heads", "ffn") or getattr(config, "activation_aware", False)
-        if needs_data and loader is None:
+        if getattr(config, "requires_dataloader", False) and loader is None:
             if "task" not in recipe:
                 raise ValueError(f"step {config.method!r} needs training batches (importance or calibration): "
                                  "the recipe needs `task` (and data_dir)")

@@ -40,6 +40,11 @@ class HeadPruningConfig:
     def __post_init__(self) -> None:
         _check(self.target, self.scope, self.iterations, "heads")
 
+    @property
+    def requires_dataloader(self) -> bool:
+        """Whether ``compress`` needs ``dataloader=`` for this config."""
+        return True
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -60,6 +65,11 @@ class FFNPruningConfig:
 
     def __post_init__(self) -> None:
         _check(self.target, self.scope, self.iterations, "FFN neurons")
+
+    @property
+    def requires_dataloader(self) -> bool:
+        """Whether ``compress`` needs ``dataloader=`` for this config."""
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,5 +70,10 @@ class LowRankConfig:
         if unknown or not self.targets:
             raise ValueError(f"targets must be a non-empty subset of {TARGETS}; got {self.targets!r}.")
 
+    @property
+    def requires_dataloader(self) -> bool:
+        """Whether ``compress`` needs ``dataloader=`` for this config."""
+        return self.activation_aware
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

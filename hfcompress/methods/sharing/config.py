@@ -64,5 +64,10 @@ class WeightSharingConfig:
                              f"use one of {[n for n in range(2, num_layers + 1) if num_layers % n == 0]} or explicit groups.")
         return [list(range(start, start + self.group_size)) for start in range(0, num_layers, self.group_size)]
 
+    @property
+    def requires_dataloader(self) -> bool:
+        """Whether ``compress`` needs ``dataloader=`` for this config."""
+        return self.init == "regmean"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
