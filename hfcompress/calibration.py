@@ -60,5 +60,5 @@ def input_second_moments(
             handle.remove()
         model.train(was_training)
     if batches == 0:
-        raise ValueError("The calibration dataloader yielded no batches; activation-aware factorization needs some.")
+        raise ValueError("The calibration dataloader yielded no batches; input statistics need at least one.")
     return {name: sums[name] / max(counts[name], 1) for name in names}
