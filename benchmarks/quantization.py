@@ -99,10 +99,10 @@ def run_task(task: str, work: Path) -> None:
                         "extra": {"roundtrip": saves_and_reloads(successor_int8, probe)}})
     # Fidelity: how many predictions int8 changes, on dev plus 1000 train rows. Dev scores move by
     # a few examples with any change of rounding (MRPC: 0.25 F1 each); flips and KL do not.
-    probe = concatenate_datasets([dev, data["train"].shuffle(seed=1).select(range(1000)).select_columns(dev.column_names)])
-    reference = torch.tensor(predict(teacher, probe))
+    fidelity_rows = concatenate_datasets([dev, data["train"].shuffle(seed=1).select(range(1000)).select_columns(dev.column_names)])
+    reference = torch.tensor(predict(teacher, fidelity_rows))
     for entry in entries:
-        logits = reference if entry["model"] is teacher else torch.tensor(predict(entry["model"], probe))
+        logits = reference if entry["model"] is teacher else torch.tensor(predict(entry["model"], fidelity_rows))
         if logits.shape != reference.shape:
             continue
         entry.setdefault("extra", {}).update({
@@ -119,7 +119,7 @@ def run_task(task: str, work: Path) -> None:
         "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)",
         "teacher": teacher_info,
         "data": {"dev_rows": dev.num_rows, "max_length": setup.max_length,
-                 "fidelity_rows": probe.num_rows, "fidelity": "dev + 1000 shuffled train rows (seed 1)"},
+                 "fidelity_rows": fidelity_rows.num_rows, "fidelity": "dev + 1000 shuffled train rows (seed 1)"},
         "rows": rows,
         "hardware": hardware(),
         "latency": "all models timed in alternation, median of 300 rounds (batch 1) / 30 rounds (batch 32) after 5 "

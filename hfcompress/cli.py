@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .methods.quantization.config import WEIGHT_BITS
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
     export.add_argument("--keep-ffn-out-float", action="store_true",
                         help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
-    export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=(7, 8), default=7,
+    export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
                         help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="skip ONNX Runtime's transformer fusions")

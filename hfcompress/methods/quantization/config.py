@@ -7,6 +7,7 @@ from typing import Any
 
 BACKENDS = ("torch", "onnxruntime")
 MODULE_GROUPS = ("attention", "ffn", "ffn_in", "ffn_out", "classifier", "pooler")
+WEIGHT_BITS = (7, 8)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class DynamicQuantConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}.")
-        if self.weight_bits not in (7, 8):
+        if self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be 7 or 8; got {self.weight_bits!r}. 7 keeps activations at 8 bits "
                              "without overflow on AVX2 CPUs; 8 is the torch.ao default.")
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]

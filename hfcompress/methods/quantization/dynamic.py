@@ -18,12 +18,9 @@ from transformers import PreTrainedModel
 from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
-from .config import DynamicQuantConfig
+from .config import WEIGHT_BITS, DynamicQuantConfig
 
 STEP = "int8_dynamic"
-
-
-WEIGHT_BITS = (7, 8)
 
 
 def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +50,6 @@ class Int8DynamicLinear(nn.Module):
         if weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}; got {weight_bits!r}.")
         self.in_features, self.out_features, self.weight_bits = in_features, out_features, weight_bits
-        self._reduce_range = weight_bits == 8
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
@@ -98,7 +94,8 @@ class Int8DynamicLinear(nn.Module):
         if x.device.type != "cpu":
             # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
             return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), self._reduce_range).to(x.dtype)
+        # reduce_range (7-bit activations) only when the weights use all 8 bits: see the class docstring.
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), self.weight_bits == 8).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit)"

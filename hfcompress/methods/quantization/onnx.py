@@ -22,6 +22,7 @@ from transformers import AutoConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ...adapters import get_adapter
+from .config import WEIGHT_BITS
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def export_onnx(
         >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
         >>> OnnxSequenceClassifier.from_pretrained("onnx-int8")(**tokenizer("great", return_tensors="pt")).logits
     """
-    if weight_bits not in (7, 8):
+    if weight_bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits must be 7 or 8; got {weight_bits!r}.")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
