@@ -38,7 +38,10 @@ class CompressCallback(TrainerCallback):
 
     It compresses in ``on_init_end``, before the optimizer exists, so the optimizer holds the
     new (smaller, shared or factorized) parameters. ``CompressionTrainer(compression=[config])``
-    uses it for post-training configs; configs that rank by importance need ``dataloader``.
+    uses it for post-training configs. Configs that need data (``config.requires_dataloader``:
+    importance ranking, activation-aware low-rank, RegMean sharing) take ``dataloader``: a
+    DataLoader, or a function returning one when the callback fires (``CompressionTrainer``
+    passes one over its train set).
 
     Example:
         >>> trainer = Trainer(model=model, args=args, train_dataset=train,
@@ -46,7 +49,7 @@ class CompressCallback(TrainerCallback):
         >>> trainer.train()  # fine-tunes the shared model
     """
 
-    def __init__(self, config: Any, dataloader: Any = None) -> None:
+    def __init__(self, config: Any, dataloader: Any | Callable[[], Any] = None) -> None:
         if type(config) not in _POST_TRAINING:
             known = ", ".join(c.__name__ for c in _POST_TRAINING)
             raise TypeError(f"CompressCallback takes a post-training config ({known}); got {type(config).__name__}.")
@@ -54,7 +57,10 @@ class CompressCallback(TrainerCallback):
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
         if not self.applied:
-            compress(model, self.config, dataloader=self.dataloader)
+            dataloader = self.dataloader
+            if callable(dataloader) and getattr(self.config, "requires_dataloader", False):
+                dataloader = dataloader()
+            compress(model, self.config, dataloader=None if callable(dataloader) else dataloader)
             self.applied = True
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import datasets
 import torch
+from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from .compress import CompressCallback, is_post_training_config
@@ -40,7 +42,10 @@ class CompressionTrainer(Trainer):
         for config in compression or []:
             factory = _CALLBACK_FACTORIES.get(type(config))
             if factory is None and is_post_training_config(config):
-                factory = CompressCallback  # compress first, then the run fine-tunes the result
+                # Compress first, then the run fine-tunes the result; configs that need data
+                # calibrate on the train set.
+                callbacks.append(CompressCallback(config, dataloader=self._calibration_dataloader))
+                continue
             if factory is None:
                 known = ", ".join(c.__name__ for c in _CALLBACK_FACTORIES)
                 raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; training-time "
@@ -55,6 +60,19 @@ class CompressionTrainer(Trainer):
             self.teacher.to(self.args.device).eval()
             for parameter in self.teacher.parameters():
                 parameter.requires_grad_(False)
+
+    def _calibration_dataloader(self) -> DataLoader:
+        """The train set in order, unsharded: every process (and a resumed run) sees the same batches,
+        so data-driven compression (pruned heads, ranks) builds the same structure everywhere."""
+        if self.train_dataset is None:
+            raise ValueError("This compression config needs data (requires_dataloader) and CompressionTrainer "
+                             "calibrates on train_dataset: pass train_dataset=..., or compress the model first "
+                             "with compress(model, config, dataloader=...).")
+        dataset = self.train_dataset
+        if isinstance(dataset, datasets.Dataset) and self.args.remove_unused_columns:
+            dataset = self._remove_unused_columns(dataset, description="calibration")
+        return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, shuffle=False,
+                          collate_fn=self.data_collator)
 
     def create_optimizer(self, model=None):
         # Methods that need their own parameter groups (movement scores) add them here, before

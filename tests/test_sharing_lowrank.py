@@ -283,3 +283,27 @@ def test_compression_trainer_fine_tunes_after_sharing_and_lowrank(tmp_path):
     assert [s["method"] for s in get_record(model).steps] == ["sharing", "lowrank"]
     with pytest.raises(TypeError, match="post-training config"):
         CompressCallback({"not": "a config"})
+
+
+def test_compression_trainer_calibrates_data_driven_configs_on_its_train_set(tmp_path):
+    from torch.utils.data import DataLoader
+    from transformers import default_data_collator
+
+    from hfcompress import CompressionTrainer
+
+    rows = [{**{k: v[i] for k, v in tiny_inputs(batch=8, length=12, seed=3).items()}, "labels": torch.tensor(i % 3)}
+            for i in range(8)]
+    args = TrainingArguments(str(tmp_path / "r"), max_steps=1, per_device_train_batch_size=4,
+                             per_device_eval_batch_size=4, report_to=[], use_cpu=True, save_strategy="no")
+    config = LowRankConfig(rank=6, activation_aware=True, max_batches=2)
+    trainer = CompressionTrainer(model=tiny_model("bert"), args=args, train_dataset=rows, compression=[config])
+    # The same as compressing by hand on the train set in order: deterministic, so every process
+    # and a resumed run build the same factors.
+    by_hand = compress(tiny_model("bert"), config, dataloader=DataLoader(rows, batch_size=4,
+                                                                        collate_fn=default_data_collator))
+    name = "bert.encoder.layer.0.attention.self.query"
+    for part in ("down", "up"):
+        torch.testing.assert_close(trainer.model.get_submodule(f"{name}.{part}").weight,
+                                   by_hand.get_submodule(f"{name}.{part}").weight)
+    with pytest.raises(ValueError, match="train_dataset"):
+        CompressionTrainer(model=tiny_model("bert"), args=args, compression=[config])
