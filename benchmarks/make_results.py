@@ -123,8 +123,18 @@ def movement_summary(payloads: list[dict]) -> list[str]:
              "structured movement at 50% is >= 1.4x faster at batch 1 with <= 1.5 points drop), per table below:", "",
              "| table | teacher | magnitude 10% | best soft movement 10% | retention | beats magnitude | "
              "best structured 50% | drop | speedup bs1 |", "|---" * 9 + "|"]
-    count = 0
+    # Runs with the same budget (task, steps, lr, KD, seed) but different variants share a row: the
+    # same-budget magnitude baseline may come from its own run.
+    merged: dict[tuple, dict] = {}
     for payload in payloads:
+        key = (payload["task"], payload["steps"], payload.get("learning_rate"), payload.get("distillation"),
+               payload.get("seed"))
+        if key in merged:
+            merged[key] = {**merged[key], "rows": merged[key]["rows"] + payload["rows"][1:]}
+        else:
+            merged[key] = payload
+    count = 0
+    for payload in merged.values():
         rows = payload["rows"]
         teacher = rows[0]
         magnitude = next((r for r in rows if r["name"] == "magnitude 10%"), None)

@@ -57,3 +57,8 @@ $PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --t
 # (magnitude 10% at 1000 steps was started and stopped for time: this machine ran ~2 s/step)
 $PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000 \
   --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_1000.log 2>&1
+# Session 6: the same-budget magnitude baseline for the 1000-step row, and soft movement at 2000 steps.
+$PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000_magnitude \
+  --variants "magnitude 10%" > cache/logs/movement_sst2_kd_1000_magnitude.log 2>&1
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000 \
+  --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1
