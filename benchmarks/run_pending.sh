@@ -60,5 +60,8 @@ $PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000 \
 # Session 6: the same-budget magnitude baseline for the 1000-step row, and soft movement at 2000 steps.
 $PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000_magnitude \
   --variants "magnitude 10%" > cache/logs/movement_sst2_kd_1000_magnitude.log 2>&1
-$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000 \
-  --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1
+# (soft movement at 2000 steps was started and stopped for time: ~5 s/step while other jobs shared the cores)
+# $PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000 \
+#   --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 1000 --lr 1e-4 --distill --tag _kd_regmean_1000 \
+  --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_sst2_kd_regmean_1000.log 2>&1
