@@ -58,9 +58,9 @@ class CompressCallback(TrainerCallback):
     def on_init_end(self, args, state, control, model=None, **kwargs):
         if not self.applied:
             dataloader = self.dataloader
-            if callable(dataloader) and getattr(self.config, "requires_dataloader", False):
-                dataloader = dataloader()
-            compress(model, self.config, dataloader=None if callable(dataloader) else dataloader)
+            if callable(dataloader):  # built only for configs that use it
+                dataloader = dataloader() if getattr(self.config, "requires_dataloader", False) else None
+            compress(model, self.config, dataloader=dataloader)
             self.applied = True
 
 
