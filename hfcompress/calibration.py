@@ -8,6 +8,16 @@ import torch
 from transformers import PreTrainedModel
 
 
+def check_max_batches(max_batches: int | None) -> None:
+    """Reject a calibration batch limit that is not a positive integer or None (all batches).
+
+    Example:
+        >>> check_max_batches(32)
+    """
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive integer or None (all batches); got {max_batches!r}.")
+
+
 def input_second_moments(
     model: PreTrainedModel,
     names: list[str],

@@ -83,6 +83,9 @@ def test_invalid_targets():
         FFNPruningConfig(scope="row")
     with pytest.raises(ValueError, match="iterations"):
         HeadPruningConfig(iterations=0)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="max_batches must be a positive integer"):
+            FFNPruningConfig(max_batches=bad)
     with pytest.raises(ValueError, match="needs data"):
         compress(tiny_model(), HeadPruningConfig())
     with pytest.raises(ValueError, match="labels"):

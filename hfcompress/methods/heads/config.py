@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...calibration import check_max_batches
+
 SCOPES = ("global", "layer")
 
 
-def _check(target: float, scope: str, iterations: int, what: str) -> None:
+def _check(target: float, scope: str, iterations: int, max_batches: int | None, what: str) -> None:
     if not 0 < target < 1:
         raise ValueError(f"target is the fraction of {what} to remove and must lie in (0, 1); got {target}.")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}.")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1; got {iterations}.")
+    check_max_batches(max_batches)
 
 
 @dataclass
@@ -38,7 +41,7 @@ class HeadPruningConfig:
     method: str = field(default="heads", init=False)
 
     def __post_init__(self) -> None:
-        _check(self.target, self.scope, self.iterations, "heads")
+        _check(self.target, self.scope, self.iterations, self.max_batches, "heads")
 
     @property
     def requires_dataloader(self) -> bool:
@@ -64,7 +67,7 @@ class FFNPruningConfig:
     method: str = field(default="ffn", init=False)
 
     def __post_init__(self) -> None:
-        _check(self.target, self.scope, self.iterations, "FFN neurons")
+        _check(self.target, self.scope, self.iterations, self.max_batches, "FFN neurons")
 
     @property
     def requires_dataloader(self) -> bool:

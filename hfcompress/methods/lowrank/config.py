@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...calibration import check_max_batches
+
 TARGETS = ("attention", "ffn", "embeddings")
 ALLOCATIONS = ("uniform", "global")
 
@@ -64,8 +66,7 @@ class LowRankConfig:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}; got {self.allocation!r}.")
         if self.allocation == "global" and self.param_ratio is None:
             raise ValueError("allocation='global' spends a parameter budget: give param_ratio (not rank or energy).")
-        if self.max_batches is not None and self.max_batches < 1:
-            raise ValueError(f"max_batches must be a positive integer or None (all batches); got {self.max_batches!r}.")
+        check_max_batches(self.max_batches)
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
             raise ValueError(f"targets must be a non-empty subset of {TARGETS}; got {self.targets!r}.")

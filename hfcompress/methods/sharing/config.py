@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...calibration import check_max_batches
+
 SHARE = ("layer", "attention", "ffn")
 INITS = ("first", "mean", "regmean")
 
@@ -47,8 +49,7 @@ class WeightSharingConfig:
                 raise ValueError(f"groups must hold distinct non-negative layer indices; got {self.groups}.")
         if self.share not in SHARE:
             raise ValueError(f"share must be one of {SHARE}; got {self.share!r}.")
-        if self.max_batches is not None and self.max_batches < 1:
-            raise ValueError(f"max_batches must be a positive integer or None (all batches); got {self.max_batches!r}.")
+        check_max_batches(self.max_batches)
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
 
