@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
     export.add_argument("--keep-ffn-out-float", action="store_true",
                         help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
+    export.add_argument("--ffn-per-tensor", dest="ffn_per_token", action="store_const", const=False, default=None,
+                        help="with --int8: one activation scale per call in the FFN MatMuls (default: one per token)")
     export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
                         help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",
@@ -194,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
             model, tokenizer = _load(args.model)
             folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer,
-                                 keep_ffn_out_float=args.keep_ffn_out_float, weight_bits=args.weight_bits)
+                                 keep_ffn_out_float=args.keep_ffn_out_float, weight_bits=args.weight_bits,
+                                 ffn_per_token=args.ffn_per_token)
             print(f"wrote {folder / 'model.onnx'}")
     except (ValueError, OSError, TypeError, RuntimeError, KeyError) as error:
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)

@@ -161,6 +161,60 @@ def test_onnx_int8_matches_torch(tmp_path, optimize):
     assert (folder / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size / 2
 
 
+def test_per_token_matmul_gives_each_row_its_own_scale():
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hfcompress.methods.quantization.onnx import _per_token_matmuls
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(16, 8)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="ffn")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 8])],
+                              [numpy_helper.from_array(weight, "w")])
+    model = _per_token_matmuls(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ["ffn"], 7, True)
+    assert [n.op_type for n in model.graph.node][-1] == "MatMulIntegerToFloat"
+    assert "w" not in {init.name for init in model.graph.initializer}  # float weight dropped
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    # Reference: symmetric 8-bit rows (scale max|row| / 127), 7-bit per-column weights.
+    row_scale = np.abs(x).max(-1, keepdims=True) / 127
+    weight_scale = np.abs(weight).max(0) / 63
+    expected = (np.round(x / row_scale) * row_scale) @ (np.round(weight / weight_scale) * weight_scale)
+    y = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+    # One token with 1000x larger activations leaves every other token's output unchanged.
+    outlier = x.copy()
+    outlier[0, 0] *= 1000
+    y_outlier = session.run(None, {"x": outlier})[0]
+    np.testing.assert_array_equal(y_outlier.reshape(-1, 8)[1:], y.reshape(-1, 8)[1:])
+
+
+def test_onnx_ffn_per_token_by_default(tmp_path):
+    import onnx
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_token = export_onnx(model, tmp_path / "token", int8=True)
+        per_tensor = export_onnx(model, tmp_path / "tensor", int8=True, ffn_per_token=False)
+
+    def per_token_matmuls(folder):
+        return sum(node.op_type == "MatMulIntegerToFloat" and "PerToken" in node.name
+                   for node in onnx.load(str(folder / "model.onnx")).graph.node)
+
+    assert per_token_matmuls(per_token) == 2 * 4 and per_token_matmuls(per_tensor) == 0  # FFN in + out, 4 layers
+    assert json.loads((per_token / "config.json").read_text())["hfcompress_onnx"]["ffn_per_token"] is True
+    assert json.loads((per_tensor / "config.json").read_text())["hfcompress_onnx"]["ffn_per_token"] is False
+    logits = OnnxSequenceClassifier.from_pretrained(per_token, threads=1)(**inputs).logits
+    torch.testing.assert_close(logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
+    with pytest.raises(ValueError, match="ffn_per_token needs int8=True and optimize=True"):
+        export_onnx(model, tmp_path / "plain", int8=True, optimize=False, ffn_per_token=True)
+
+
 def test_onnx_missing_file_error(tmp_path):
     with pytest.raises(ValueError, match="no model.onnx"):
         OnnxSequenceClassifier.from_pretrained(tmp_path)
