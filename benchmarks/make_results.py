@@ -28,7 +28,8 @@ EXTRA_COLUMNS = {
     "movement": [("remaining_encoder_weights", "encoder weights kept", "{:.1%}".format),
                  ("sparse_size_bytes", "sparse form (MB)", lambda b: f"{b / 2**20:.1f}")],
     "sharing_lowrank": [("encoder_params", "encoder params", lambda n: f"{n / 1e6:.2f}M")],
-    "quantization": [("flips_vs_fp32", "predictions changed vs fp32", "{:.2%}".format),
+    "quantization": [("score_bs1", "score, one row per call", lambda v: f"{100 * v:.2f}"),
+                     ("flips_vs_fp32", "predictions changed vs fp32", "{:.2%}".format),
                      ("kl_vs_fp32", "KL to fp32", "{:.4f}".format)],
 }
 
@@ -215,8 +216,8 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
     """The #8 targets, per task: >= 1.5x at bs1, <= 0.5 drop, file <= 35%, never slower than the plain baseline."""
     lines = ["Against #8's targets (>= 1.5x faster than fp32 at batch 1, <= 0.5 points drop, file <= 35% of fp32, never "
              "slower than the plain torch / ONNX Runtime recipe of the same run), per task:", "",
-             "| task | ours | score (fp32) | drop | speedup bs1 | file | vs plain baseline bs1 / bs32 | all met | "
-             "predictions changed: ours / plain |", "|---" * 9 + "|"]
+             "| task | ours | score (fp32), batches of 64 / one row per call | drop | speedup bs1 | file | "
+             "vs plain baseline bs1 / bs32 | all met | predictions changed: ours / plain |", "|---" * 9 + "|"]
     pairs = [("hfcompress int8 (torch)", "plain torch.ao quantize_dynamic"),
              ("hfcompress int8 (onnxruntime)", "plain ONNX Runtime quantize_dynamic")]
     for payload in payloads:
@@ -226,17 +227,25 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
             ours, plain = rows.get(ours_name), rows.get(plain_name)
             if not ours or not plain:
                 continue
-            drop = 100 * (fp32["score"] - ours["score"])
+            # Scored both ways when the run has one-row-per-call scores (older runs: batches only).
+            keys = ["score"] + (["score_bs1"] if "score_bs1" in ours.get("extra", {}) else [])
+            value = lambda row, key: row[key] if key == "score" else row["extra"][key]  # noqa: E731
+            drops = [100 * (value(fp32, k) - value(ours, k)) for k in keys]
             versus = [plain[f"latency_bs{b}_ms"] / ours[f"latency_bs{b}_ms"] for b in (1, 32)]
-            met = drop <= 0.5 and ours["speedup_bs1"] >= 1.5 and ours["size_ratio"] <= 0.35 and min(versus) >= 1.0
-            lines.append(f"| {payload['task']} | {ours_name.removeprefix('hfcompress int8 ')} | "
-                         f"{100 * ours['score']:.2f} ({100 * fp32['score']:.2f}) | {drop:.2f} | "
+            met = max(drops) <= 0.5 and ours["speedup_bs1"] >= 1.5 and ours["size_ratio"] <= 0.35 and min(versus) >= 1.0
+            scores = " / ".join(f"{100 * value(ours, k):.2f} ({100 * value(fp32, k):.2f})" for k in keys)
+            lines.append(f"| {payload['task']} | {ours_name.removeprefix('hfcompress int8 ')} | {scores} | "
+                         f"{' / '.join(f'{d:.2f}' for d in drops)} | "
                          f"{ours['speedup_bs1']:.2f}x | {ours['size_ratio']:.0%} | {versus[0]:.2f}x / {versus[1]:.2f}x | "
                          f"{'yes' if met else 'no'} | {_percent(ours.get('flips_vs_fp32'))} / "
                          f"{_percent(plain.get('flips_vs_fp32'))} |")
     return lines + ["", "\"vs plain baseline\": the plain recipe's median latency over ours (above 1.00x: ours is "
-                    "faster). \"Predictions changed\": share of dev + 1000 train rows whose predicted class differs from fp32; "
-                    "it measures fidelity without the few-example luck of a dev score. Ours uses 7-bit weights and 8-bit activations (`weight_bits=7`): AVX2 int8 kernels add "
+                    "faster). The drop must hold both ways of scoring: dynamic int8 activation scales span the padded "
+                    "batch, so the batch changes the score, and batch 1 is where the speed target is. "
+                    "\"Predictions changed\": share of dev + 1000 train rows (one row per call) whose predicted class "
+                    "differs from fp32; it measures fidelity without the few-example luck of a dev score. Ours "
+                    "(onnxruntime) gives each token its own activation scale in the FFN MatMuls (`ffn_per_token`, "
+                    "on by default); the row \"per-tensor FFN activations\" is the same export without it. Ours uses 7-bit weights and 8-bit activations (`weight_bits=7`): AVX2 int8 kernels add "
                     "pairs of 8-bit x 8-bit products in 16 bits and saturate, so one side must lose a bit; torch.ao "
                     "takes it from the activations, plain ONNX Runtime takes none (and saturates). The row \"8-bit "
                     "weights / 7-bit activations\" is ours with torch.ao's choice. Ours (torch) calls the same fbgemm "

@@ -4,8 +4,12 @@ For each task: the fp32 teacher; plain ``torch.ao.quantization.quantize_dynamic`
 per-tensor qconfig); plain ONNX Runtime ``quantize_dynamic`` on an unoptimized export; ours with
 the torch backend (per-channel int8 linears with 7-bit weight range and 8-bit activations,
 int8-stored word embedding, saves and reloads via ``from_pretrained``); ours with ONNX Runtime
-(transformer fusions + per-channel int8, 7-bit weight range). Ours with 8-bit weights (and so
-7-bit activations in torch) shows what the weight range buys. When a
+(transformer fusions + per-channel int8, 7-bit weight range, one activation scale per token in the
+FFN MatMuls). Ours with 8-bit weights (and so 7-bit activations in torch) shows what the weight
+range buys; ours (onnxruntime) with per-tensor FFN activations shows what per-token scales buy.
+Dev scores are computed twice: in batches of 64 (padded) and one sentence per call (batch 1,
+the setting of the latency target): dynamic int8 activation scales span the whole batch, so
+the batch changes the result. When a
 Theseus successor from benchmarks/theseus.py is cached, its int8 version is measured too.
 
     python benchmarks/quantization.py --tasks sst2 mrpc
@@ -20,6 +24,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import concatenate_datasets
 from transformers import AutoModelForSequenceClassification
@@ -30,6 +35,7 @@ from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, exp
 from hfcompress.benchmark import (add_ratios, benchmark_rows, format_table, hardware, predict, weights_size_bytes,
                                   write_results)
 from hfcompress.data import get_task
+from hfcompress.data.metrics import task_metrics
 
 
 def pickled_size(model) -> int:
@@ -85,11 +91,11 @@ def run_task(task: str, work: Path) -> None:
                                                                       embeddings=True))
     entries.append({"name": "hfcompress int8 (torch), FFN output float", "model": ours_mixed,
                     "extra": {"roundtrip": saves_and_reloads(ours_mixed, probe)}})
-    mixed_ort_dir = export_onnx(teacher, work / f"{task}-mixed-ort", int8=True, optimize=True, per_channel=True,
-                                keep_ffn_out_float=True)
-    entries.append({"name": "hfcompress int8 (onnxruntime), FFN output float",
-                    "model": OnnxSequenceClassifier.from_pretrained(mixed_ort_dir),
-                    "size_bytes": weights_size_bytes(mixed_ort_dir)})
+    per_tensor_ort_dir = export_onnx(teacher, work / f"{task}-per-tensor-ort", int8=True, optimize=True,
+                                     per_channel=True, ffn_per_token=False)
+    entries.append({"name": "hfcompress int8 (onnxruntime), per-tensor FFN activations",
+                    "model": OnnxSequenceClassifier.from_pretrained(per_tensor_ort_dir),
+                    "size_bytes": weights_size_bytes(per_tensor_ort_dir)})
     successor_dir = CACHE / "theseus" / task / "theseus_constant"
     if (successor_dir / "model.safetensors").is_file():
         successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
@@ -97,15 +103,18 @@ def run_task(task: str, work: Path) -> None:
         successor_int8 = compress(copy.deepcopy(successor), DynamicQuantConfig(backend="torch", embeddings=True))
         entries.append({"name": "theseus 3 layers + hfcompress int8 (torch)", "model": successor_int8,
                         "extra": {"roundtrip": saves_and_reloads(successor_int8, probe)}})
-    # Fidelity: how many predictions int8 changes, on dev plus 1000 train rows. Dev scores move by
-    # a few examples with any change of rounding (MRPC: 0.25 F1 each); flips and KL do not.
+    # Fidelity: how many predictions int8 changes, on dev plus 1000 train rows, one row per call
+    # (batch 1, no padding). Dev scores move by a few examples with any change of rounding (MRPC:
+    # 0.25 F1 each); flips and KL do not.
     fidelity_rows = concatenate_datasets([dev, data["train"].shuffle(seed=1).select(range(1000)).select_columns(dev.column_names)])
-    reference = torch.tensor(predict(teacher, fidelity_rows))
+    reference = torch.tensor(predict(teacher, fidelity_rows, batch_size=1))
+    labels = np.asarray(dev["label"])
     for entry in entries:
-        logits = reference if entry["model"] is teacher else torch.tensor(predict(entry["model"], fidelity_rows))
+        logits = reference if entry["model"] is teacher else torch.tensor(predict(entry["model"], fidelity_rows, batch_size=1))
         if logits.shape != reference.shape:
             continue
         entry.setdefault("extra", {}).update({
+            "score_bs1": task_metrics(task, logits[: dev.num_rows].numpy(), labels)[spec.main_metric],
             "flips_vs_fp32": (logits.argmax(-1) != reference.argmax(-1)).float().mean().item(),
             "kl_vs_fp32": torch.nn.functional.kl_div(logits.log_softmax(-1), reference.log_softmax(-1),
                                                      log_target=True, reduction="batchmean").item()})
@@ -119,7 +128,9 @@ def run_task(task: str, work: Path) -> None:
         "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)",
         "teacher": teacher_info,
         "data": {"dev_rows": dev.num_rows, "max_length": setup.max_length,
-                 "fidelity_rows": fidelity_rows.num_rows, "fidelity": "dev + 1000 shuffled train rows (seed 1)"},
+                 "fidelity_rows": fidelity_rows.num_rows,
+                 "fidelity": "dev + 1000 shuffled train rows (seed 1), one row per call",
+                 "score_bs1": "dev score with one row per call; the main score uses padded batches of 64"},
         "rows": rows,
         "hardware": hardware(),
         "latency": "all models timed in alternation, median of 300 rounds (batch 1) / 30 rounds (batch 32) after 5 "
