@@ -228,12 +228,11 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
             if not ours or not plain:
                 continue
             # Scored both ways when the run has one-row-per-call scores (older runs: batches only).
-            keys = ["score"] + (["score_bs1"] if "score_bs1" in ours.get("extra", {}) else [])
-            value = lambda row, key: row[key] if key == "score" else row["extra"][key]  # noqa: E731
-            drops = [100 * (value(fp32, k) - value(ours, k)) for k in keys]
+            keys = ["score"] + (["score_bs1"] if "score_bs1" in ours else [])
+            drops = [100 * (fp32[k] - ours[k]) for k in keys]
             versus = [plain[f"latency_bs{b}_ms"] / ours[f"latency_bs{b}_ms"] for b in (1, 32)]
             met = max(drops) <= 0.5 and ours["speedup_bs1"] >= 1.5 and ours["size_ratio"] <= 0.35 and min(versus) >= 1.0
-            scores = " / ".join(f"{100 * value(ours, k):.2f} ({100 * value(fp32, k):.2f})" for k in keys)
+            scores = " / ".join(f"{100 * ours[k]:.2f} ({100 * fp32[k]:.2f})" for k in keys)
             lines.append(f"| {payload['task']} | {ours_name.removeprefix('hfcompress int8 ')} | {scores} | "
                          f"{' / '.join(f'{d:.2f}' for d in drops)} | "
                          f"{ours['speedup_bs1']:.2f}x | {ours['size_ratio']:.0%} | {versus[0]:.2f}x / {versus[1]:.2f}x | "
@@ -243,9 +242,9 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
                     "faster). The drop must hold both ways of scoring: dynamic int8 activation scales span the padded "
                     "batch, so the batch changes the score, and batch 1 is where the speed target is. "
                     "\"Predictions changed\": share of dev + 1000 train rows (one row per call) whose predicted class "
-                    "differs from fp32; it measures fidelity without the few-example luck of a dev score. Ours "
-                    "(onnxruntime) gives each token its own activation scale in the FFN MatMuls (`ffn_per_token`, "
-                    "on by default); the row \"per-tensor FFN activations\" is the same export without it. Ours uses 7-bit weights and 8-bit activations (`weight_bits=7`): AVX2 int8 kernels add "
+                    "differs from fp32; it measures fidelity without the few-example luck of a dev score. The row "
+                    "\"per-token FFN activations\" is ours (onnxruntime) with `ffn_per_token=True`: each token gets its "
+                    "own activation scale in the FFN MatMuls. Ours uses 7-bit weights and 8-bit activations (`weight_bits=7`): AVX2 int8 kernels add "
                     "pairs of 8-bit x 8-bit products in 16 bits and saturate, so one side must lose a bit; torch.ao "
                     "takes it from the activations, plain ONNX Runtime takes none (and saturates). The row \"8-bit "
                     "weights / 7-bit activations\" is ours with torch.ao's choice. Ours (torch) calls the same fbgemm "

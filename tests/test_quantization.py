@@ -192,15 +192,15 @@ def test_per_token_matmul_gives_each_row_its_own_scale():
     np.testing.assert_array_equal(y_outlier.reshape(-1, 8)[1:], y.reshape(-1, 8)[1:])
 
 
-def test_onnx_ffn_per_token_by_default(tmp_path):
+def test_onnx_ffn_per_token(tmp_path):
     import onnx
 
     model = tiny_model("bert", hidden=64, ffn=128)
     inputs = tiny_inputs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        per_token = export_onnx(model, tmp_path / "token", int8=True)
-        per_tensor = export_onnx(model, tmp_path / "tensor", int8=True, ffn_per_token=False)
+        per_token = export_onnx(model, tmp_path / "token", int8=True, ffn_per_token=True)
+        per_tensor = export_onnx(model, tmp_path / "tensor", int8=True)
 
     def per_token_matmuls(folder):
         return sum(node.op_type == "MatMulIntegerToFloat" and "PerToken" in node.name

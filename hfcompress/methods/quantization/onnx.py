@@ -56,7 +56,7 @@ def export_onnx(
     opset: int = 17,
     keep_ffn_out_float: bool = False,
     weight_bits: int = 7,
-    ffn_per_token: bool | None = None,
+    ffn_per_token: bool = False,
 ) -> Path:
     """Write ``model`` as ONNX (int8 when asked) to ``output_dir``; returns the folder.
 
@@ -68,12 +68,13 @@ def export_onnx(
     weights times 8-bit activations (MRPC F1 84.76 with 8, 85.62 with 7, fp32 85.81); with
     per-tensor weights (``per_channel=False``) 7 bits are too coarse, so use 8 there.
 
-    ``ffn_per_token`` (default: on whenever ``int8`` and ``optimize``) gives each token its own
-    activation scale in the FFN MatMuls (the ones that feed and read GELU); ``quantize_dynamic``
-    uses one scale per call, so a few tokens with large activations ([CLS], [SEP], punctuation)
-    coarsen every other token's grid, and the score then depends on what else is in the batch.
-    Attention keeps ONNX Runtime's fused per-tensor QAttention. On SST-2 this halves the
-    predictions that int8 changes (0.96% -> 0.53%) for ~3% of batch-1 latency.
+    ``ffn_per_token`` gives each token its own activation scale in the FFN MatMuls (the ones that
+    feed and read GELU); ``quantize_dynamic`` uses one scale per call, so a few tokens with large
+    activations coarsen every other token's grid, and the score then depends on what else is in
+    the batch. Attention keeps ONNX Runtime's fused per-tensor QAttention. The trade (SST-2
+    teacher, benchmarks/RESULTS.md): predictions changed by int8 0.53% instead of 1.28%, but
+    ~7-12% more batch-1 latency (the row scales take extra graph nodes around the int8 GEMM),
+    and no gain on MRPC; hence off by default.
 
     Example:
         >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
@@ -84,8 +85,6 @@ def export_onnx(
     if ffn_per_token and not (int8 and optimize):
         raise ValueError("ffn_per_token needs int8=True and optimize=True: it quantizes the FFN MatMuls around ONNX "
                          "Runtime's fused GELU. Drop ffn_per_token, or export with int8 and optimize on.")
-    per_token_requested = bool(ffn_per_token)
-    ffn_per_token = bool(int8 and optimize) if ffn_per_token is None else ffn_per_token
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
@@ -113,16 +112,7 @@ def export_onnx(
             from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            ffn_in, ffn_out = [], []
-            if keep_ffn_out_float or ffn_per_token:
-                try:
-                    ffn_in, ffn_out = _ffn_matmuls(current)
-                except ValueError:
-                    if keep_ffn_out_float or per_token_requested:
-                        raise
-                    logger.warning("No FFN MatMul next to a fused GELU in the exported graph: FFN activations get one "
-                                   "scale per call (ffn_per_token off).")
-                    ffn_per_token = False
+            ffn_in, ffn_out = _ffn_matmuls(current) if keep_ffn_out_float or ffn_per_token else ([], [])
             exclude = ffn_out if keep_ffn_out_float else []
             if ffn_per_token:
                 per_token = ffn_in + ([] if keep_ffn_out_float else ffn_out)
@@ -141,7 +131,7 @@ def export_onnx(
     config = model.config.to_dict()
     config["hfcompress_onnx"] = {"int8": int8, "optimized": optimize, "per_channel": per_channel,
                                  "ffn_out_float": bool(int8 and keep_ffn_out_float),
-                                 "ffn_per_token": ffn_per_token,
+                                 "ffn_per_token": bool(int8 and ffn_per_token),
                                  "weight_bits": weight_bits if int8 else None,
                                  "inputs": names, "opset": opset}
     (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
