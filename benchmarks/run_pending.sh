@@ -65,3 +65,8 @@ $PY movement.py --tasks sst2 --steps 1000 --distill --tag _kd_1000_magnitude \
 #   --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1
 $PY sharing_lowrank.py --tasks sst2 --finetune_steps 1000 --lr 1e-4 --distill --tag _kd_regmean_1000 \
   --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_sst2_kd_regmean_1000.log 2>&1
+# Session 7: int8 rerun with a one-row-per-call dev score and a per-token-FFN ONNX Runtime row; soft movement at
+# 2000 steps (paused while the int8 table was timed).
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization.log 2>&1
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000 \
+  --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1

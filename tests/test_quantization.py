@@ -174,11 +174,16 @@ def test_per_token_matmul_gives_each_row_its_own_scale():
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 8])],
                               [numpy_helper.from_array(weight, "w")])
-    model = _per_token_matmuls(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ["ffn"], 7, True)
-    assert [n.op_type for n in model.graph.node][-1] == "MatMulIntegerToFloat"
-    assert "w" not in {init.name for init in model.graph.initializer}  # float weight dropped
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    sessions = []
+    for opset in (17, 18):  # ReduceMax's axes: an attribute before opset 18, an input since
+        model = _per_token_matmuls(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]),
+                                   ["ffn"], 7, True)
+        assert [n.op_type for n in model.graph.node][-1] == "MatMulIntegerToFloat"
+        assert "w" not in {init.name for init in model.graph.initializer}  # float weight dropped
+        sessions.append(ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]))
+    session = sessions[0]
+    np.testing.assert_array_equal(sessions[1].run(None, {"x": x})[0], session.run(None, {"x": x})[0])
     # Reference: symmetric 8-bit rows (scale max|row| / 127), 7-bit per-column weights.
     row_scale = np.abs(x).max(-1, keepdims=True) / 127
     weight_scale = np.abs(weight).max(0) / 63

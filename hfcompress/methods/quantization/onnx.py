@@ -185,7 +185,9 @@ def _per_token_matmuls(model: Any, names: list[str], weight_bits: int, per_chann
     added = [numpy_helper.from_array(np.array(1 / 127, np.float32), "PerToken/inv127"),
              numpy_helper.from_array(np.array(1e-12, np.float32), "PerToken/eps"),
              numpy_helper.from_array(np.array(1.0, np.float32), "PerToken/one"),
-             numpy_helper.from_array(np.array(128, np.uint8), "PerToken/zero_point")]
+             numpy_helper.from_array(np.array(128, np.uint8), "PerToken/zero_point"),
+             numpy_helper.from_array(np.array([-1], np.int64), "PerToken/last_axis")]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     qmax = 2 ** (weight_bits - 1) - 1
     nodes, dropped = [], set()
     for node in graph.node:
@@ -207,7 +209,10 @@ def _per_token_matmuls(model: Any, names: list[str], weight_bits: int, per_chann
             nodes.append(helper.make_node(op, inputs, [f"{prefix}/{out}"], name=f"{prefix}/{out}", **attributes))
             return f"{prefix}/{out}"
 
-        peak_row = step("ReduceMax", [step("Abs", [x], "abs")], "row_max", axes=[-1], keepdims=1)
+        if opset >= 18:  # ReduceMax took axes as an attribute before opset 18 and as an input since
+            peak_row = step("ReduceMax", [step("Abs", [x], "abs"), "PerToken/last_axis"], "row_max", keepdims=1)
+        else:
+            peak_row = step("ReduceMax", [step("Abs", [x], "abs")], "row_max", axes=[-1], keepdims=1)
         scale = step("Max", [step("Mul", [peak_row, "PerToken/inv127"], "row_scale_raw"), "PerToken/eps"], "row_scale")
         x_int8 = step("QuantizeLinear", [step("Div", [x, scale], "scaled"), "PerToken/one", "PerToken/zero_point"],
                       "x_uint8")
