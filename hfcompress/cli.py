@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
     export.add_argument("--ffn-per-token", dest="ffn_per_token", action="store_true",
                         help="with --int8: one activation scale per token in the FFN MatMuls (fewer changed "
-                             "predictions on some tasks, ~10%% slower at batch 1)")
+                             "predictions on some tasks, 5-12%% slower at batch 1)")
     export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
                         help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
     export.add_argument("--no-optimize", dest="optimize", action="store_false",

@@ -73,7 +73,7 @@ def export_onnx(
     activations coarsen every other token's grid, and the score then depends on what else is in
     the batch. Attention keeps ONNX Runtime's fused per-tensor QAttention. The trade (SST-2
     teacher, benchmarks/RESULTS.md): predictions changed by int8 0.53% instead of 1.28%, but
-    ~7-12% more batch-1 latency (the row scales take extra graph nodes around the int8 GEMM),
+    5-12% more batch-1 latency (the row scales take extra graph nodes around the int8 GEMM),
     and no gain on MRPC; hence off by default.
 
     Example:
