@@ -197,27 +197,45 @@ def test_per_token_matmul_gives_each_row_its_own_scale():
     np.testing.assert_array_equal(y_outlier.reshape(-1, 8)[1:], y.reshape(-1, 8)[1:])
 
 
-def test_onnx_ffn_per_token(tmp_path):
+def _quiet_export(model, folder, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's tracer warnings
+        return export_onnx(model, folder, **options)
+
+
+def _count_nodes(folder, keep) -> int:
     import onnx
 
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    weights = {init.name for init in graph.initializer}
+    return sum(bool(keep(node, weights)) for node in graph.node)
+
+
+def test_onnx_ffn_options_change_only_the_ffn_matmuls(tmp_path):
     model = tiny_model("bert", hidden=64, ffn=128)
     inputs = tiny_inputs()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        per_token = export_onnx(model, tmp_path / "token", int8=True, ffn_per_token=True)
-        per_tensor = export_onnx(model, tmp_path / "tensor", int8=True)
+    default = _quiet_export(model, tmp_path / "default", int8=True)
+    per_token = _quiet_export(model, tmp_path / "token", int8=True, ffn_per_token=True)
+    out_float = _quiet_export(model, tmp_path / "out-float", int8=True, keep_ffn_out_float=True)
 
     def per_token_matmuls(folder):
-        return sum(node.op_type == "MatMulIntegerToFloat" and "PerToken" in node.name
-                   for node in onnx.load(str(folder / "model.onnx")).graph.node)
+        return _count_nodes(folder, lambda node, _: node.op_type == "MatMulIntegerToFloat" and "PerToken" in node.name)
 
-    assert per_token_matmuls(per_token) == 2 * 4 and per_token_matmuls(per_tensor) == 0  # FFN in + out, 4 layers
-    assert json.loads((per_token / "config.json").read_text())["hfcompress_onnx"]["ffn_per_token"] is True
-    assert json.loads((per_tensor / "config.json").read_text())["hfcompress_onnx"]["ffn_per_token"] is False
-    logits = OnnxSequenceClassifier.from_pretrained(per_token, threads=1)(**inputs).logits
-    torch.testing.assert_close(logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
+    def float_matmuls(folder):
+        return _count_nodes(folder, lambda node, weights: node.op_type == "MatMul" and any(i in weights for i in node.input))
+
+    assert per_token_matmuls(per_token) == 2 * 4 and per_token_matmuls(default) == 0  # FFN in + out, 4 layers
+    assert float_matmuls(out_float) - float_matmuls(default) == 4  # one FFN output per layer
+    settings = lambda folder: json.loads((folder / "config.json").read_text())["hfcompress_onnx"]  # noqa: E731
+    assert settings(per_token)["ffn_per_token"] is True and settings(default)["ffn_per_token"] is False
+    assert settings(out_float)["ffn_out_float"] is True
+    for folder in (per_token, out_float):
+        logits = OnnxSequenceClassifier.from_pretrained(folder, threads=1)(**inputs).logits
+        torch.testing.assert_close(logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
     with pytest.raises(ValueError, match="ffn_per_token needs int8=True and optimize=True"):
         export_onnx(model, tmp_path / "plain", int8=True, optimize=False, ffn_per_token=True)
+    with pytest.raises(ValueError, match="optimize=True"):
+        export_onnx(model, tmp_path / "plain", int8=True, optimize=False, keep_ffn_out_float=True)
 
 
 def test_onnx_missing_file_error(tmp_path):
@@ -286,26 +304,6 @@ def test_ffn_out_kept_float_torch_and_reload(tmp_path):
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
     assert sum(isinstance(m, Int8DynamicLinear) for m in loaded.modules()) == 5 * 4
-
-
-def test_onnx_keep_ffn_out_float_excludes_only_those_matmuls(tmp_path):
-    import onnx
-
-    model = tiny_model("bert", hidden=64, ffn=128)
-    inputs = tiny_inputs()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mixed = export_onnx(model, tmp_path / "mixed", int8=True, keep_ffn_out_float=True)
-        full = export_onnx(model, tmp_path / "full", int8=True)
-    def float_matmuls(folder):
-        graph = onnx.load(str(folder / "model.onnx")).graph
-        weights = {init.name for init in graph.initializer}
-        return sum(node.op_type == "MatMul" and any(i in weights for i in node.input) for node in graph.node)
-    assert float_matmuls(mixed) - float_matmuls(full) == 4  # one FFN output per layer
-    runner = OnnxSequenceClassifier.from_pretrained(mixed, threads=1)
-    torch.testing.assert_close(runner(**inputs).logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
-    with pytest.raises(ValueError, match="optimize=True"):
-        export_onnx(model, tmp_path / "plain", int8=True, optimize=False, keep_ffn_out_float=True)
 
 
 def test_int8_on_sparse_stored_layers_is_a_clear_error():
