@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ...adapters import get_adapter
 from .config import WEIGHT_BITS
+from .dynamic import _quantize_rows
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +114,15 @@ def export_onnx(
             from onnx import TensorProto
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            ffn_in, ffn_out = _ffn_matmuls(current) if keep_ffn_out_float or ffn_per_token else ([], [])
-            exclude = ffn_out if keep_ffn_out_float else []
+            exclude = []
+            if keep_ffn_out_float or ffn_per_token:
+                graph_model = onnx.load(str(current))
+                ffn_in, ffn_out = _ffn_matmuls(graph_model.graph)
+                exclude = ffn_out if keep_ffn_out_float else []
             if ffn_per_token:
                 per_token = ffn_in + ([] if keep_ffn_out_float else ffn_out)
-                rewritten = _per_token_matmuls(onnx.load(str(current)), per_token, weight_bits, per_channel)
                 current = work / "per_token.onnx"
-                onnx.save(rewritten, str(current))
+                onnx.save(_per_token_matmuls(graph_model, per_token, weight_bits, per_channel), str(current))
             # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
             quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
                              per_channel=per_channel, nodes_to_exclude=exclude, reduce_range=weight_bits == 7,
@@ -140,11 +144,8 @@ def export_onnx(
     return output_dir
 
 
-def _ffn_matmuls(path: Path) -> tuple[list[str], list[str]]:
-    """Names of the FFN MatMuls: those whose output feeds a fused GELU, and those that read one."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
+def _ffn_matmuls(graph: Any) -> tuple[list[str], list[str]]:
+    """Names of the FFN MatMuls in an ONNX graph: those whose output feeds a fused GELU, and those that read one."""
     producer = {output: node for node in graph.node for output in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -178,27 +179,27 @@ def _per_token_matmuls(model: Any, names: list[str], weight_bits: int, per_chann
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     targets = set(names)
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = Counter(name for node in graph.node for name in node.input)
     added = [numpy_helper.from_array(np.array(1 / 127, np.float32), "PerToken/inv127"),
              numpy_helper.from_array(np.array(1e-12, np.float32), "PerToken/eps"),
              numpy_helper.from_array(np.array(1.0, np.float32), "PerToken/one"),
              numpy_helper.from_array(np.array(128, np.uint8), "PerToken/zero_point"),
              numpy_helper.from_array(np.array([-1], np.int64), "PerToken/last_axis")]
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    qmax = 2 ** (weight_bits - 1) - 1
+    opset = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 17)
     nodes, dropped = [], set()
     for node in graph.node:
         if node.name not in targets:
             nodes.append(node)
             continue
         x, weight_name = node.input
-        weight = numpy_helper.to_array(initializers[weight_name]).astype(np.float32)  # (in, out)
-        peak = np.abs(weight).max(axis=0) if per_channel else np.full(weight.shape[1], np.abs(weight).max())
-        weight_scale = (np.maximum(peak, 1e-12) / qmax).astype(np.float32)
-        quantized = np.clip(np.round(weight / weight_scale), -qmax, qmax).astype(np.int8)
+        # ONNX MatMul weights are (in, out); the torch backend's row quantizer wants (out, in).
+        rows = torch.from_numpy(numpy_helper.to_array(initializers[weight_name]).T.copy())
+        if per_channel:
+            quantized, weight_scale = _quantize_rows(rows, weight_bits)
+        else:  # one scale for the whole tensor: quantize it as a single row
+            quantized, weight_scale = _quantize_rows(rows.reshape(1, -1), weight_bits)
+            quantized, weight_scale = quantized.reshape(rows.shape), weight_scale.expand(rows.shape[0])
+        quantized, weight_scale = quantized.T.contiguous().numpy(), weight_scale.contiguous().numpy()
         prefix = f"{node.name}/PerToken"
         added += [numpy_helper.from_array(quantized, f"{prefix}/weight_int8"),
                   numpy_helper.from_array(weight_scale, f"{prefix}/weight_scale")]
@@ -225,7 +226,7 @@ def _per_token_matmuls(model: Any, names: list[str], weight_bits: int, per_chann
     kept = [init for init in graph.initializer if init.name not in dropped]
     del graph.initializer[:]
     graph.initializer.extend(kept + added)
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+    if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model
 
