@@ -148,7 +148,12 @@ def movement_summary(payloads: list[dict]) -> list[str]:
                  f"{100 * teacher['score']:.2f}", f"{100 * magnitude['score']:.2f}" if magnitude else ""]
         if soft:
             best = max(soft, key=lambda r: r["score"])
-            cells += [f"{100 * best['score']:.2f} ({best['name']})", f"{best['score'] / teacher['score']:.1%}",
+            retention = f"{best['score'] / teacher['score']:.1%}"
+            accuracy = best.get("metrics", {}).get("accuracy"), teacher.get("metrics", {}).get("accuracy")
+            if payload["metric"] != "accuracy" and None not in accuracy:
+                # MRPC F1 retains 95% even for "always paraphrase"; accuracy shows a collapse.
+                retention += f" (accuracy {accuracy[0] / accuracy[1]:.1%})"
+            cells += [f"{100 * best['score']:.2f} ({best['name']})", retention,
                       ("yes" if best["score"] > magnitude["score"] else "no") if magnitude else ""]
         else:
             cells += ["", "", ""]
