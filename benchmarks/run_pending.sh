@@ -70,3 +70,11 @@ $PY sharing_lowrank.py --tasks sst2 --finetune_steps 1000 --lr 1e-4 --distill --
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization.log 2>&1
 $PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000 \
   --variants "soft movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000.log 2>&1
+# Session 8: the same-budget magnitude baseline for the 2000-step SST-2 row; MRPC at a longer budget (960 steps,
+# ~8.4 epochs) for soft movement 10% and its magnitude baseline.
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_magnitude \
+  --variants "magnitude 10%" > cache/logs/movement_sst2_kd_2000_magnitude.log 2>&1
+$PY movement.py --tasks mrpc --steps 960 --distill --tag _kd_960 \
+  --variants "soft movement 10%, magnitude init" > cache/logs/movement_mrpc_kd_960.log 2>&1
+$PY movement.py --tasks mrpc --steps 960 --distill --tag _kd_960_magnitude \
+  --variants "magnitude 10%" > cache/logs/movement_mrpc_kd_960_magnitude.log 2>&1
