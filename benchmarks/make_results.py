@@ -171,6 +171,24 @@ def movement_summary(payloads: list[dict]) -> list[str]:
                     "has collapsed or nearly so, whatever its retention says).", ""]
 
 
+def paired_comparisons(prefix: str) -> list[str]:
+    """Paired tests of two models on the same dev rows (benchmarks/paired.py), for one section."""
+    files = sorted((HERE / "results").glob(f"paired_{prefix}_*.json"))
+    if not files:
+        return []
+    lines = ["Paired on the same dev rows (benchmarks/paired.py: exact McNemar test on the rows exactly one model "
+             "gets right; 95% paired-bootstrap interval of the score difference, 10,000 resamples):", "",
+             "| task | A | B | A - B | rows only A right | rows only B right | McNemar p | 95% interval of A - B |",
+             "|---" * 8 + "|"]
+    for path in files:
+        r = json.loads(path.read_text())
+        low, high = r["difference_ci95"]
+        lines.append(f"| {r['task']} ({r['metric']}) | {r['a']['name']} ({r['a']['results']}) | {r['b']['name']} "
+                     f"({r['b']['results']}) | {100 * r['difference']:+.2f} | {r['rows_only_a_right']} | "
+                     f"{r['rows_only_b_right']} | {r['mcnemar_exact_p']:.3f} | [{100 * low:+.2f}, {100 * high:+.2f}] |")
+    return lines + [""]
+
+
 def sharing_summary(payloads: list[dict]) -> list[str]:
     """The #7 targets, per table: groups of 2 (<= 2 points, encoder halved); low-rank 50% (<= 1.5, bs32 speedup)."""
     lines = ["Against #7's targets (sharing in groups of 2 halves the encoder with <= 2 points drop; low-rank at 50% "
@@ -300,6 +318,7 @@ def main() -> None:
             out += theseus_summary(payloads)
         if prefix == "movement":
             out += movement_summary(payloads)
+        out += paired_comparisons(prefix)
         if prefix == "sharing_lowrank":
             out += sharing_summary(payloads)
         if prefix == "quantization":
