@@ -80,3 +80,5 @@ $PY movement.py --tasks mrpc --steps 960 --distill --tag _kd_960_magnitude \
   --variants "magnitude 10%" > cache/logs/movement_mrpc_kd_960_magnitude.log 2>&1
 $PY paired.py results/movement_sst2_kd_2000.json "soft movement 10%, magnitude init" \
   results/movement_sst2_kd_2000_magnitude.json "magnitude 10%" --out results/paired_movement_sst2_2000.json
+$PY paired.py results/movement_mrpc_kd_960.json "soft movement 10%, magnitude init" \
+  results/movement_mrpc_kd_960_magnitude.json "magnitude 10%" --out results/paired_movement_mrpc_960.json
