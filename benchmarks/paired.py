@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import binomtest
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from common import ROOT, TASK_SETUPS, get_teacher, load_data
+from common import ROOT, TASK_SETUPS, load_data, minilm_path
 
 import hfcompress  # noqa: F401  (loads compressed checkpoints)
 from hfcompress.benchmark import hardware, predict
@@ -58,9 +58,8 @@ def main() -> None:
     if payload_b["task"] != task:
         raise SystemExit(f"Different tasks: {task} vs {payload_b['task']}.")
     metric = get_task(task).main_metric
-    one_hot = np.eye(get_task(task).num_labels)  # task_metrics takes logits; argmax of one-hot = the prediction
-    _, tokenizer, _ = get_teacher(TASK_SETUPS[task])
-    dev = load_data(TASK_SETUPS[task], tokenizer)["validation"]
+    # The benchmarks' tokenizer (get_teacher's), without loading or training a teacher.
+    dev = load_data(TASK_SETUPS[task], AutoTokenizer.from_pretrained(minilm_path()))["validation"]
     labels = np.asarray(dev["label"])
 
     predicted = {}
@@ -82,8 +81,8 @@ def main() -> None:
     differences = []
     for _ in range(BOOTSTRAP):
         rows = rng.integers(0, len(labels), len(labels))
-        differences.append(task_metrics(task, one_hot[a[rows]], labels[rows])[metric]
-                           - task_metrics(task, one_hot[b[rows]], labels[rows])[metric])
+        differences.append(task_metrics(task, a[rows], labels[rows])[metric]
+                           - task_metrics(task, b[rows], labels[rows])[metric])
     differences = np.asarray(differences)
     result = {
         "benchmark": "paired", "task": task, "metric": metric, "dev_rows": len(labels),
