@@ -30,6 +30,9 @@ VARIANTS = {
     "shared, groups of 2": WeightSharingConfig(group_size=2, init="mean"),
     # Shared linears fitted to both members' outputs on 32 train batches (RegMean), the rest the mean.
     "shared, groups of 2, RegMean init": WeightSharingConfig(group_size=2, init="regmean", max_batches=32),
+    # Only the linears' weight matrices tied: each layer keeps its biases and LayerNorms (~5k parameters).
+    "shared, groups of 2, RegMean init, own biases and LayerNorms": WeightSharingConfig(
+        group_size=2, init="regmean", max_batches=32, linear_weights_only=True),
     "shared, groups of 3": WeightSharingConfig(group_size=3, init="mean"),
     "shared, all 6 layers": WeightSharingConfig(group_size=6, init="mean"),
     "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),

@@ -98,8 +98,10 @@ def test_regmean_sharing_reproduces_members_better_than_the_mean(tmp_path):
     torch.manual_seed(0)
     toy = TwoLinears()
     batches = [{"x": torch.randn(4, 16, 8)} for _ in range(3)]
-    weight, bias = regmean_linears(toy, {"a": ["a", "b"]}, batches, damping=0.0)["a"]
-    damped = regmean_linears(toy, {"a": ["a", "b"]}, batches)["a"]  # the default, pulled toward the mean
+    weight, biases = regmean_linears(toy, {"a": ["a", "b"]}, batches, damping=0.0)["a"]
+    bias = biases["a"]  # one bias, the shared linear's
+    damped_weight, damped_biases = regmean_linears(toy, {"a": ["a", "b"]}, batches)["a"]  # pulled toward the mean
+    damped = damped_weight, damped_biases["a"]
     inputs = {"a": torch.cat([b["x"] for b in batches]) * toy.scale_a,
               "b": torch.cat([b["x"] for b in batches]) * toy.scale_b + 1.0}
 
@@ -119,6 +121,79 @@ def test_regmean_sharing_reproduces_members_better_than_the_mean(tmp_path):
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="dataloader="):
         compress(tiny_model("bert"), WeightSharingConfig(group_size=2, init="regmean"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_linear_weights_only_keeps_per_layer_biases_and_norms(family, tmp_path):
+    from hfcompress import get_adapter
+
+    model = tiny_model(family)
+    torch.manual_seed(0)
+    with torch.no_grad():  # tiny models start with zero biases and unit LayerNorms: make every layer's differ
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 1:
+                parameter.add_(torch.randn_like(parameter))
+    adapter = get_adapter(model)
+    own_before = {name: p.clone() for name, p in adapter.layers(model)[1].named_parameters() if p.dim() == 1}
+    compress(model, WeightSharingConfig(group_size=2, linear_weights_only=True, init="mean"))
+    expected = model(**tiny_inputs()).logits
+    loaded = _roundtrip(model, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, expected, atol=1e-6, rtol=0)
+    first, second = adapter.layers(loaded)[:2]
+    for role in adapter.linear_paths().values():
+        assert first.get_submodule(role).weight is second.get_submodule(role).weight
+    for name, parameter in second.named_parameters():  # biases and LayerNorms: the layer's own, unchanged
+        if name in own_before:
+            torch.testing.assert_close(parameter, own_before[name], atol=0, rtol=0)
+    tied = {id(p) for p in first.parameters()}
+    norms = [p for p in second.parameters() if id(p) not in tied]
+    # Per layer: the six linear biases and the LayerNorms stay its own, a few percent of the layer.
+    own = sum(p.numel() for p in norms)
+    assert 0 < own < 0.05 * sum(p.numel() for p in second.parameters())
+    full = tiny_model(family)
+    compress(full, WeightSharingConfig(group_size=2, init="mean"))
+    assert count_parameters(loaded) - count_parameters(full) == own * len(adapter.layers(loaded)) // 2
+
+
+def test_regmean_with_per_member_biases_is_the_least_squares_optimum():
+    from hfcompress.methods.sharing.model import regmean_linears
+
+    class TwoLinears(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+
+        def forward(self, x, attention_mask=None):
+            return self.a(x * 2.0 + 3.0) + self.b(x * 0.5 - 1.0)
+
+    torch.manual_seed(0)
+    toy = TwoLinears()
+    batches = [{"x": torch.randn(4, 16, 8)} for _ in range(3)]
+    x = torch.cat([b["x"] for b in batches]).reshape(-1, 8).double()
+    inputs = {"a": x * 2.0 + 3.0, "b": x * 0.5 - 1.0}
+    weight, biases = regmean_linears(toy, {"a": ["a", "b"]}, batches, damping=0.0, per_member_bias=True)["a"]
+    shared_weight, shared_bias = regmean_linears(toy, {"a": ["a", "b"]}, batches, damping=0.0)["a"]
+
+    def error(w, bias_of):
+        return sum((inputs[n] @ w.T + bias_of[n] - getattr(toy, n)(inputs[n].float()).double()).pow(2).sum()
+                   for n in inputs).item()
+    best = error(weight, biases)
+    assert best < error(shared_weight, {"a": shared_bias["a"], "b": shared_bias["a"]})
+    for _ in range(3):
+        assert best <= error(weight + 1e-3 * torch.randn_like(weight), biases)
+        assert best <= error(weight, {n: b + 1e-3 * torch.randn_like(b) for n, b in biases.items()})
+
+
+def test_regmean_linear_weights_only_reloads(tmp_path):
+    batches = [{**tiny_inputs(batch=4, length=12, seed=seed), "labels": torch.tensor([0, 1, 0, 1])} for seed in range(4)]
+    shared = compress(tiny_model("bert"), WeightSharingConfig(group_size=2, init="regmean", max_batches=4,
+                                                              linear_weights_only=True), dataloader=batches)
+    layers = shared.bert.encoder.layer
+    assert layers[0].output.dense.weight is layers[1].output.dense.weight
+    assert layers[0].output.dense.bias is not layers[1].output.dense.bias
+    loaded = _roundtrip(shared, tmp_path)
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+    assert get_record(loaded).steps[-1]["linear_weights_only"] is True
 
 
 @pytest.mark.parametrize("bad", [dict(), dict(groups=[[0, 1]], group_size=2), dict(group_size=1),

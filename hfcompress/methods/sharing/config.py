@@ -23,10 +23,14 @@ class WeightSharingConfig:
     outputs on calibration data (``"regmean"``, RegMean: W = (sum_i W_i G_i)(sum_i G_i)^-1 with
     G_i the second moment of layer i's inputs; other parameters take the mean; needs
     ``compress(..., dataloader=...)``, ``max_batches`` of it). Fine-tune afterwards.
+    ``linear_weights_only=True`` ties only the linears' weight matrices: every layer keeps its
+    own biases and LayerNorms (about 1% of a layer's parameters), so tied layers can still
+    shift and rescale differently at almost no cost in size.
 
     Example:
         >>> compress(model, WeightSharingConfig(group_size=2, share="layer", init="mean"))
         >>> compress(model, WeightSharingConfig(group_size=2, init="regmean", max_batches=32), dataloader=loader)
+        >>> compress(model, WeightSharingConfig(group_size=2, linear_weights_only=True))
     """
 
     groups: list[list[int]] | None = field(default=None, metadata={"help": "Explicit groups of layer indices."})
@@ -34,6 +38,8 @@ class WeightSharingConfig:
     share: str = field(default="layer", metadata={"help": "What to tie: layer | attention | ffn."})
     init: str = field(default="first", metadata={"help": "Shared weights start as: first | mean | regmean."})
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for init=regmean."})
+    linear_weights_only: bool = field(default=False, metadata={
+        "help": "Tie only the linears' weight matrices; each layer keeps its own biases and LayerNorms."})
     method: str = field(default="sharing", init=False)
 
     def __post_init__(self) -> None:

@@ -28,23 +28,28 @@ def _role_paths(adapter, share: str) -> list[str] | None:
     return None  # the whole layer
 
 
-def _shared_parameter_names(layer: nn.Module, role_paths: list[str] | None) -> list[str]:
+def _shared_parameter_names(layer: nn.Module, role_paths: list[str], linear_weights_only: bool) -> list[str]:
     """Parameter names (relative to a layer) that the share mode ties."""
-    if role_paths is None:
+    if linear_weights_only:
+        return [f"{path}.weight" for path in role_paths]
+    if role_paths is None:  # the whole layer
         return [name for name, _ in layer.named_parameters()]
     return [f"{path}.{name}" for path in role_paths for name, _ in layer.get_submodule(path).named_parameters()]
 
 
-def tie_map(model: PreTrainedModel, groups: list[list[int]], share: str) -> dict[str, str]:
+def tie_map(model: PreTrainedModel, groups: list[list[int]], share: str,
+            linear_weights_only: bool = False) -> dict[str, str]:
     """``{target parameter name: source parameter name}`` for every tied parameter."""
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     layer_names = {id(layer): name for name, layer in model.named_modules()}
     role_paths = _role_paths(adapter, share)
+    if linear_weights_only and role_paths is None:
+        role_paths = list(adapter.linear_paths().values())
     mapping = {}
     for group in groups:
         source = layer_names[id(layers[group[0]])]
-        for relative in _shared_parameter_names(layers[group[0]], role_paths):
+        for relative in _shared_parameter_names(layers[group[0]], role_paths, linear_weights_only):
             for index in group[1:]:
                 mapping[f"{layer_names[id(layers[index])]}.{relative}"] = f"{source}.{relative}"
     return mapping
@@ -80,17 +85,23 @@ def _linear_groups(model: PreTrainedModel, mapping: dict[str, str]) -> dict[str,
 
 def regmean_linears(
     model: PreTrainedModel, groups: dict[str, list[str]], dataloader, max_batches: int | None = None,
-    damping: float = 0.1,
-) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-    """One (weight, bias) per group of linears that best reproduces every member's outputs.
+    damping: float = 0.1, per_member_bias: bool = False,
+) -> dict[str, tuple[torch.Tensor, dict[str, torch.Tensor] | None]]:
+    """One weight per group of linears that best reproduces every member's outputs, and the biases.
 
     Minimizes sum_i E||W x_i + b - (W_i x_i + b_i)||^2 over each member's own inputs x_i
     (RegMean, Jin et al. 2023, arXiv 2212.09849): with x~ = [x, 1] and G_i = E[x~ x~^T],
     [W b] = (sum_i [W_i b_i] G_i)(sum_i G_i)^-1. Inputs are those of the model as it is now.
-    ``damping`` adds that fraction of each G_i's mean diagonal to it, which pulls the solution
-    toward the plain mean: MiniLM-L6 SST-2, groups of 2, before fine-tuning: 50.9% accuracy at
-    1e-3 (near-singular G: LayerNorm outputs span fewer directions than their width), 70.9% at
-    1e-2, 73.7% at 0.1, 73.9% at 1; the plain mean 64.5%.
+    With ``per_member_bias`` each member keeps a bias of its own, and the optimum is
+    W = (sum_i W_i C_i)(sum_i C_i)^-1 with C_i the covariance of x_i, and
+    bias_i = b_i + (W_i - W) mu_i with mu_i the mean of x_i.
+    ``damping`` adds that fraction of each G_i's (or C_i's) mean diagonal to it, which pulls the
+    solution toward the plain mean: MiniLM-L6 SST-2, groups of 2, before fine-tuning: 50.9%
+    accuracy at 1e-3 (near-singular G: LayerNorm outputs span fewer directions than their width),
+    70.9% at 1e-2, 73.7% at 0.1, 73.9% at 1; the plain mean 64.5%.
+
+    Returns ``{source: (weight, biases)}``; ``biases`` maps the source (shared bias) or each
+    member (``per_member_bias``) to its bias, and is None for linears without one.
 
     Example:
         >>> regmean_linears(model, {"enc.0.fc": ["enc.0.fc", "enc.1.fc"]}, loader, max_batches=32)
@@ -100,21 +111,36 @@ def regmean_linears(
     merged = {}
     for source, members in groups.items():
         has_bias = model.get_submodule(source).bias is not None
-        numerator, denominator = 0, 0
+        # Per-member biases absorb each member's input mean, so the weight fits the centred inputs.
+        centred = per_member_bias and has_bias
+        numerator, denominator, means = 0, 0, {}
         for name in members:
             linear = model.get_submodule(name)
-            moment = moments[name] if has_bias else moments[name][:-1, :-1]
+            moment = moments[name]
+            if centred:
+                means[name] = moment[:-1, -1] / moment[-1, -1]
+                moment = moment[:-1, :-1] - torch.outer(means[name], means[name])
+            elif not has_bias:
+                moment = moment[:-1, :-1]
             # Damping per member pulls the solution toward the plain mean (damping -> inf gives it),
             # not toward zero: directions the data never visits keep the mean's weights.
             moment = moment + damping * moment.diagonal().mean().clamp(min=1e-12) * torch.eye(
                 moment.shape[0], dtype=moment.dtype)
             weight = linear.weight.detach().double().cpu()
-            if has_bias:
+            if has_bias and not centred:
                 weight = torch.cat([weight, linear.bias.detach().double().cpu()[:, None]], dim=1)
             numerator = numerator + weight @ moment
             denominator = denominator + moment
         solved = torch.linalg.solve(denominator, numerator.T).T  # denominator is symmetric
-        merged[source] = (solved[:, :-1], solved[:, -1]) if has_bias else (solved, None)
+        if centred:
+            biases = {}
+            for name in members:
+                linear = model.get_submodule(name)
+                own = linear.weight.detach().double().cpu()
+                biases[name] = linear.bias.detach().double().cpu() + (own - solved) @ means[name]
+            merged[source] = (solved, biases)
+        else:
+            merged[source] = (solved[:, :-1], {source: solved[:, -1]}) if has_bias else (solved, None)
     return merged
 
 
@@ -129,7 +155,7 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
     """
     adapter = get_adapter(model)
     groups = config.resolve_groups(len(adapter.layers(model)))
-    mapping = tie_map(model, groups, config.share)
+    mapping = tie_map(model, groups, config.share, config.linear_weights_only)
     merged = {}
     if config.init == "regmean":
         if dataloader is None:
@@ -137,7 +163,8 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
                              "compress(model, config, dataloader=...) with batches of model inputs (a few dozen "
                              "batches of training data are enough; limit them with max_batches).")
         # Before any weight changes: every member's inputs as the untied model computes them.
-        merged = regmean_linears(model, _linear_groups(model, mapping), dataloader, config.max_batches)
+        merged = regmean_linears(model, _linear_groups(model, mapping), dataloader, config.max_batches,
+                                 per_member_bias=config.linear_weights_only)
     if config.init in ("mean", "regmean"):
         sources: dict[str, list[str]] = {}
         for target, source in mapping.items():
@@ -146,19 +173,20 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
             for source, members in sources.items():
                 mean = torch.stack([model.get_parameter(name).detach() for name in members]).mean(0)
                 model.get_parameter(source).copy_(mean)
-            for source, (weight, bias) in merged.items():
+            for source, (weight, biases) in merged.items():
                 linear = model.get_submodule(source)
                 linear.weight.copy_(weight.to(linear.weight))
-                if bias is not None:
-                    linear.bias.copy_(bias.to(linear.bias))
+                for name, bias in (biases or {}).items():
+                    model.get_submodule(name).bias.copy_(bias.to(linear.bias))
     _apply_ties(model, mapping)
     append_step(model, {"method": STEP, "groups": groups, "share": config.share, "init": config.init,
-                        "tied_parameters": len(mapping)})
+                        "linear_weights_only": config.linear_weights_only, "tied_parameters": len(mapping)})
     return model
 
 
 def rebuild_sharing(model: PreTrainedModel, step: dict) -> None:
-    _apply_ties(model, tie_map(model, step["groups"], step["share"]))
+    # Records written before linear_weights_only existed tied every parameter of the share mode.
+    _apply_ties(model, tie_map(model, step["groups"], step["share"], step.get("linear_weights_only", False)))
 
 
 register_step(STEP, rebuild_sharing)
