@@ -82,3 +82,10 @@ $PY paired.py results/movement_sst2_kd_2000.json "soft movement 10%, magnitude i
   results/movement_sst2_kd_2000_magnitude.json "magnitude 10%" --out results/paired_movement_sst2_2000.json
 $PY paired.py results/movement_mrpc_kd_960.json "soft movement 10%, magnitude init" \
   results/movement_mrpc_kd_960_magnitude.json "magnitude 10%" --out results/paired_movement_mrpc_960.json
+
+# --- session 9 (2026-11-26) ---
+# #7 sharing: tie only the linears' weight matrices (each layer keeps its biases and LayerNorms).
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 1000 --lr 1e-4 --distill --tag _kd_regmean_own_1000 \
+  --variants "shared, groups of 2, RegMean init, own biases and LayerNorms" > cache/logs/sharing_lowrank_sst2_kd_regmean_own_1000.log 2>&1
+$PY paired.py results/sharing_lowrank_sst2_kd_regmean_own_1000.json "shared, groups of 2, RegMean init, own biases and LayerNorms + fine-tune" \
+  results/sharing_lowrank_sst2_kd_regmean_1000.json "shared, groups of 2, RegMean init + fine-tune" --out results/paired_sharing_lowrank_sst2_1000.json
