@@ -30,6 +30,9 @@ from common import RESULTS, TASK_SETUPS, get_teacher
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
 from hfcompress.benchmark import _timed_passes, hardware, write_results
 
+# Each timed pass starts this long after the previous one: see hfcompress.benchmark.interleaved_latency.
+SETTLE_MS = 20.0
+
 
 def torch_ao(model, per_channel: bool):
     with warnings.catch_warnings():
@@ -68,7 +71,7 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
         for seq_len in seq_lens:
             for batch in batch_sizes:
                 n = rounds if batch == 1 else max(20, rounds // 10)
-                times = _timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n)
+                times = _timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n, settle_ms=SETTLE_MS)
                 fp32 = statistics.median(times["fp32"])
                 case = {"batch_size": batch, "seq_len": seq_len, "rounds": n,
                         "median_ms": {k: round(statistics.median(v), 3) for k, v in times.items()},
@@ -83,7 +86,9 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
                 print(case, flush=True)
     payload = {"benchmark": "int8_kernels", "task": task, "teacher": teacher_info, "cases": cases,
                "hardware": hardware(), "threads": 2,
-               "note": "one process, models timed in rotating alternation; paired_ratio = per-round time ratio"}
+               "settle_ms": SETTLE_MS,
+               "note": "one process, models timed in rotating alternation, each pass 20 ms after the previous one "
+                       "ended; paired_ratio = per-round time ratio"}
     names = list(models)
     lines = [f"task **{task}** teacher, random token ids, 2 threads (2 intra-op threads for ONNX Runtime); models "
              "timed in alternation (order rotates every round): median ms with the speedup over fp32, then the "
