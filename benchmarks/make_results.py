@@ -292,12 +292,13 @@ def kernel_timing() -> list[str]:
                   "Quartiles of the per-round ratio in brackets. Read with the tables above: there, nine models share "
                   "30 rounds and ours vs torch.ao moves a few percent either way from run to run; here, six models, 300 "
                   "rounds at batch 1, paired per round: ours (torch) and torch.ao are level, per-channel weight scales "
-                  "(ours) cost nothing over per-tensor, and ours "
-                  "(onnxruntime: fused attention/GELU/LayerNorm + per-channel int8) is 14-15% faster than plain ONNX "
-                  "Runtime int8 at batch 1 and level at batch 32. Before commit cb5f9e2 ours (torch) was 2% slower than "
-                  "torch.ao at batch 1: a Python check in our int8 linear cost 12 us per call; it is 0.6 us now. This "
-                  "timing predates weight_bits=7 (it used 8-bit weights); the kernels are the same and a later "
-                  "check (300 rounds, batch 1) had ours with 7-bit and 8-bit weights and torch.ao within 1%.", "",
+                  "(ours) cost nothing over per-tensor, and ours (onnxruntime: fused attention/GELU/LayerNorm + "
+                  "per-channel int8) against plain ONNX Runtime int8 is in the last column. Each pass starts 20 ms after "
+                  "the previous one ended. An earlier run without that pause had ours (onnxruntime) 14-15% faster than "
+                  "plain ONNX Runtime at batch 1: in the rotating order plain ONNX Runtime always ran right after a torch "
+                  "model, whose OpenMP threads were still spinning, and ours right after plain ONNX Runtime; most of "
+                  "that gap was the harness. Before commit cb5f9e2 ours (torch) was 2% slower than torch.ao at batch 1: "
+                  "a Python check in our int8 linear cost 12 us per call; it is 0.6 us now.", "",
                   f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores, torch {hardware.get('torch')}</sub>",
                   ""]
     return lines
@@ -310,7 +311,10 @@ def main() -> None:
            "table are timed in alternation (one forward each per round, 30 rounds, after warm-up), median per model,",
            "sequence length 128, 2 threads; on this shared 2-core machine batch-1 medians still move by about 10% between",
            "runs, so read speedups to one digit. SST-2 dev has one standard error of about 1.3 points: differences",
-           "under 2 points are not wins. Empty params for ONNX rows: the ONNX graph is not counted.", ""]
+           "under 2 points are not wins. Empty params for ONNX rows: the ONNX graph is not counted. Since 2026-11-26",
+           "each timed pass starts 20 ms after the previous one ended: torch's OpenMP threads spin for a while after a",
+           "forward and slowed an ONNX Runtime pass started at once by ~15%. The int8 tables were rerun with the pause;",
+           "tables of torch models only were timed back to back, where a model never waits on another runtime's threads.", ""]
     for prefix, title in SECTIONS:
         files = sorted((HERE / "results").glob(f"{prefix}_*.json"))
         payloads = [json.loads(f.read_text()) for f in files]

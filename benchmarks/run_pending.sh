@@ -89,3 +89,8 @@ $PY sharing_lowrank.py --tasks sst2 --finetune_steps 1000 --lr 1e-4 --distill --
   --variants "shared, groups of 2, RegMean init, own biases and LayerNorms" > cache/logs/sharing_lowrank_sst2_kd_regmean_own_1000.log 2>&1
 $PY paired.py results/sharing_lowrank_sst2_kd_regmean_own_1000.json "shared, groups of 2, RegMean init, own biases and LayerNorms + fine-tune" \
   results/sharing_lowrank_sst2_kd_regmean_1000.json "shared, groups of 2, RegMean init + fine-tune" --out results/paired_sharing_lowrank_sst2_1000.json
+# Timing harness: each pass 20 ms after the previous (torch OpenMP spin slowed ORT passes); int8 tables rerun.
+$PY int8_kernels.py --task sst2 --rounds 300 --onnx > cache/logs/int8_kernels_onnx_settle.log 2>&1
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_settle.log 2>&1
+$PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --tag _kd_regmean \
+  --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_mrpc_kd_regmean.log 2>&1
