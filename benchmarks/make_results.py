@@ -233,7 +233,9 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                     "the teacher. \"Own biases and LayerNorms\" (`linear_weights_only=True`) ties only the linears' "
                     "weight matrices, so each layer keeps ~5k parameters of its own (encoder 50.1% instead of 50.0%); "
                     "at 1000 steps it scored 81.77 against 82.34, a difference the paired test below does not "
-                    "separate from noise: that cheap per-layer capacity is not what the shared model lacks.", ""]
+                    "separate from noise: that cheap per-layer capacity is not what the shared model lacks. On MRPC with "
+                    "the budget at which activation-aware low-rank 50% keeps 84.68 (240 steps + KD), groups of 2 "
+                    "(RegMean init) reach F1 81.21 / accuracy 71.08 against the teacher's 85.81 / 78.92.", ""]
 
 
 def _percent(value: float | None) -> str:
