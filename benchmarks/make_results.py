@@ -261,15 +261,19 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
             keys = ["score"] + (["score_bs1"] if "score_bs1" in ours else [])
             drops = [100 * (fp32[k] - ours[k]) for k in keys]
             versus = [plain[f"latency_bs{b}_ms"] / ours[f"latency_bs{b}_ms"] for b in (1, 32)]
-            met = max(drops) <= 0.5 and ours["speedup_bs1"] >= 1.5 and ours["size_ratio"] <= 0.35 and min(versus) >= 1.0
+            missed = ([f"drop {max(drops):.2f}"] if max(drops) > 0.5 else []) + \
+                ([f"{ours['speedup_bs1']:.2f}x"] if ours["speedup_bs1"] < 1.5 else []) + \
+                ([f"file {ours['size_ratio']:.0%}"] if ours["size_ratio"] > 0.35 else []) + \
+                [f"bs{b} vs plain {v:.3f}" for b, v in zip((1, 32), versus) if v < 1.0]
             scores = " / ".join(f"{100 * ours[k]:.2f} ({100 * fp32[k]:.2f})" for k in keys)
             lines.append(f"| {payload['task']} | {ours_name.removeprefix('hfcompress int8 ')} | {scores} | "
                          f"{' / '.join(f'{d:.2f}' for d in drops)} | "
                          f"{ours['speedup_bs1']:.2f}x | {ours['size_ratio']:.0%} | {versus[0]:.2f}x / {versus[1]:.2f}x | "
-                         f"{'yes' if met else 'no'} | {_percent(ours.get('flips_vs_fp32'))} / "
+                         f"{'no: ' + ', '.join(missed) if missed else 'yes'} | {_percent(ours.get('flips_vs_fp32'))} / "
                          f"{_percent(plain.get('flips_vs_fp32'))} |")
     return lines + ["", "\"vs plain baseline\": the plain recipe's median latency over ours (above 1.00x: ours is "
-                    "faster). The drop must hold both ways of scoring: dynamic int8 activation scales span the padded "
+                    "faster); \"all met\" names each target missed, strictly (a ratio of 0.998 is a miss here, though "
+                    "batch-1 medians move ~10% between runs). The drop must hold both ways of scoring: dynamic int8 activation scales span the padded "
                     "batch, so the batch changes the score, and batch 1 is where the speed target is. "
                     "\"Predictions changed\": share of dev + 1000 train rows (one row per call) whose predicted class "
                     "differs from fp32; it measures fidelity without the few-example luck of a dev score. The row "

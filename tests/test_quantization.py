@@ -332,3 +332,81 @@ def test_int8_quantizes_low_rank_factors_and_reloads(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert torch.equal(loaded(**inputs).logits, model(**inputs).logits)
+
+
+def test_gptq_round_beats_nearest_on_the_layer_outputs_and_keeps_the_grid():
+    from hfcompress.methods.quantization.rounding import gptq_round
+
+    torch.manual_seed(0)
+    # Correlated inputs with a non-zero mean, as LayerNorm/GELU outputs are.
+    x = (torch.randn(4000, 48) @ torch.randn(48, 48) * 0.3 + torch.randn(48)).double()
+    weight = torch.randn(24, 48)
+    for qmax in (63, 64, 127):
+        q, scale = gptq_round(weight, x.T @ x / len(x), qmax)
+        nearest = torch.clamp(torch.round(weight.double() / scale[:, None]), -qmax, qmax)
+        torch.testing.assert_close(scale, weight.double().abs().amax(1) / qmax)
+        assert torch.equal(q, q.round()) and q.abs().max() <= qmax
+        assert torch.equal(q.abs().amax(1), torch.full((24,), float(qmax), dtype=q.dtype))  # the grid's end is kept
+
+        def error(ints):
+            return (x @ (ints * scale[:, None] - weight.double()).T).pow(2).mean().item()
+        assert error(q) < 0.75 * error(nearest)
+
+
+def _calibration(n=4):
+    return [{**tiny_inputs(batch=4, length=12, seed=seed), "labels": torch.tensor([0, 1, 0, 1])} for seed in range(n)]
+
+
+def test_gptq_torch_backend_reloads_and_needs_data(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    fp32 = model(**inputs).logits
+    compress(model, DynamicQuantConfig(rounding="gptq", max_batches=4), dataloader=_calibration())
+    int8 = model(**inputs).logits
+    torch.testing.assert_close(int8, fp32, atol=INT8_ATOL, rtol=0)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert torch.equal(loaded(**inputs).logits, int8)
+    assert get_record(loaded).steps[-1]["rounding"] == "gptq"
+    with pytest.raises(ValueError, match="dataloader="):
+        compress(tiny_model("bert"), DynamicQuantConfig(rounding="gptq"))
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        DynamicQuantConfig(rounding="stochastic")
+
+
+def test_gptq_onnx_keeps_our_integers(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from hfcompress.methods.quantization.rounding import gptq_linears
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = export_onnx(model, tmp_path / "onnx", int8=True, rounding="gptq", dataloader=_calibration())
+    runner = OnnxSequenceClassifier.from_pretrained(folder, threads=1)
+    torch.testing.assert_close(runner(**inputs).logits, model(**inputs).logits, atol=INT8_ATOL, rtol=0)
+    name = "bert.encoder.layer.1.intermediate.dense"
+    ours = gptq_linears(model, [name], _calibration(), qmax=64)[name][0].numpy().T  # ONNX MatMul weights are (in, out)
+    stored = [numpy_helper.to_array(init) for init in onnx.load(str(folder / "model.onnx")).graph.initializer
+              if init.name.endswith("_quantized")]
+    assert any(w.shape == ours.shape and (w.astype(int) == ours.astype(int)).all() for w in stored)
+    with pytest.raises(ValueError, match="per_channel"):
+        export_onnx(model, tmp_path / "x", int8=True, per_channel=False, rounding="gptq", dataloader=_calibration())
+    with pytest.raises(ValueError, match="dataloader="):
+        export_onnx(model, tmp_path / "x", int8=True, rounding="gptq")
+
+
+def test_gptq_callback_calibrates_on_the_training_batches(tmp_path):
+    from hfcompress import DynamicQuantCallback
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    rows = [{"input_ids": torch.randint(5, 120, (10,)), "attention_mask": torch.ones(10, dtype=torch.long),
+             "labels": torch.tensor(i % 3)} for i in range(16)]
+    args = TrainingArguments(str(tmp_path / "r"), max_steps=1, per_device_train_batch_size=8, report_to=[],
+                             use_cpu=True, save_strategy="no")
+    Trainer(model=model, args=args, train_dataset=rows,
+            callbacks=[DynamicQuantCallback(DynamicQuantConfig(rounding="gptq", max_batches=2))]).train()
+    assert isinstance(model.bert.encoder.layer[1].output.dense, Int8DynamicLinear)
+    assert get_record(model).steps[-1]["rounding"] == "gptq"

@@ -11,7 +11,7 @@ def _compress(model, config: DynamicQuantConfig, dataloader=None):
     if config.backend != "torch":
         raise ValueError("compress() keeps a torch model; for backend='onnxruntime' call "
                          "hfcompress.export_onnx(model, folder, int8=True) (or `hfcompress export --onnx --int8`).")
-    return quantize_dynamic_int8(model, config)
+    return quantize_dynamic_int8(model, config, dataloader=dataloader)
 
 
 register_post_training_method(DynamicQuantConfig, _compress)

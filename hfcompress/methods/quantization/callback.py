@@ -24,5 +24,6 @@ class DynamicQuantCallback(TrainerCallback):
             raise ValueError("DynamicQuantCallback quantizes the torch model; export ONNX after training with "
                              "hfcompress.export_onnx(model, folder, int8=True).")
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        quantize_dynamic_int8(model, self.config)
+    def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        # rounding="gptq" calibrates on the run's own training batches.
+        quantize_dynamic_int8(model, self.config, dataloader=train_dataloader if self.config.requires_dataloader else None)

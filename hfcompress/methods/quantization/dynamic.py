@@ -19,6 +19,7 @@ from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import WEIGHT_BITS, DynamicQuantConfig
+from .rounding import gptq_linears
 
 STEP = "int8_dynamic"
 
@@ -57,10 +58,12 @@ class Int8DynamicLinear(nn.Module):
         self._packed_from: tuple | None = None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, weight_bits: int = 8) -> "Int8DynamicLinear":
+    def from_linear(cls, linear: nn.Linear, weight_bits: int = 8,
+                    rounded: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Int8DynamicLinear":
+        """``rounded``: integer weights and row scales chosen elsewhere (GPTQ); default: nearest."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device,
                     weight_bits=weight_bits)
-        weight_int8, scale = _quantize_rows(linear.weight, weight_bits)
+        weight_int8, scale = rounded if rounded is not None else _quantize_rows(linear.weight, weight_bits)
         layer.weight_int8.copy_(weight_int8)
         layer.weight_scale.copy_(scale)
         if linear.bias is not None:
@@ -155,8 +158,19 @@ def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[st
     return targets
 
 
-def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None) -> PreTrainedModel:
+def _require_calibration(dataloader):
+    if dataloader is None:
+        raise ValueError("rounding='gptq' fits the int8 weights to the layers' inputs: pass calibration batches of "
+                         "model inputs (compress(model, config, dataloader=...); a few dozen training batches are "
+                         "enough, limited by max_batches), or use rounding='nearest'.")
+    return dataloader
+
+
+def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None,
+                          dataloader=None) -> PreTrainedModel:
     """Quantize ``model`` in place (torch backend) and record the layout for ``from_pretrained``.
+
+    ``dataloader`` (batches of model inputs) is needed with ``rounding="gptq"``.
 
     Example:
         >>> quantize_dynamic_int8(model, DynamicQuantConfig(embeddings=True))
@@ -169,8 +183,14 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     targets = [name for name in targets if not isinstance(model.get_submodule(name), Int8DynamicLinear)]
     if not targets:
         raise ValueError("Nothing to quantize: the selected linears are already int8.")
+    rounded = {}
+    if config.rounding == "gptq":
+        rounded = gptq_linears(model, targets, _require_calibration(dataloader), 2 ** (config.weight_bits - 1) - 1,
+                               config.max_batches)
+        rounded = {name: (q.to(torch.int8), scale.float()) for name, (q, scale) in rounded.items()}
     for name in targets:
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name), config.weight_bits))
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name), config.weight_bits,
+                                                                     rounded.get(name)))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()
@@ -179,7 +199,8 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
-                        "weight_bits": config.weight_bits, "linears": targets, "embedding": embedding_name})
+                        "weight_bits": config.weight_bits, "rounding": config.rounding, "linears": targets,
+                        "embedding": embedding_name})
     return model
 
 
