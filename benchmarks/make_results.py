@@ -249,7 +249,9 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
              "| task | ours | score (fp32), batches of 64 / one row per call | drop | speedup bs1 | file | "
              "vs plain baseline bs1 / bs32 | all met | predictions changed: ours / plain |", "|---" * 9 + "|"]
     pairs = [("hfcompress int8 (torch)", "plain torch.ao quantize_dynamic"),
-             ("hfcompress int8 (onnxruntime)", "plain ONNX Runtime quantize_dynamic")]
+             ("hfcompress int8 (torch), GPTQ rounding", "plain torch.ao quantize_dynamic"),
+             ("hfcompress int8 (onnxruntime)", "plain ONNX Runtime quantize_dynamic"),
+             ("hfcompress int8 (onnxruntime), GPTQ rounding", "plain ONNX Runtime quantize_dynamic")]
     for payload in payloads:
         rows = {r["name"]: r for r in payload["rows"]}
         fp32 = rows["fp32"]

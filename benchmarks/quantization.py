@@ -6,7 +6,8 @@ the torch backend (per-channel int8 linears with 7-bit weight range and 8-bit ac
 int8-stored word embedding, saves and reloads via ``from_pretrained``); ours with ONNX Runtime
 (transformer fusions + per-channel int8, 7-bit weight range). Ours with 8-bit weights (and so
 7-bit activations in torch) shows what the weight range buys; ours (onnxruntime) with per-token
-FFN activations (``ffn_per_token=True``) what one activation scale per token buys.
+FFN activations (``ffn_per_token=True``) what one activation scale per token buys; ours with
+``rounding="gptq"`` (both backends) what error-compensated weight rounding buys.
 Dev scores are computed twice: in batches of 64 (padded) and one sentence per call (batch 1,
 the setting of the latency target): dynamic int8 activation scales span the whole batch, so
 the batch changes the result. When a
@@ -29,7 +30,7 @@ import torch
 from datasets import concatenate_datasets
 from transformers import AutoModelForSequenceClassification
 
-from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data
+from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data, train_batches
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
 from hfcompress.benchmark import (add_ratios, benchmark_rows, format_table, hardware, predict, weights_size_bytes,
@@ -96,6 +97,18 @@ def run_task(task: str, work: Path) -> None:
     entries.append({"name": "hfcompress int8 (onnxruntime), per-token FFN activations",
                     "model": OnnxSequenceClassifier.from_pretrained(per_token_ort_dir),
                     "size_bytes": weights_size_bytes(per_token_ort_dir)})
+    # GPTQ rounding, calibrated on 32 train batches drawn from rows the fidelity check below does not use.
+    calibration = train_batches(data["train"].shuffle(seed=1).select(range(1000, data["train"].num_rows)), tokenizer,
+                                seed=0)
+    ours_gptq = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True, rounding="gptq",
+                                                                     max_batches=32), dataloader=calibration)
+    entries.append({"name": "hfcompress int8 (torch), GPTQ rounding", "model": ours_gptq,
+                    "extra": {"roundtrip": saves_and_reloads(ours_gptq, probe)}})
+    gptq_ort_dir = export_onnx(teacher, work / f"{task}-gptq-ort", int8=True, optimize=True, per_channel=True,
+                               rounding="gptq", dataloader=calibration, max_batches=32)
+    entries.append({"name": "hfcompress int8 (onnxruntime), GPTQ rounding",
+                    "model": OnnxSequenceClassifier.from_pretrained(gptq_ort_dir),
+                    "size_bytes": weights_size_bytes(gptq_ort_dir)})
     successor_dir = CACHE / "theseus" / task / "theseus_constant"
     if (successor_dir / "model.safetensors").is_file():
         successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
