@@ -94,3 +94,5 @@ $PY int8_kernels.py --task sst2 --rounds 300 --onnx > cache/logs/int8_kernels_on
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_settle.log 2>&1
 $PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --tag _kd_regmean \
   --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_mrpc_kd_regmean.log 2>&1
+# GPTQ rounding rows (both backends) added to the int8 table.
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_gptq.log 2>&1
