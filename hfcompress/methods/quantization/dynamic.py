@@ -158,11 +158,12 @@ def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[st
     return targets
 
 
-def _require_calibration(dataloader):
+def require_calibration(dataloader):
+    """``dataloader``, or a clear error: ``rounding="gptq"`` (both backends) needs calibration batches."""
     if dataloader is None:
-        raise ValueError("rounding='gptq' fits the int8 weights to the layers' inputs: pass calibration batches of "
-                         "model inputs (compress(model, config, dataloader=...); a few dozen training batches are "
-                         "enough, limited by max_batches), or use rounding='nearest'.")
+        raise ValueError("rounding='gptq' fits the int8 weights to the layers' inputs: pass dataloader= with batches "
+                         "of model inputs (compress(model, config, dataloader=...) or export_onnx(..., dataloader=...); "
+                         "a few dozen training batches are enough, limited by max_batches), or use rounding='nearest'.")
     return dataloader
 
 
@@ -185,7 +186,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         raise ValueError("Nothing to quantize: the selected linears are already int8.")
     rounded = {}
     if config.rounding == "gptq":
-        rounded = gptq_linears(model, targets, _require_calibration(dataloader), 2 ** (config.weight_bits - 1) - 1,
+        rounded = gptq_linears(model, targets, require_calibration(dataloader), 2 ** (config.weight_bits - 1) - 1,
                                config.max_batches)
         rounded = {name: (q.to(torch.int8), scale.float()) for name, (q, scale) in rounded.items()}
     for name in targets:

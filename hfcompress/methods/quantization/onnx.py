@@ -26,7 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ...adapters import get_adapter
 from ...calibration import check_max_batches
 from .config import ROUNDINGS, WEIGHT_BITS
-from .dynamic import _quantize_rows
+from .dynamic import _quantize_rows, require_calibration
 from .rounding import gptq_linears
 
 logger = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ def export_onnx(
         if not (int8 and per_channel) or ffn_per_token:
             raise ValueError("rounding='gptq' rounds onto ONNX Runtime's per-channel int8 grid: it needs int8=True and "
                              "per_channel=True, and not ffn_per_token (which quantizes the FFN on its own grid).")
-        if dataloader is None:
-            raise ValueError("rounding='gptq' fits the int8 weights to the layers' inputs: pass dataloader= (batches "
-                             "of model inputs; a few dozen training batches, limited by max_batches).")
+        require_calibration(dataloader)
     check_max_batches(max_batches)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -65,11 +65,9 @@ def gptq_linears(
     Example:
         >>> rounded = gptq_linears(model, ["bert.encoder.layer.0.output.dense"], loader, qmax=63)
     """
-    moments = input_second_moments(model, names, dataloader, max_batches)
-    rounded = {}
-    for name in names:
-        linear = model.get_submodule(name)
+    linears = {name: model.get_submodule(name) for name in names}
+    for name, linear in linears.items():  # before the calibration pass, not after it
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"GPTQ rounding needs a Linear at {name!r}; found {type(linear).__name__}.")
-        rounded[name] = gptq_round(linear.weight, moments[name], qmax)
-    return rounded
+    moments = input_second_moments(model, names, dataloader, max_batches)
+    return {name: gptq_round(linear.weight, moments[name], qmax) for name, linear in linears.items()}

@@ -28,7 +28,7 @@ def _role_paths(adapter, share: str) -> list[str] | None:
     return None  # the whole layer
 
 
-def _shared_parameter_names(layer: nn.Module, role_paths: list[str], linear_weights_only: bool) -> list[str]:
+def _shared_parameter_names(layer: nn.Module, role_paths: list[str] | None, linear_weights_only: bool) -> list[str]:
     """Parameter names (relative to a layer) that the share mode ties."""
     if linear_weights_only:
         return [f"{path}.weight" for path in role_paths]
@@ -177,7 +177,8 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
                 linear = model.get_submodule(source)
                 linear.weight.copy_(weight.to(linear.weight))
                 for name, bias in (biases or {}).items():
-                    model.get_submodule(name).bias.copy_(bias.to(linear.bias))
+                    member_bias = model.get_submodule(name).bias
+                    member_bias.copy_(bias.to(member_bias))
     _apply_ties(model, mapping)
     append_step(model, {"method": STEP, "groups": groups, "share": config.share, "init": config.init,
                         "linear_weights_only": config.linear_weights_only, "tied_parameters": len(mapping)})
