@@ -1,8 +1,9 @@
-"""Input statistics of linears on calibration data (activation-aware low-rank, RegMean sharing)."""
+"""Input statistics of linears on calibration data (activation-aware low-rank, RegMean sharing, GPTQ,
+SmoothQuant scales)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from transformers import PreTrainedModel
@@ -18,25 +19,18 @@ def check_max_batches(max_batches: int | None) -> None:
         raise ValueError(f"max_batches must be a positive integer or None (all batches); got {max_batches!r}.")
 
 
-def input_second_moments(
+def _over_inputs(
     model: PreTrainedModel,
     names: list[str],
     dataloader: Iterable[dict[str, Any]],
-    max_batches: int | None = None,
-    append_one: bool = False,
-) -> dict[str, torch.Tensor]:
-    """``E[x x^T]`` (in x in, float64, on the CPU) of the input of each named linear.
-
-    Only real tokens count: positions where the batch's ``attention_mask`` is 0 are left out
-    (padding would otherwise weigh in with however much padding the batches happen to have).
-    ``append_one`` appends a constant 1 to x (moments of ``[x, 1]``: the bias's input too).
-
-    Example:
-        >>> moments = input_second_moments(model, ["bert.encoder.layer.0.output.dense"], loader, max_batches=16)
-    """
+    max_batches: int | None,
+    observe: Callable[[str, torch.Tensor], None],
+) -> None:
+    """Run ``model`` on the calibration batches and call ``observe(name, x)`` with each named
+    module's input, as (tokens, features) rows of real tokens only: positions where the batch's
+    ``attention_mask`` is 0 are left out (padding would otherwise weigh in with however much
+    padding the batches happen to have)."""
     device = next(model.parameters()).device
-    sums: dict[str, torch.Tensor] = {}
-    counts = dict.fromkeys(names, 0)
     current_mask: list[torch.Tensor | None] = [None]
 
     def record(name: str):
@@ -45,11 +39,7 @@ def input_second_moments(
             mask = current_mask[0]
             if mask is not None and x.dim() == 3 and x.shape[:2] == mask.shape:
                 x = x[mask.bool()]
-            x = x.reshape(-1, x.shape[-1]).double()
-            if append_one:
-                x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-            sums[name] = sums.get(name, 0) + (x.T @ x).cpu()
-            counts[name] += x.shape[0]
+            observe(name, x.reshape(-1, x.shape[-1]))
         return hook
 
     handles = [model.get_submodule(name).register_forward_pre_hook(record(name)) for name in names]
@@ -71,4 +61,58 @@ def input_second_moments(
         model.train(was_training)
     if batches == 0:
         raise ValueError("The calibration dataloader yielded no batches; input statistics need at least one.")
+
+
+def input_second_moments(
+    model: PreTrainedModel,
+    names: list[str],
+    dataloader: Iterable[dict[str, Any]],
+    max_batches: int | None = None,
+    append_one: bool = False,
+) -> dict[str, torch.Tensor]:
+    """``E[x x^T]`` (in x in, float64, on the CPU) of the input of each named linear, over real tokens.
+
+    ``append_one`` appends a constant 1 to x (moments of ``[x, 1]``: the bias's input too).
+
+    Example:
+        >>> moments = input_second_moments(model, ["bert.encoder.layer.0.output.dense"], loader, max_batches=16)
+    """
+    sums: dict[str, torch.Tensor] = {}
+    counts = dict.fromkeys(names, 0)
+
+    def observe(name: str, x: torch.Tensor) -> None:
+        x = x.double()
+        if append_one:
+            x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
+        sums[name] = sums.get(name, 0) + (x.T @ x).cpu()
+        counts[name] += x.shape[0]
+
+    _over_inputs(model, names, dataloader, max_batches, observe)
     return {name: sums[name] / max(counts[name], 1) for name in names}
+
+
+def input_absmax(
+    model: PreTrainedModel,
+    names: list[str],
+    dataloader: Iterable[dict[str, Any]],
+    max_batches: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Largest ``|x|`` of each input feature (float32, on the CPU) of each named module, over real tokens.
+
+    Example:
+        >>> peaks = input_absmax(model, ["bert.encoder.layer.0.intermediate.dense"], loader, max_batches=32)
+    """
+    peaks: dict[str, torch.Tensor] = {}
+
+    def observe(name: str, x: torch.Tensor) -> None:
+        if x.shape[0] == 0:
+            return
+        peak = x.abs().amax(dim=0).float().cpu()
+        peaks[name] = torch.maximum(peaks[name], peak) if name in peaks else peak
+
+    _over_inputs(model, names, dataloader, max_batches, observe)
+    missing = [name for name in names if name not in peaks]
+    if missing:
+        raise ValueError(f"No calibration token reached {missing}: every batch was padding. Pass batches with an "
+                         "attention_mask that marks real tokens.")
+    return {name: peaks[name] for name in names}

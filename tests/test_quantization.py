@@ -1,3 +1,4 @@
+import copy
 import json
 import warnings
 
@@ -410,3 +411,91 @@ def test_gptq_callback_calibrates_on_the_training_batches(tmp_path):
             callbacks=[DynamicQuantCallback(DynamicQuantConfig(rounding="gptq", max_batches=2))]).train()
     assert isinstance(model.bert.encoder.layer[1].output.dense, Int8DynamicLinear)
     assert get_record(model).steps[-1]["rounding"] == "gptq"
+
+
+def test_smoothing_factors_follow_the_formula_and_skip_dead_features():
+    from hfcompress.methods.quantization.smoothing import smoothing_factors
+
+    weight = torch.tensor([[1.0, -4.0, 0.0, 2.0], [0.5, 1.0, 0.0, -8.0]])
+    peaks = torch.tensor([9.0, 1.0, 3.0, 0.0])
+    factors = smoothing_factors(weight, peaks, alpha=0.5)
+    torch.testing.assert_close(factors[:2], torch.tensor([(9.0 / 1.0) ** 0.5, (1.0 / 4.0) ** 0.5]))
+    assert factors[2] == 1 and factors[3] == 1  # no weight / never fires: left alone
+
+
+def _outlier_model():
+    """A tiny BERT whose FFN inputs carry two features ~40x larger than the rest, as BERT's LayerNorm outputs do."""
+    model = tiny_model("bert", hidden=64, ffn=128)
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.attention.output.LayerNorm.weight[:2] *= 40
+            layer.intermediate.dense.weight[:, :2] /= 40  # same float function of the other features' scale
+    return model
+
+
+def test_smoothing_keeps_float_outputs_and_cuts_int8_error(tmp_path):
+    from hfcompress.methods.quantization.smoothing import InputSmoothedLinear, smooth_linears
+
+    model = _outlier_model()
+    inputs = tiny_inputs(batch=4, length=12, seed=7)
+    fp32 = model(**inputs).logits
+    smoothed = copy.deepcopy(model)
+    ffn = [f"bert.encoder.layer.{i}.{role}" for i in range(len(model.bert.encoder.layer))
+           for role in ("intermediate.dense", "output.dense")]
+    smooth_linears(smoothed, ffn, _calibration(), alpha=0.8)
+    assert isinstance(smoothed.bert.encoder.layer[0].intermediate.dense, InputSmoothedLinear)
+    torch.testing.assert_close(smoothed(**inputs).logits, fp32, atol=1e-5, rtol=0)
+
+    def int8_error(config):
+        quantized = compress(copy.deepcopy(model), config, dataloader=_calibration())
+        return (quantized(**inputs).logits - fp32).abs().mean().item(), quantized
+
+    plain, _ = int8_error(DynamicQuantConfig(rounding="nearest"))
+    smooth, quantized = int8_error(DynamicQuantConfig(smoothing=0.8))
+    assert smooth < 0.7 * plain
+    record = get_record(quantized).steps[-1]
+    assert record["smoothing"] == 0.8 and sorted(record["smoothed"]) == sorted(ffn)
+    quantized.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert loaded.bert.encoder.layer[0].intermediate.dense.input_smoothing is not None
+    assert loaded.bert.encoder.layer[0].attention.self.query.input_smoothing is None
+    assert torch.equal(loaded(**inputs).logits, quantized(**inputs).logits)
+
+
+def test_smoothing_with_gptq_and_bad_settings(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    inputs = tiny_inputs()
+    fp32 = model(**inputs).logits
+    config = DynamicQuantConfig(smoothing=0.8, rounding="gptq", max_batches=2)
+    assert config.requires_dataloader and DynamicQuantConfig(smoothing=0.5).requires_dataloader
+    compress(model, config, dataloader=_calibration())
+    torch.testing.assert_close(model(**inputs).logits, fp32, atol=INT8_ATOL, rtol=0)
+    for alpha in (0, 1.5, True, "0.8"):
+        with pytest.raises(ValueError, match="migration strength"):
+            DynamicQuantConfig(smoothing=alpha)
+    with pytest.raises(ValueError, match="dataloader="):
+        compress(tiny_model("bert"), DynamicQuantConfig(smoothing=0.8))
+    with pytest.raises(ValueError, match="none of them is being quantized"):
+        compress(tiny_model("bert"), DynamicQuantConfig(smoothing=0.8, modules=["attention"]), dataloader=_calibration())
+
+
+def test_onnx_smoothing_adds_one_mul_per_ffn_matmul_and_stays_close(tmp_path):
+    model = _outlier_model()
+    inputs = tiny_inputs()
+    fp32 = model(**inputs).logits
+    default = _quiet_export(model, tmp_path / "default", int8=True)
+    smoothed = _quiet_export(model, tmp_path / "smooth", int8=True, smoothing=0.8, rounding="gptq",
+                             dataloader=_calibration())
+    muls = lambda folder: _count_nodes(folder, lambda node, _: node.op_type == "Mul")  # noqa: E731
+    fused = lambda folder: _count_nodes(folder, lambda node, _: node.op_type in ("QAttention", "BiasGelu", "SkipLayerNormalization"))  # noqa: E731
+    assert muls(smoothed) - muls(default) == 2 * 4  # FFN in + out, 4 layers
+    assert fused(smoothed) == fused(default) > 0  # ONNX Runtime's fusions survive the Mul
+    assert json.loads((smoothed / "config.json").read_text())["hfcompress_onnx"]["smoothing"] == 0.8
+
+    def error(folder):
+        return (OnnxSequenceClassifier.from_pretrained(folder, threads=1)(**inputs).logits - fp32).abs().mean().item()
+    assert error(smoothed) < error(default)
+    with pytest.raises(ValueError, match="neither ffn_per_token"):
+        export_onnx(model, tmp_path / "x", int8=True, smoothing=0.8, ffn_per_token=True, dataloader=_calibration())
+    with pytest.raises(ValueError, match="dataloader="):
+        export_onnx(model, tmp_path / "x", int8=True, smoothing=0.8)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ...calibration import check_max_batches
+from .smoothing import check_smoothing
 
 BACKENDS = ("torch", "onnxruntime")
 ROUNDINGS = ("nearest", "gptq")
@@ -40,9 +41,14 @@ class DynamicQuantConfig:
     instead of to the nearest grid point: same grid, same kernels, same speed, outputs closer to
     float.
 
+    ``smoothing=0.8`` applies SmoothQuant channel scaling (migration strength alpha) to the FFN
+    linears before quantizing: their few large input features stop setting every token's
+    activation grid. Needs calibration batches like GPTQ (the two combine: smoothing first).
+
     Example:
         >>> compress(model, DynamicQuantConfig(backend="torch", embeddings=True))
         >>> compress(model, DynamicQuantConfig(rounding="gptq", max_batches=32), dataloader=train_loader)
+        >>> compress(model, DynamicQuantConfig(smoothing=0.8, rounding="gptq"), dataloader=train_loader)
     """
 
     backend: str = field(default="torch", metadata={"help": "torch | onnxruntime"})
@@ -52,7 +58,10 @@ class DynamicQuantConfig:
     embeddings: bool = field(default=False, metadata={"help": "Store the word embedding as int8 too."})
     weight_bits: int = field(default=7, metadata={"help": "7 (8-bit activations, overflow-free on AVX2) or 8"})
     rounding: str = field(default="nearest", metadata={"help": "Weight rounding: nearest | gptq (needs calibration data)"})
-    max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for rounding=gptq."})
+    smoothing: float | None = field(default=None, metadata={"help": "SmoothQuant alpha in (0, 1] for the FFN linears "
+                                                                     "(needs calibration data); none: off"})
+    max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for rounding=gptq / "
+                                                                     "smoothing."})
     method: str = field(default="int8_dynamic", init=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +73,7 @@ class DynamicQuantConfig:
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}.")
         check_max_batches(self.max_batches)
+        check_smoothing(self.smoothing)
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty subset of {MODULE_GROUPS}; got {self.modules!r}.")
@@ -71,7 +81,7 @@ class DynamicQuantConfig:
     @property
     def requires_dataloader(self) -> bool:
         """Whether ``compress`` needs ``dataloader=`` for this config."""
-        return self.rounding == "gptq"
+        return self.rounding == "gptq" or self.smoothing is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import WEIGHT_BITS, DynamicQuantConfig
 from .rounding import gptq_linears
+from .smoothing import smooth_linears
 
 STEP = "int8_dynamic"
 
@@ -40,13 +41,15 @@ class Int8DynamicLinear(nn.Module):
     32767). One side must give up a bit. ``weight_bits=7`` takes it from the weights (per-channel
     scales make that nearly free) and keeps 8-bit activations; ``weight_bits=8`` takes it from
     the activations (7-bit, torch.ao's ``reduce_range``), which on MRPC cost ~1 F1
-    (benchmarks/RESULTS.md).
+    (benchmarks/RESULTS.md). ``smoothed=True`` adds an ``input_smoothing`` buffer that multiplies
+    the input per feature before it is quantized (SmoothQuant, see ``smoothing.py``).
 
     Example:
         >>> layer = Int8DynamicLinear.from_linear(nn.Linear(384, 1536), weight_bits=7)
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, weight_bits: int = 8) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, weight_bits: int = 8,
+                 smoothed: bool = False) -> None:
         super().__init__()
         if weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}; got {weight_bits!r}.")
@@ -54,15 +57,20 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
+        self.register_buffer("input_smoothing", torch.ones(in_features, device=device) if smoothed else None)
         self._packed = None
         self._packed_from: tuple | None = None
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, weight_bits: int = 8,
-                    rounded: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Int8DynamicLinear":
-        """``rounded``: integer weights and row scales chosen elsewhere (GPTQ); default: nearest."""
+                    rounded: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    input_smoothing: torch.Tensor | None = None) -> "Int8DynamicLinear":
+        """``rounded``: integer weights and row scales chosen elsewhere (GPTQ); default: nearest.
+        ``input_smoothing``: per-feature input multiplier of a smoothed linear (its weight already scaled)."""
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, device=linear.weight.device,
-                    weight_bits=weight_bits)
+                    weight_bits=weight_bits, smoothed=input_smoothing is not None)
+        if input_smoothing is not None:
+            layer.input_smoothing.copy_(input_smoothing)
         weight_int8, scale = rounded if rounded is not None else _quantize_rows(linear.weight, weight_bits)
         layer.weight_int8.copy_(weight_int8)
         layer.weight_scale.copy_(scale)
@@ -94,6 +102,9 @@ class Int8DynamicLinear(nn.Module):
         return self._packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        smoothing = self._buffers["input_smoothing"]
+        if smoothing is not None:
+            x = x * smoothing.to(x.dtype)
         if x.device.type != "cpu":
             # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
             return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
@@ -101,7 +112,8 @@ class Int8DynamicLinear(nn.Module):
         return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), self.weight_bits == 8).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit)"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit)" + (
+            ", input smoothed" if self.input_smoothing is not None else "")
 
 
 class Int8StoredEmbedding(nn.Module):
@@ -159,12 +171,27 @@ def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[st
 
 
 def require_calibration(dataloader):
-    """``dataloader``, or a clear error: ``rounding="gptq"`` (both backends) needs calibration batches."""
+    """``dataloader``, or a clear error: ``rounding="gptq"`` and ``smoothing`` (both backends) need calibration batches."""
     if dataloader is None:
-        raise ValueError("rounding='gptq' fits the int8 weights to the layers' inputs: pass dataloader= with batches "
-                         "of model inputs (compress(model, config, dataloader=...) or export_onnx(..., dataloader=...); "
-                         "a few dozen training batches are enough, limited by max_batches), or use rounding='nearest'.")
+        raise ValueError("rounding='gptq' and smoothing fit the int8 model to the layers' inputs: pass dataloader= with "
+                         "batches of model inputs (compress(model, config, dataloader=...) or export_onnx(..., "
+                         "dataloader=...); a few dozen training batches are enough, limited by max_batches), or use "
+                         "rounding='nearest' and smoothing=None.")
     return dataloader
+
+
+def ffn_linear_names(model: PreTrainedModel, names: list[str]) -> list[str]:
+    """Those of ``names`` that are FFN linears (in or out) of the encoder: where smoothing applies."""
+    ffn = set(get_adapter(model).linear_names(model, ["ffn_in", "ffn_out"]))
+    return [name for name in names if name in ffn]
+
+
+def require_ffn_linears(names: list[str]) -> list[str]:
+    """``names``, or a clear error when smoothing was asked for and no FFN linear is quantized."""
+    if not names:
+        raise ValueError("smoothing applies to the FFN linears, and none of them is being quantized: include "
+                         "'ffn' (or 'ffn_in' / 'ffn_out') in modules, or set smoothing=None.")
+    return names
 
 
 def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None,
@@ -184,14 +211,23 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     targets = [name for name in targets if not isinstance(model.get_submodule(name), Int8DynamicLinear)]
     if not targets:
         raise ValueError("Nothing to quantize: the selected linears are already int8.")
+    if config.requires_dataloader:
+        require_calibration(dataloader)
+    smoothed = {}
+    if config.smoothing is not None:
+        smoothed = smooth_linears(model, require_ffn_linears(ffn_linear_names(model, targets)), dataloader,
+                                  config.smoothing, config.max_batches)
+    # A smoothed linear's weight and (scaled) inputs are those of its inner Linear.
+    linear_name = {name: f"{name}.linear" if name in smoothed else name for name in targets}
     rounded = {}
     if config.rounding == "gptq":
-        rounded = gptq_linears(model, targets, require_calibration(dataloader), 2 ** (config.weight_bits - 1) - 1,
+        rounded = gptq_linears(model, list(linear_name.values()), dataloader, 2 ** (config.weight_bits - 1) - 1,
                                config.max_batches)
         rounded = {name: (q.to(torch.int8), scale.float()) for name, (q, scale) in rounded.items()}
     for name in targets:
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(model.get_submodule(name), config.weight_bits,
-                                                                     rounded.get(name)))
+        replace_submodule(model, name, Int8DynamicLinear.from_linear(
+            model.get_submodule(linear_name[name]), config.weight_bits, rounded.get(linear_name[name]),
+            smoothed[name].input_smoothing if name in smoothed else None))
     embedding_name = None
     if config.embeddings:
         embedding = model.get_input_embeddings()
@@ -201,6 +237,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         parameter.requires_grad_(False)
     append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
                         "weight_bits": config.weight_bits, "rounding": config.rounding, "linears": targets,
+                        "smoothing": config.smoothing, "smoothed": list(smoothed),
                         "embedding": embedding_name})
     return model
 
@@ -209,6 +246,7 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
     """Swap the recorded linears (at their current, possibly pruned, shapes) for int8 skeletons."""
     # Records written before weight_bits existed used 8-bit weights with 7-bit activations.
     weight_bits = step.get("weight_bits", 8)
+    smoothed = set(step.get("smoothed", ()))
     for name in step["linears"]:
         try:
             linear = model.get_submodule(name)
@@ -218,7 +256,8 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"The int8 record expects a Linear at {name!r}; found {type(linear).__name__}.")
         replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
-                                                         device=linear.weight.device, weight_bits=weight_bits))
+                                                         device=linear.weight.device, weight_bits=weight_bits,
+                                                         smoothed=name in smoothed))
     if step.get("embedding"):
         embedding = model.get_submodule(step["embedding"])
         replace_submodule(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,

@@ -28,6 +28,7 @@ from ...calibration import check_max_batches
 from .config import ROUNDINGS, WEIGHT_BITS
 from .dynamic import _quantize_rows, require_calibration
 from .rounding import gptq_linears
+from .smoothing import check_smoothing, smooth_linears
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def export_onnx(
     weight_bits: int = 7,
     ffn_per_token: bool = False,
     rounding: str = "nearest",
+    smoothing: float | None = None,
     dataloader: Any = None,
     max_batches: int | None = None,
 ) -> Path:
@@ -89,6 +91,10 @@ def export_onnx(
     ``max|w| / 64`` with 7-bit weights, ``/ 127`` with 8), so its quantizer keeps those integers:
     the same graph and speed, outputs closer to float.
 
+    ``smoothing`` (SmoothQuant's alpha, e.g. 0.8) rescales the FFN linears' input features on
+    ``dataloader`` before quantizing (see ``smoothing.py``): one elementwise Mul in front of each
+    FFN MatMul. Combines with ``rounding="gptq"`` (smoothing first).
+
     Example:
         >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
         >>> OnnxSequenceClassifier.from_pretrained("onnx-int8")(**tokenizer("great", return_tensors="pt")).logits
@@ -105,11 +111,20 @@ def export_onnx(
             raise ValueError("rounding='gptq' rounds onto ONNX Runtime's per-channel int8 grid: it needs int8=True and "
                              "per_channel=True, and not ffn_per_token (which quantizes the FFN on its own grid).")
         require_calibration(dataloader)
+    check_smoothing(smoothing)
+    if smoothing is not None:
+        if not int8 or ffn_per_token or keep_ffn_out_float:
+            raise ValueError("smoothing moves the FFN inputs' range into int8 weights: it needs int8=True, and "
+                             "neither ffn_per_token nor keep_ffn_out_float (which treat the FFN MatMuls their own way).")
+        require_calibration(dataloader)
     check_max_batches(max_batches)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
     model = copy.deepcopy(model).float().eval()
+    if smoothing is not None:
+        ffn = get_adapter(model).linear_names(model, ["ffn_in", "ffn_out"])
+        smooth_linears(model, ffn, dataloader, smoothing, max_batches)
     if rounding == "gptq":
         # ONNX Runtime's symmetric int8 ranges: [-64, 64] with reduce_range (7-bit), [-127, 127] without.
         names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
@@ -165,6 +180,7 @@ def export_onnx(
                                  "ffn_per_token": bool(int8 and ffn_per_token),
                                  "weight_bits": weight_bits if int8 else None,
                                  "rounding": rounding if int8 else None,
+                                 "smoothing": smoothing if int8 else None,
                                  "inputs": names, "opset": opset}
     (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     if tokenizer is not None:
