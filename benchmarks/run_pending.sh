@@ -96,3 +96,10 @@ $PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --t
   --variants "shared, groups of 2, RegMean init" > cache/logs/sharing_lowrank_mrpc_kd_regmean.log 2>&1
 # GPTQ rounding rows (both backends) added to the int8 table.
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_gptq.log 2>&1
+
+# --- session 10 (2026-11-26) ---
+# Teachers retrained (the cache did not survive; same seed, same per-epoch dev scores as before).
+$PY common.py sst2 mrpc > cache/logs/teachers.log 2>&1
+# SmoothQuant rows (alpha 0.8 on the FFN linears; alone and with GPTQ) added to the int8 table.
+# No Theseus successor was cached, so this run has no "theseus 3 layers" rows.
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_s10.log 2>&1

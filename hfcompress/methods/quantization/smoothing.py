@@ -31,7 +31,7 @@ def check_smoothing(alpha: float | None) -> None:
         return
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
         raise ValueError(f"smoothing is SmoothQuant's migration strength alpha and must lie in (0, 1], or be None "
-                         f"for no smoothing; got {alpha!r}. 0.8 is the measured default (benchmarks/RESULTS.md).")
+                         f"for no smoothing; got {alpha!r}. 0.8 measured best on SST-2 (benchmarks/RESULTS.md).")
 
 
 def smoothing_factors(weight: torch.Tensor, input_peak: torch.Tensor, alpha: float) -> torch.Tensor:
