@@ -103,3 +103,4 @@ $PY common.py sst2 mrpc > cache/logs/teachers.log 2>&1
 # SmoothQuant rows (alpha 0.8 on the FFN linears; alone and with GPTQ) added to the int8 table.
 # No Theseus successor was cached, so this run has no "theseus 3 layers" rows.
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_s10.log 2>&1
+$PY ort_graph_options.py --rounds 300 > cache/logs/ort_graph_options.log 2>&1  # which ORT export option costs speed on VNNI
