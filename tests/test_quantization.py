@@ -475,7 +475,7 @@ def test_smoothing_with_gptq_and_bad_settings(tmp_path):
             DynamicQuantConfig(smoothing=alpha)
     with pytest.raises(ValueError, match="dataloader="):
         compress(tiny_model("bert"), DynamicQuantConfig(smoothing=0.8))
-    with pytest.raises(ValueError, match="none of them is being quantized"):
+    with pytest.raises(ValueError, match="none of them is a Linear"):
         compress(tiny_model("bert"), DynamicQuantConfig(smoothing=0.8, modules=["attention"]), dataloader=_calibration())
 
 
@@ -499,3 +499,6 @@ def test_onnx_smoothing_adds_one_mul_per_ffn_matmul_and_stays_close(tmp_path):
         export_onnx(model, tmp_path / "x", int8=True, smoothing=0.8, ffn_per_token=True, dataloader=_calibration())
     with pytest.raises(ValueError, match="dataloader="):
         export_onnx(model, tmp_path / "x", int8=True, smoothing=0.8)
+    factorized = compress(tiny_model("bert", hidden=64, ffn=128), hfcompress.LowRankConfig(rank=8, targets=["ffn"]))
+    with pytest.raises(ValueError, match="none of them is a Linear"):
+        export_onnx(factorized, tmp_path / "x", int8=True, smoothing=0.8, dataloader=_calibration())

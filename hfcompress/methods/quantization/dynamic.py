@@ -189,8 +189,9 @@ def ffn_linear_names(model: PreTrainedModel, names: list[str]) -> list[str]:
 def require_ffn_linears(names: list[str]) -> list[str]:
     """``names``, or a clear error when smoothing was asked for and no FFN linear is quantized."""
     if not names:
-        raise ValueError("smoothing applies to the FFN linears, and none of them is being quantized: include "
-                         "'ffn' (or 'ffn_in' / 'ffn_out') in modules, or set smoothing=None.")
+        raise ValueError("smoothing applies to the FFN linears, and none of them is a Linear being quantized: include "
+                         "'ffn' (or 'ffn_in' / 'ffn_out') in modules, smooth before factorizing them (low-rank), or set "
+                         "smoothing=None.")
     return names
 
 
