@@ -325,7 +325,10 @@ def ort_graph_options() -> list[str]:
                   f"{r['latency_bs32_ms']:.0f} | {r['plain_over_this_bs32']:.3f} |" for r in payload["rows"]]
         lines += ["", "On this AVX-512 VNNI machine ONNX Runtime's transformer fusions (QAttention, BiasGelu, "
                   "SkipLayerNormalization, EmbedLayerNormalization; `optimize=True`) are what makes ours slower than "
-                  "plain ONNX Runtime at batch 1 (~9%); per-channel scales cost ~3%, 7-bit weights nothing. On the "
+                  "plain ONNX Runtime at batch 1 (~9%); per-channel scales cost ~3%, 7-bit weights nothing. One run, "
+                  "medians only: batch-1 medians move 5-10% between runs on this shared machine (a later 3-model scratch "
+                  "run had the fused graph ahead of the unfused one), so this is a lead to confirm with per-round "
+                  "paired ratios, not a settled cause. On the "
                   "earlier AVX2 machine the same fusions made ours level or faster (table above). The fused graph is "
                   "what `ffn_per_token` builds on; SmoothQuant and GPTQ do not need it.", "",
                   f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores{_isa(hardware)}, "
