@@ -238,8 +238,10 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                     "(RegMean init) reach F1 81.21 / accuracy 71.08 against the teacher's 85.81 / 78.92.", ""]
 
 
-def _isa(hardware: dict) -> str:
-    return f" ({hardware['int8_isa']})" if hardware.get("int8_isa") else ""
+def _hardware_line(hardware: dict) -> str:
+    """The small print under a table: where it was measured (with the int8 ISA when the JSON records it)."""
+    isa = f" ({hardware['int8_isa']})" if hardware.get("int8_isa") else ""
+    return f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores{isa}, torch {hardware.get('torch')}</sub>"
 
 
 def _percent(value: float | None) -> str:
@@ -331,8 +333,7 @@ def ort_graph_options() -> list[str]:
                   "paired ratios, not a settled cause. On the "
                   "earlier AVX2 machine the same fusions made ours level or faster (table above). The fused graph is "
                   "what `ffn_per_token` builds on; SmoothQuant and GPTQ do not need it.", "",
-                  f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores{_isa(hardware)}, "
-                  f"torch {hardware.get('torch')}</sub>", ""]
+                  _hardware_line(hardware), ""]
     return lines
 
 
@@ -354,7 +355,7 @@ def kernel_timing() -> list[str]:
                   "model, whose OpenMP threads were still spinning, and ours right after plain ONNX Runtime; most of "
                   "that gap was the harness. Before commit cb5f9e2 ours (torch) was 2% slower than torch.ao at batch 1: "
                   "a Python check in our int8 linear cost 12 us per call; it is 0.6 us now.", "",
-                  f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores{_isa(hardware)}, torch {hardware.get('torch')}</sub>",
+                  _hardware_line(hardware),
                   ""]
     return lines
 
@@ -401,7 +402,7 @@ def main() -> None:
                 out += ["Learning-rate grid (dev score of every run; the table above shows each variant's best):", "",
                         grid, ""]
             hardware = payload.get("hardware", {})
-            out += [f"<sub>{hardware.get('cpu')}, {hardware.get('cpu_count')} cores{_isa(hardware)}, torch {hardware.get('torch')}</sub>",
+            out += [_hardware_line(hardware),
                     ""]
         if prefix == "quantization":
             out += kernel_timing()

@@ -20,7 +20,7 @@ from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import WEIGHT_BITS, DynamicQuantConfig
 from .rounding import gptq_linears
-from .smoothing import smooth_linears
+from .smoothing import smooth_linears, smoothing_targets
 
 STEP = "int8_dynamic"
 
@@ -180,20 +180,6 @@ def require_calibration(dataloader):
     return dataloader
 
 
-def ffn_linear_names(model: PreTrainedModel, names: list[str]) -> list[str]:
-    """Those of ``names`` that are FFN linears (in or out) of the encoder: where smoothing applies."""
-    ffn = set(get_adapter(model).linear_names(model, ["ffn_in", "ffn_out"]))
-    return [name for name in names if name in ffn]
-
-
-def require_ffn_linears(names: list[str]) -> list[str]:
-    """``names``, or a clear error when smoothing was asked for and no FFN linear is quantized."""
-    if not names:
-        raise ValueError("smoothing applies to the FFN linears, and none of them is a Linear being quantized: include "
-                         "'ffn' (or 'ffn_in' / 'ffn_out') in modules, smooth before factorizing them (low-rank), or set "
-                         "smoothing=None.")
-    return names
-
 
 def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None,
                           dataloader=None) -> PreTrainedModel:
@@ -216,8 +202,8 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         require_calibration(dataloader)
     smoothed = {}
     if config.smoothing is not None:
-        smoothed = smooth_linears(model, require_ffn_linears(ffn_linear_names(model, targets)), dataloader,
-                                  config.smoothing, config.max_batches)
+        smoothed = smooth_linears(model, smoothing_targets(model, among=targets), dataloader, config.smoothing,
+                                  config.max_batches)
     # A smoothed linear's weight and (scaled) inputs are those of its inner Linear.
     linear_name = {name: f"{name}.linear" if name in smoothed else name for name in targets}
     rounded = {}

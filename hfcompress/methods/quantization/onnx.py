@@ -26,9 +26,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ...adapters import get_adapter
 from ...calibration import check_max_batches
 from .config import ROUNDINGS, WEIGHT_BITS
-from .dynamic import _quantize_rows, require_calibration, require_ffn_linears
+from .dynamic import _quantize_rows, require_calibration
 from .rounding import gptq_linears
-from .smoothing import check_smoothing, smooth_linears
+from .smoothing import check_smoothing, smooth_linears, smoothing_targets
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ def export_onnx(
     # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
     model = copy.deepcopy(model).float().eval()
     if smoothing is not None:
-        ffn = get_adapter(model).linear_names(model, ["ffn_in", "ffn_out"])
-        smooth_linears(model, require_ffn_linears(ffn), dataloader, smoothing, max_batches)
+        smooth_linears(model, smoothing_targets(model), dataloader, smoothing, max_batches)
     if rounding == "gptq":
         # ONNX Runtime's symmetric int8 ranges: [-64, 64] with reduce_range (7-bit), [-127, 127] without.
         names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]

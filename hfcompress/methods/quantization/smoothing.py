@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...adapters import get_adapter
 from ...calibration import input_absmax
 from ...shapes import replace_submodule
 
@@ -47,6 +48,25 @@ def smoothing_factors(weight: torch.Tensor, input_peak: torch.Tensor, alpha: flo
     factors = input_peak.pow(alpha) / weight_peak.pow(1 - alpha)
     usable = (input_peak > 0) & (weight_peak > 0) & torch.isfinite(factors) & (factors > 0)
     return torch.where(usable, factors, torch.ones_like(factors))
+
+
+def smoothing_targets(model: PreTrainedModel, among: list[str] | None = None) -> list[str]:
+    """The encoder's FFN Linears (in and out; those of ``among`` when given): what smoothing applies to.
+
+    A clear error when there are none (not selected, or already factorized by low-rank).
+
+    Example:
+        >>> smooth_linears(model, smoothing_targets(model), loader, alpha=0.8)
+    """
+    names = get_adapter(model).linear_names(model, ["ffn_in", "ffn_out"])
+    if among is not None:
+        selected = set(among)
+        names = [name for name in names if name in selected]
+    if not names:
+        raise ValueError("smoothing applies to the FFN linears, and none of them is a Linear being quantized: include "
+                         "'ffn' (or 'ffn_in' / 'ffn_out') in modules, smooth before factorizing them (low-rank), or set "
+                         "smoothing=None.")
+    return names
 
 
 class InputSmoothedLinear(nn.Module):
