@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 
 from .data.metrics import task_metrics
 from .data.tasks import get_task
+from .methods.quantization.kernels import full_range_int8_kernels, int8_isa
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -199,6 +200,44 @@ def interleaved_latency(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def paired_latency(
+    models: dict[str, Any],
+    pairs: Iterable[tuple[str, str]],
+    batch_size: int = 1,
+    seq_len: int = 128,
+    threads: int | None = 2,
+    warmup: int = 10,
+    rounds: int = 300,
+    settle_ms: float = 20.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per-round time ratios of model pairs, timed in alternation: "is A slower than B?" with its uncertainty.
+
+    Medians of separate models move 5-10% between runs on a shared machine; the ratio of two
+    passes of the same round shares that round's drift and cancels it. For each pair ``(a, b)``:
+    the median of ``time_a / time_b`` over the rounds, its quartiles, and a 95% bootstrap
+    interval of that median (``seed`` fixes the resampling).
+
+    Example:
+        >>> paired_latency({"plain": q1, "ours": q2}, [("ours", "plain")])["ratios"]["ours / plain"]["median"]
+        0.993
+    """
+    times = _timed_passes(models, batch_size, seq_len, threads, warmup, rounds, settle_ms)
+    generator = np.random.default_rng(seed)
+    result: dict[str, Any] = {"batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
+                              "median_ms": {name: statistics.median(values) for name, values in times.items()},
+                              "ratios": {}}
+    for a, b in pairs:
+        ratios = np.asarray(times[a]) / np.asarray(times[b])
+        medians = np.median(generator.choice(ratios, size=(2000, ratios.size)), axis=1)
+        result["ratios"][f"{a} / {b}"] = {
+            "median": float(np.median(ratios)),
+            "quartiles": [float(q) for q in np.quantile(ratios, [0.25, 0.75])],
+            "ci95": [float(q) for q in np.quantile(medians, [0.025, 0.975])],
+        }
+    return result
+
+
 def benchmark_rows(
     entries: list[dict[str, Any]],
     *,
@@ -279,27 +318,14 @@ def hardware() -> dict[str, Any]:
     }
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")),
+                               info["cpu"])
     except OSError:
-        lines = []
-    for key, value in (line.split(":", 1) for line in lines if ":" in line):
-        key = key.strip()
-        if key == "model name":
-            info["cpu"] = value.strip()
-        elif key == "flags":
-            info["int8_isa"] = _int8_isa(set(value.split()))
-            break
+        pass
+    # int8 speed (and AVX2's 16-bit saturation) depends on these more than on the CPU's name.
+    info["int8_isa"] = int8_isa()
+    info["int8_8x8_exact"] = full_range_int8_kernels()
     return info
-
-
-def _int8_isa(flags: set[str]) -> str:
-    """The widest int8 dot-product instructions the CPU has: int8 speed (and AVX2's 16-bit saturation,
-    see ``Int8DynamicLinear``) depend on it more than on the CPU's name."""
-    for flag, name in (("amx_int8", "amx-int8"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"),
-                       ("avx512bw", "avx512bw"), ("avx2", "avx2")):
-        if flag in flags:
-            return name
-    return "other"
 
 
 def benchmark_model(

@@ -81,8 +81,11 @@ def _parser() -> argparse.ArgumentParser:
                              "predictions on some tasks, 5-12%% slower at batch 1)")
     export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
                         help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
-    export.add_argument("--no-optimize", dest="optimize", action="store_false",
-                        help="skip ONNX Runtime's transformer fusions")
+    fusions = export.add_mutually_exclusive_group()
+    fusions.add_argument("--optimize", dest="optimize", action="store_true", default=None,
+                         help="run ONNX Runtime's transformer fusions (default: yes, except int8 on VNNI CPUs)")
+    fusions.add_argument("--no-optimize", dest="optimize", action="store_false",
+                         help="skip ONNX Runtime's transformer fusions")
     return parser
 
 

@@ -76,3 +76,26 @@ def test_interleaved_rows():
                           batch_sizes=(1,), seq_len=16, threads=1, rounds=3)
     assert [r["name"] for r in rows] == ["big", "small"] and rows[1]["k"] == 1
     assert rows[0]["latency_bs1_ms"] > 0 and rows[1]["params"] < rows[0]["params"]
+
+
+def test_paired_latency_reports_ratio_quartiles_and_interval():
+    import time
+
+    from hfcompress.benchmark import paired_latency
+
+    class Sleeper(torch.nn.Module):  # a model whose time is known: the ratio of two is their sleeps' ratio
+        def __init__(self, seconds):
+            super().__init__()
+            self.seconds, self.config = seconds, tiny_model("bert", layers=1).config
+            self.anchor = torch.nn.Parameter(torch.zeros(1))  # where the timer puts the inputs
+
+        def forward(self, **inputs):
+            time.sleep(self.seconds)
+
+    result = paired_latency({"slow": Sleeper(0.006), "fast": Sleeper(0.002)}, [("slow", "fast")], batch_size=1,
+                            seq_len=8, threads=1, warmup=1, rounds=12, settle_ms=0)
+    ratio = result["ratios"]["slow / fast"]
+    assert 1.5 < ratio["median"] < 3.5
+    assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]
+    assert ratio["quartiles"][0] <= ratio["median"] <= ratio["quartiles"][1]
+    assert result["rounds"] == 12 and set(result["median_ms"]) == {"slow", "fast"}

@@ -1,5 +1,9 @@
 import copy
 import json
+import os
+import platform
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -10,6 +14,7 @@ import hfcompress
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, get_record, prune_heads
 from hfcompress.benchmark import saved_size_bytes
 from hfcompress.methods.quantization import Int8DynamicLinear, Int8StoredEmbedding
+from hfcompress.methods.quantization.kernels import VNNI_ISAS, default_ort_fusions, full_range_int8_kernels, int8_isa
 
 from .conftest import FAMILIES, tiny_inputs, tiny_model
 
@@ -107,8 +112,8 @@ def _fake_quant_linear(layer: Int8DynamicLinear, x: torch.Tensor, activation_lev
     return x_q @ layer.dequantized_weight().T + layer.bias
 
 
-@pytest.mark.parametrize("weight_bits, activation_levels", [(7, 255), (8, 127)])
-def test_int8_linear_computes_its_stated_precision(weight_bits, activation_levels):
+@pytest.mark.parametrize("weight_bits", [7, 8])
+def test_int8_linear_computes_its_stated_precision(weight_bits):
     # Wide, offset activations: with 8-bit weights and 8-bit activations AVX2 kernels would
     # saturate their 16-bit pair sums and miss this reference by ~8%.
     torch.manual_seed(0)
@@ -116,9 +121,52 @@ def test_int8_linear_computes_its_stated_precision(weight_bits, activation_level
     x = torch.randn(64, 512) * 3 + 1
     layer = Int8DynamicLinear.from_linear(linear, weight_bits=weight_bits)
     assert layer.weight_int8.abs().max().item() == 2 ** (weight_bits - 1) - 1
-    expected = _fake_quant_linear(layer, x, activation_levels)
+    # 7-bit weights always get 8-bit activations; 8-bit weights only where the kernels are exact.
+    assert layer.activation_bits == (8 if weight_bits == 7 or full_range_int8_kernels() else 7)
+    expected = _fake_quant_linear(layer, x, 2 ** layer.activation_bits - 1)
     error = (layer(x) - expected).norm() / expected.norm()
     assert error < 1e-3, f"{weight_bits}-bit weights: relative error {error:.4f} against the stated arithmetic"
+
+
+def test_default_weight_bits_follow_the_kernels_and_are_recorded(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig())
+    bits = 8 if full_range_int8_kernels() else 7
+    assert get_record(model).steps[-1]["weight_bits"] == bits
+    assert model.bert.encoder.layer[0].output.dense.weight_bits == bits
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert loaded.bert.encoder.layer[0].output.dense.weight_bits == bits
+
+
+_LOAD_WHERE_KERNELS_SATURATE = """
+import sys, torch
+from transformers import AutoModelForSequenceClassification
+import hfcompress
+from hfcompress.methods.quantization.kernels import VNNI_ISAS, default_ort_fusions, full_range_int8_kernels, int8_isa
+from tests.test_quantization import _fake_quant_linear
+assert not full_range_int8_kernels(), "fbgemm capped at AVX2 should saturate 8-bit x 8-bit products"
+loaded = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+layer = loaded.bert.encoder.layer[0].output.dense
+assert (layer.weight_bits, layer.activation_bits) == (8, 7), (layer.weight_bits, layer.activation_bits)
+torch.manual_seed(0)
+x = torch.randn(64, layer.in_features) * 3 + 1
+expected = _fake_quant_linear(layer, x, 127)
+assert ((layer(x) - expected).norm() / expected.norm()).item() < 1e-3
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="fbgemm's instruction cap is x86 only")
+def test_8_bit_weights_fall_back_to_7_bit_activations_where_kernels_saturate(tmp_path):
+    # Saved with 8-bit weights (the default on VNNI CPUs), loaded where int8 kernels are AVX2's
+    # (FBGEMM_ENABLE_INSTRUCTIONS caps fbgemm like an older CPU): 7-bit activations, not overflow.
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig(weight_bits=8))
+    model.save_pretrained(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", _LOAD_WHERE_KERNELS_SATURATE, str(tmp_path)], capture_output=True,
+                            text=True, cwd=root, env={**os.environ, "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"})
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_old_int8_record_without_weight_bits_loads_as_8_bit(tmp_path):
@@ -145,6 +193,16 @@ def test_bad_configs():
         compress(tiny_model(), DynamicQuantConfig(backend="onnxruntime"))
     with pytest.raises(TypeError, match="post-training configs"):
         compress(tiny_model(), hfcompress.TheseusConfig())
+
+
+def test_onnx_fusions_default_follows_the_cpu_and_is_recorded(tmp_path):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    int8 = _quiet_export(model, tmp_path / "int8", int8=True)
+    fp32 = _quiet_export(model, tmp_path / "fp32", int8=False)
+    per_token = _quiet_export(model, tmp_path / "per_token", int8=True, ffn_per_token=True)
+    recorded = lambda folder: json.loads((folder / "config.json").read_text())["hfcompress_onnx"]["optimized"]  # noqa: E731
+    assert recorded(int8) == default_ort_fusions(True) == (int8_isa() not in VNNI_ISAS)
+    assert recorded(fp32) is True and recorded(per_token) is True
 
 
 @pytest.mark.parametrize("optimize", [False, True])
@@ -479,17 +537,19 @@ def test_smoothing_with_gptq_and_bad_settings(tmp_path):
         compress(tiny_model("bert"), DynamicQuantConfig(smoothing=0.8, modules=["attention"]), dataloader=_calibration())
 
 
-def test_onnx_smoothing_adds_one_mul_per_ffn_matmul_and_stays_close(tmp_path):
+@pytest.mark.parametrize("optimize", [True, False])
+def test_onnx_smoothing_adds_one_mul_per_ffn_matmul_and_stays_close(tmp_path, optimize):
     model = _outlier_model()
     inputs = tiny_inputs()
     fp32 = model(**inputs).logits
-    default = _quiet_export(model, tmp_path / "default", int8=True)
-    smoothed = _quiet_export(model, tmp_path / "smooth", int8=True, smoothing=0.8, rounding="gptq",
+    default = _quiet_export(model, tmp_path / "default", int8=True, optimize=optimize)
+    smoothed = _quiet_export(model, tmp_path / "smooth", int8=True, optimize=optimize, smoothing=0.8, rounding="gptq",
                              dataloader=_calibration())
     muls = lambda folder: _count_nodes(folder, lambda node, _: node.op_type == "Mul")  # noqa: E731
     fused = lambda folder: _count_nodes(folder, lambda node, _: node.op_type in ("QAttention", "BiasGelu", "SkipLayerNormalization"))  # noqa: E731
     assert muls(smoothed) - muls(default) == 2 * 4  # FFN in + out, 4 layers
-    assert fused(smoothed) == fused(default) > 0  # ONNX Runtime's fusions survive the Mul
+    assert fused(smoothed) == fused(default)
+    assert (fused(default) > 0) == optimize  # ONNX Runtime's fusions survive the Mul
     assert json.loads((smoothed / "config.json").read_text())["hfcompress_onnx"]["smoothing"] == 0.8
 
     def error(folder):

@@ -30,11 +30,12 @@ class DynamicQuantConfig:
     (benchmarks/RESULTS.md). ``embeddings=True`` also stores the word embedding as int8
     (dequantized once on load: a smaller file, the same compute).
 
-    ``weight_bits=7`` (default) quantizes weights to [-63, 63] so that the activations can use all
-    8 bits without overflowing the 16-bit pair sums of AVX2 int8 kernels; ``weight_bits=8`` is
-    the torch.ao / ONNX Runtime default (8-bit weights; torch then gives activations 7 bits,
-    ONNX Runtime keeps 8 and can saturate on CPUs without VNNI). On MRPC: F1 85.76 (7) vs 85.14
-    (8) against 85.81 in fp32, at the same speed.
+    ``weight_bits``: by default (``None``) 8 where this CPU's int8 kernels multiply 8-bit
+    activations by 8-bit weights exactly (VNNI), else 7: weights in [-63, 63] so that activations
+    keep all 8 bits without overflowing the 16-bit pair sums of AVX2 int8 kernels. The choice is
+    recorded; a checkpoint with 8-bit weights loaded on a CPU without VNNI runs with 7-bit
+    activations (torch.ao's ``reduce_range``), never with saturated sums. On MRPC (AVX2): F1
+    85.76 (7-bit weights) vs 85.14 (8-bit weights, 7-bit activations) against 85.81 in fp32.
 
     ``rounding="gptq"`` rounds the weights with GPTQ (error feedback through the inputs' second
     moment, measured on ``max_batches`` calibration batches: ``compress(..., dataloader=...)``)
@@ -56,7 +57,8 @@ class DynamicQuantConfig:
                                metadata={"help": "Linear groups to quantize: attention ffn (or ffn_in, ffn_out) "
                                                  "pooler classifier"})
     embeddings: bool = field(default=False, metadata={"help": "Store the word embedding as int8 too."})
-    weight_bits: int = field(default=7, metadata={"help": "7 (8-bit activations, overflow-free on AVX2) or 8"})
+    weight_bits: int | None = field(default=None, metadata={
+        "help": "7 (8-bit activations, overflow-free on AVX2) or 8; default: 8 on CPUs with VNNI, else 7"})
     rounding: str = field(default="nearest", metadata={"help": "Weight rounding: nearest | gptq (needs calibration data)"})
     smoothing: float | None = field(default=None, metadata={"help": "SmoothQuant alpha in (0, 1] for the FFN linears "
                                                                      "(needs calibration data); none: off"})
@@ -67,9 +69,10 @@ class DynamicQuantConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}.")
-        if self.weight_bits not in WEIGHT_BITS:
+        if self.weight_bits is not None and self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be 7 or 8; got {self.weight_bits!r}. 7 keeps activations at 8 bits "
-                             "without overflow on AVX2 CPUs; 8 is the torch.ao default.")
+                             "without overflow on AVX2 CPUs; 8 is the torch.ao default; leave it unset to choose "
+                             "by this CPU.")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}.")
         check_max_batches(self.max_batches)

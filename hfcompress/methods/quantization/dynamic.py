@@ -19,6 +19,7 @@ from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, register_step
 from ...shapes import replace_submodule
 from .config import WEIGHT_BITS, DynamicQuantConfig
+from .kernels import default_weight_bits, full_range_int8_kernels
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets
 
@@ -36,12 +37,14 @@ def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, t
 class Int8DynamicLinear(nn.Module):
     """A Linear with int8 per-channel weights and dynamically quantized activations.
 
-    x86 int8 kernels without VNNI (AVX2's vpmaddubsw) add pairs of uint8 x int8 products in
-    16-bit registers, which saturate for 8-bit activations times 8-bit weights (2 * 255 * 127 >
-    32767). One side must give up a bit. ``weight_bits=7`` takes it from the weights (per-channel
-    scales make that nearly free) and keeps 8-bit activations; ``weight_bits=8`` takes it from
-    the activations (7-bit, torch.ao's ``reduce_range``), which on MRPC cost ~1 F1
-    (benchmarks/RESULTS.md). ``smoothed=True`` adds an ``input_smoothing`` buffer that multiplies
+    Where the CPU's int8 kernels saturate 8-bit x 8-bit products (no VNNI, see
+    :func:`full_range_int8_kernels`), one side must give up a bit. ``weight_bits=7`` takes it
+    from the weights (per-channel scales make that nearly free) and keeps 8-bit activations
+    everywhere; ``weight_bits=8`` uses 8-bit activations where the kernels allow it and 7-bit
+    ones (torch.ao's ``reduce_range``) elsewhere, which on MRPC cost ~1 F1
+    (benchmarks/RESULTS.md). The choice is made when the layer is built, on the machine that runs
+    it, so a checkpoint quantized on a VNNI CPU stays correct on an AVX2 one.
+    ``smoothed=True`` adds an ``input_smoothing`` buffer that multiplies
     the input per feature before it is quantized (SmoothQuant, see ``smoothing.py``).
 
     Example:
@@ -54,6 +57,7 @@ class Int8DynamicLinear(nn.Module):
         if weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}; got {weight_bits!r}.")
         self.in_features, self.out_features, self.weight_bits = in_features, out_features, weight_bits
+        self.activation_bits = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
@@ -105,14 +109,16 @@ class Int8DynamicLinear(nn.Module):
         smoothing = self._buffers["input_smoothing"]
         if smoothing is not None:
             x = x * smoothing.to(x.dtype)
-        if x.device.type != "cpu":
+        if not x.is_cpu:
             # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
             return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        # reduce_range (7-bit activations) only when the weights use all 8 bits: see the class docstring.
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), self.weight_bits == 8).to(x.dtype)
+        reduce_range = self.activation_bits == 7
+        if x.dtype is torch.float32:  # the common case, without two no-op conversions per call
+            return torch.ops.quantized.linear_dynamic(x, self._packed_params(), reduce_range)
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), reduce_range).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit)" + (
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit, activations {self.activation_bits}-bit)" + (
             ", input smoothed" if self.input_smoothing is not None else "")
 
 
@@ -192,6 +198,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         >>> model.save_pretrained("int8")  # ~1/4 of the fp32 file; reloads as int8
     """
     config = config or DynamicQuantConfig()
+    weight_bits = config.weight_bits or default_weight_bits()
     if config.backend != "torch":
         raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
     targets = _target_names(model, config)
@@ -208,12 +215,12 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     linear_name = {name: f"{name}.linear" if name in smoothed else name for name in targets}
     rounded = {}
     if config.rounding == "gptq":
-        rounded = gptq_linears(model, list(linear_name.values()), dataloader, 2 ** (config.weight_bits - 1) - 1,
+        rounded = gptq_linears(model, list(linear_name.values()), dataloader, 2 ** (weight_bits - 1) - 1,
                                config.max_batches)
         rounded = {name: (q.to(torch.int8), scale.float()) for name, (q, scale) in rounded.items()}
     for name in targets:
         replace_submodule(model, name, Int8DynamicLinear.from_linear(
-            model.get_submodule(linear_name[name]), config.weight_bits, rounded.get(linear_name[name]),
+            model.get_submodule(linear_name[name]), weight_bits, rounded.get(linear_name[name]),
             smoothed[name].input_smoothing if name in smoothed else None))
     embedding_name = None
     if config.embeddings:
@@ -223,7 +230,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
-                        "weight_bits": config.weight_bits, "rounding": config.rounding, "linears": targets,
+                        "weight_bits": weight_bits, "rounding": config.rounding, "linears": targets,
                         "smoothing": config.smoothing, "smoothed": list(smoothed),
                         "embedding": embedding_name})
     return model

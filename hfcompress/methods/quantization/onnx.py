@@ -27,6 +27,7 @@ from ...adapters import get_adapter
 from ...calibration import check_max_batches
 from .config import ROUNDINGS, WEIGHT_BITS
 from .dynamic import _quantize_rows, require_calibration
+from .kernels import default_ort_fusions
 from .rounding import gptq_linears
 from .smoothing import check_smoothing, smooth_linears, smoothing_targets
 
@@ -56,7 +57,7 @@ def export_onnx(
     output_dir: str | os.PathLike,
     *,
     int8: bool = True,
-    optimize: bool = True,
+    optimize: bool | None = None,
     per_channel: bool = True,
     tokenizer: Any = None,
     opset: int = 17,
@@ -71,12 +72,16 @@ def export_onnx(
     """Write ``model`` as ONNX (int8 when asked) to ``output_dir``; returns the folder.
 
     ``optimize`` runs ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before
-    quantizing; ``per_channel`` quantizes weights per output channel. With both off this is the
+    quantizing; by default (``None``) it does unless the export is int8 on a CPU with VNNI, where
+    the unfused int8 graph ran faster (see ``kernels.default_ort_fusions``; the choice is recorded
+    in config.json; ``ffn_per_token`` and ``keep_ffn_out_float`` need the fused graph); ``per_channel`` quantizes weights per output channel. With both off this is the
     plain ``quantize_dynamic`` recipe. ``keep_ffn_out_float`` leaves the FFN output MatMuls (the
     ones fed by GELU, whose activations have the widest range) in float: slower, more accurate.
     ``weight_bits=7`` is ORT's ``reduce_range``: ORT's AVX2 int8 kernels can saturate with 8-bit
     weights times 8-bit activations (MRPC F1 84.76 with 8, 85.62 with 7, fp32 85.81); with
-    per-tensor weights (``per_channel=False``) 7 bits are too coarse, so use 8 there.
+    per-tensor weights (``per_channel=False``) 7 bits are too coarse, so use 8 there. Unlike the
+    torch backend (which picks its activation range on the machine that runs it), an ONNX file is
+    fixed at export and may run on any CPU, so 7 stays the default here even on VNNI machines.
 
     ``ffn_per_token`` gives each token its own activation scale in the FFN MatMuls (the ones that
     feed and read GELU); ``quantize_dynamic`` uses one scale per call, so a few tokens with large
@@ -101,6 +106,8 @@ def export_onnx(
     """
     if weight_bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits must be 7 or 8; got {weight_bits!r}.")
+    if optimize is None:
+        optimize = True if ffn_per_token or keep_ffn_out_float else default_ort_fusions(int8)
     if ffn_per_token and not (int8 and optimize):
         raise ValueError("ffn_per_token needs int8=True and optimize=True: it quantizes the FFN MatMuls around ONNX "
                          "Runtime's fused GELU. Drop ffn_per_token, or export with int8 and optimize on.")
