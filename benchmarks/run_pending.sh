@@ -104,3 +104,8 @@ $PY common.py sst2 mrpc > cache/logs/teachers.log 2>&1
 # No Theseus successor was cached, so this run has no "theseus 3 layers" rows.
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_s10.log 2>&1
 $PY ort_graph_options.py --rounds 300 > cache/logs/ort_graph_options.log 2>&1  # which ORT export option costs speed on VNNI
+
+# --- session 11 (2026-11-26) ---
+# CPU-dependent int8 defaults (kernels.py) and paired speed ratios for the "never slower" target.
+$PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_s11.log 2>&1
+$PY ort_graph_options.py --rounds 400 > cache/logs/ort_graph_options_s11.log 2>&1  # paired ratios with 95% intervals

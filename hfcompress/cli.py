@@ -4,6 +4,7 @@
     hfcompress evaluate out/successor --task sst2 --data_dir data/glue/sst2
     hfcompress benchmark out/teacher out/successor --task sst2 --data_dir data/glue/sst2 --output r.json
     hfcompress export out/successor --onnx --int8 --output out/onnx
+    hfcompress export out/successor --onnx --int8 --smoothing 0.8 --rounding gptq --task sst2 --output out/onnx
     hfcompress card out/successor --results r.json --base_model bert-base-uncased
     hfcompress push out/successor --repo_id me/model --results r.json
 
@@ -81,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
                              "predictions on some tasks, 5-12%% slower at batch 1)")
     export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
                         help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
+    export.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest",
+                        help="with --int8: gptq rounds weights with error feedback (needs --task for calibration)")
+    export.add_argument("--smoothing", type=float, default=None, metavar="ALPHA",
+                        help="with --int8: SmoothQuant on the FFN linears, e.g. 0.8 (needs --task for calibration)")
+    export.add_argument("--task", default=None, help="with --rounding gptq / --smoothing: calibrate on this task's "
+                                                     "training rows (GLUE/CLUE name)")
+    export.add_argument("--data_dir", default=None, help="local task folder for calibration; default: the Hub dataset")
+    export.add_argument("--dev_split", type=float, default=None, help="dev-only tasks: calibrate on the first x of dev")
+    export.add_argument("--max_seq_length", type=int, default=128)
+    export.add_argument("--calibration_batches", type=int, default=32, help="batches of 32 training rows")
     fusions = export.add_mutually_exclusive_group()
     fusions.add_argument("--optimize", dest="optimize", action="store_true", default=None,
                          help="run ONNX Runtime's transformer fusions (default: yes, except int8 on VNNI CPUs)")
@@ -110,11 +121,9 @@ def _card(args):
 
 def _compress(args) -> Path:
     import yaml
-    from torch.utils.data import DataLoader
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .compress import compress, post_training_config
-    from .data import load_task, tokenize_task
 
     recipe_path = Path(args.config)
     if not recipe_path.is_file():
@@ -136,15 +145,26 @@ def _compress(args) -> Path:
             if "task" not in recipe:
                 raise ValueError(f"step {config.method!r} needs training batches (importance or calibration): "
                                  "the recipe needs `task` (and data_dir)")
-            data = load_task(recipe["task"], recipe.get("data_dir"), dev_split=recipe.get("dev_split"))["train"]
-            data = data.shuffle(seed=0).select(range(min(data.num_rows, 32 * recipe.get("importance_batches", 32))))
-            data = tokenize_task(data, tokenizer, recipe["task"], max_length=recipe.get("max_seq_length", 128))
-            data = data.rename_column("label", "labels")
-            loader = DataLoader(data, batch_size=32, collate_fn=DataCollatorWithPadding(tokenizer))
+            loader = _training_batches(tokenizer, recipe["task"], recipe.get("data_dir"), recipe.get("dev_split"),
+                                       recipe.get("max_seq_length", 128), recipe.get("importance_batches", 32))
         compress(model, config, dataloader=loader)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     return Path(output)
+
+
+def _training_batches(tokenizer, task: str, data_dir: str | None, dev_split: float | None, max_length: int,
+                      batches: int):
+    """``batches`` shuffled batches of 32 training rows: importance scores and int8 calibration."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    from .data import load_task, tokenize_task
+
+    data = load_task(task, data_dir, dev_split=dev_split)["train"]
+    data = data.shuffle(seed=0).select(range(min(data.num_rows, 32 * batches)))
+    data = tokenize_task(data, tokenizer, task, max_length=max_length).rename_column("label", "labels")
+    return DataLoader(data, batch_size=32, collate_fn=DataCollatorWithPadding(tokenizer))
 
 
 def _load(path: str):
@@ -199,9 +219,17 @@ def main(argv: list[str] | None = None) -> int:
             from .methods.quantization import export_onnx
 
             model, tokenizer = _load(args.model)
+            loader = None
+            if args.rounding == "gptq" or args.smoothing is not None:
+                if not args.task:
+                    raise ValueError("--rounding gptq and --smoothing calibrate on training rows: add --task (and "
+                                     "--data_dir for local files)")
+                loader = _training_batches(tokenizer, args.task, args.data_dir, args.dev_split, args.max_seq_length,
+                                           args.calibration_batches)
             folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer,
                                  keep_ffn_out_float=args.keep_ffn_out_float, weight_bits=args.weight_bits,
-                                 ffn_per_token=args.ffn_per_token)
+                                 ffn_per_token=args.ffn_per_token, rounding=args.rounding, smoothing=args.smoothing,
+                                 dataloader=loader, max_batches=args.calibration_batches if loader else None)
             print(f"wrote {folder / 'model.onnx'}")
     except (ValueError, OSError, TypeError, RuntimeError, KeyError) as error:
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)

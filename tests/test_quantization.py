@@ -351,6 +351,28 @@ def test_cli_export(tmp_path, minilm_path):
     assert (tmp_path / "o" / "tokenizer.json").is_file()
 
 
+def test_cli_export_calibrated(tmp_path, minilm_path, capsys):
+    from transformers import AutoTokenizer, BertConfig
+
+    from hfcompress.cli import main
+    from hfcompress.data import sample_data_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    flags = ["export", str(tmp_path / "m"), "--onnx", "--int8", "--smoothing", "0.8", "--rounding", "gptq"]
+    assert main([*flags, "--output", str(tmp_path / "o")]) == 2
+    assert "add --task" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*flags, "--task", "sst2", "--data_dir", sample_data_dir(), "--calibration_batches", "2",
+                     "--output", str(tmp_path / "o")]) == 0
+    recorded = json.loads((tmp_path / "o" / "config.json").read_text())["hfcompress_onnx"]
+    assert recorded["smoothing"] == 0.8 and recorded["rounding"] == "gptq"
+
+
 def test_ffn_out_kept_float_torch_and_reload(tmp_path):
     model = tiny_model("bert", hidden=64, ffn=128)
     inputs = tiny_inputs()
