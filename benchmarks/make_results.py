@@ -87,6 +87,8 @@ def theseus_summary(payloads: list[dict]) -> list[str]:
              "retention (best) | best beats baseline | speedup bs1 (constant) |", "|---" * 9 + "|"]
     kept_constant, kept_best, wins = [], [], 0
     for payload in payloads:
+        if payload.get("tag"):
+            continue  # a partial or longer run: its own table below, not part of the four-task summary
         rows = {row["name"]: row for row in payload["rows"]}
         teacher = next(row for name, row in rows.items() if name.startswith("teacher"))
         baseline = rows.get("first-3-layers (baseline)")

@@ -7,7 +7,9 @@ number of steps. Every trained variant gets the same step budget and the same le
 grid; the best dev score of each is reported (with the grid's other scores in the JSON).
 
     python benchmarks/theseus.py --tasks sst2 mrpc rte tnews --lrs 5e-5 1e-4
-Results: benchmarks/results/theseus_<task>.json and a table in benchmarks/RESULTS.md (by hand).
+    python benchmarks/theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep \\
+        --variants "first-3-layers (baseline)" "theseus constant" "theseus constant + KD"
+Results: benchmarks/results/theseus_<task><tag>.json; benchmarks/make_results.py writes RESULTS.md.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compress
     return trainer.model, metrics, time.time() - started
 
 
-def successor_dir(task: str, name: str) -> Path:
-    return CACHE / "theseus" / task / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+def successor_dir(task: str, name: str, tag: str = "") -> Path:
+    return CACHE / "theseus" / f"{task}{tag}" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
 
 
 def variants(steps: int):
@@ -73,12 +75,13 @@ def variants(steps: int):
     }
 
 
-def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) -> None:
+def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, tag: str = "",
+             epochs: float | None = None) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup, seed=42)
     data = load_data(setup, tokenizer, seed=42)
-    steps = math.ceil(data["train"].num_rows / 32) * BUDGET_EPOCHS[task]
+    steps = math.ceil(math.ceil(data["train"].num_rows / 32) * (epochs or BUDGET_EPOCHS[task]))
     grid: dict[str, dict] = {}
     models = {}
     for name, compression in variants(steps).items():
@@ -97,23 +100,23 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int) ->
             best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
             if best["lr"] == lr:
                 models[name] = model
-            _save(task, setup, teacher_info, data, steps, seed, grid, rows=None)
+            _save(task, setup, teacher_info, data, steps, seed, grid, rows=None, tag=tag)
     entries = [{"name": "teacher (6 layers)", "model": teacher,
                 "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
     for name, model in models.items():
         best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
         # Kept (not committed) for re-timing on a quiet machine and for later benchmarks (int8 of a successor).
-        folder = successor_dir(task, name)
+        folder = successor_dir(task, name, tag)
         model.save_pretrained(folder)
         entries.append({"name": name, "model": model,
                         "extra": {"learning_rate": best["lr"], "model_dir": str(folder.relative_to(ROOT))}})
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher (6 layers)")
-    _save(task, setup, teacher_info, data, steps, seed, grid, rows)
+    _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=tag)
     print(format_table(rows, spec.main_metric), flush=True)
 
 
-def _save(task, setup, teacher_info, data, steps, seed, grid, rows):
+def _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=""):
     payload = {
         "benchmark": "theseus",
         "task": task,
@@ -126,13 +129,14 @@ def _save(task, setup, teacher_info, data, steps, seed, grid, rows):
         "steps": steps,
         "batch_size": 32,
         "seed": seed,
+        "tag": tag,
         "grid": grid,
         "rows": rows or [],
         "hardware": hardware(),
         "latency": "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads",
     }
-    write_results(payload, RESULTS / f"theseus_{task}.json",
-                  RESULTS / f"theseus_{task}.md" if rows else None)
+    write_results(payload, RESULTS / f"theseus_{task}{tag}.json",
+                  RESULTS / f"theseus_{task}{tag}.md" if rows else None)
 
 
 if __name__ == "__main__":
@@ -141,6 +145,11 @@ if __name__ == "__main__":
     parser.add_argument("--lrs", nargs="+", type=float, default=[5e-5, 1e-4])
     parser.add_argument("--variants", nargs="*", default=None, help="subset of variant names")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--tag", default="", help="suffix of the results files and successor cache: a run with "
+                                                  "--variants or --epochs does not overwrite the full table")
+    parser.add_argument("--epochs", type=float, default=None, help="step budget in epochs (default: BUDGET_EPOCHS)")
     options = parser.parse_args()
+    if (options.variants or options.epochs) and not options.tag:
+        parser.error("--variants / --epochs make a partial or different run: give it a --tag")
     for task_name in options.tasks:
-        run_task(task_name, options.lrs, options.variants, options.seed)
+        run_task(task_name, options.lrs, options.variants, options.seed, options.tag, options.epochs)
