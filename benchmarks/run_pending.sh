@@ -109,3 +109,6 @@ $PY ort_graph_options.py --rounds 300 > cache/logs/ort_graph_options.log 2>&1  #
 # CPU-dependent int8 defaults (kernels.py) and paired speed ratios for the "never slower" target.
 $PY quantization.py --tasks sst2 mrpc > cache/logs/quantization_s11.log 2>&1
 $PY ort_graph_options.py --rounds 400 > cache/logs/ort_graph_options_s11.log 2>&1  # paired ratios with 95% intervals
+# Theseus on SST-2 with the teacher's 3 epochs (tagged: does not overwrite theseus_sst2.json).
+$PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep \
+  --variants "first-3-layers (baseline)" "theseus constant" "theseus constant + KD" > cache/logs/theseus_sst2_3ep.log 2>&1
