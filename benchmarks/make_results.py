@@ -47,8 +47,10 @@ def describe(payload: dict) -> str:
         parts.append(f"teacher: {teacher.get('epochs')} epochs, best dev {100 * teacher.get('best_dev', 0):.2f} "
                      f"(per epoch: {', '.join(f'{100 * v:.1f}' for _, v in teacher.get('dev_history', []))})")
     if payload.get("steps"):
-        parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}, "
-                     f"lr {payload.get('learning_rate')} (scores {payload.get('scores_learning_rate')})"
+        # Theseus runs keep their learning rates in the grid (below the table), not in the payload.
+        rates = (f", lr {payload['learning_rate']}" if payload.get("learning_rate") else "") + \
+            (f" (scores {payload['scores_learning_rate']})" if payload.get("scores_learning_rate") else "")
+        parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}{rates}"
                      + (", with distillation from the teacher" if payload.get("distillation") else ""))
     if payload.get("finetune_steps"):
         parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}"
