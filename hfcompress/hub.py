@@ -69,6 +69,11 @@ def _describe_step(step: dict[str, Any]) -> str:
         settings["weights kept in them"] = f"{kept / max(total, 1):.1%}"
     if method == "int8_dynamic" and step.get("linears"):
         settings["int8 linears"] = len(step["linears"])
+        if step.get("backend") == "torch":
+            # Which activations the kernels can pair with these weights depends on the reader's CPU.
+            settings["activations"] = (
+                "8-bit on x86 CPUs with VNNI, 7-bit on others (re-quantize there for 7-bit weights and 8-bit "
+                "activations)" if step.get("weight_bits", 8) == 8 else "8-bit on any x86 CPU")
     text = ", ".join(f"`{k}`={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items())
     return f"- **{title}**" + (f": {text}" if text else "")
 

@@ -56,6 +56,8 @@ def test_card_states_steps_and_measured_cost(saved):
     text = card.text
     assert "attention-head pruning" in text and "heads kept per layer" in text and "[2, 4]" in text
     assert "dynamic int8 quantization" in text and "import hfcompress" in text
+    bits = json.loads((folder / "small" / "config.json").read_text())["quantization_config"]["steps"][-1]["weight_bits"]
+    assert ("7-bit on others" if bits == 8 else "8-bit on any x86 CPU") in text  # what the reader's CPU will run
     assert "| dev accuracy | 90.00 | 88.00 |" in text and "test-cpu" in text and "872 dev examples" in text
     ModelCard(str(card))  # parses
 
