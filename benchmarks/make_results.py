@@ -259,7 +259,9 @@ THESEUS_BUDGET_NOTE = (
     "steps, lr 1e-4): every variant gains, the first-3-layers baseline most (81.88 -> 84.29, 97.5% of the teacher), "
     "Theseus constant 81.54 -> 82.57 and with KD 82.80 (95.5-95.8%). Theseus spends half its steps in replacement "
     "training with the embeddings and classifier frozen; on this 6-layer MiniLM and these data sizes, plain "
-    "truncation plus fine-tuning uses the same budget better. The 97% target is reachable on SST-2 by the baseline, "
+    "truncation plus fine-tuning uses the same budget better. Run `_3ep_stage1` tried the two obvious fixes at the same "
+    "budget: a stage 1 of 25% of the steps (82.91) and embeddings + classifier trained during stage 1 (83.14); both "
+    "within noise of Theseus constant and below the baseline. The 97% target is reachable on SST-2 by the baseline, "
     "not by Theseus, with what was tried here."
 )
 

@@ -112,3 +112,6 @@ $PY ort_graph_options.py --rounds 400 > cache/logs/ort_graph_options_s11.log 2>&
 # Theseus on SST-2 with the teacher's 3 epochs (tagged: does not overwrite theseus_sst2.json).
 $PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep \
   --variants "first-3-layers (baseline)" "theseus constant" "theseus constant + KD" > cache/logs/theseus_sst2_3ep.log 2>&1
+# Two Theseus stage-1 variants at the same 3-epoch budget.
+$PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep_stage1 --variants "theseus constant, replacing 25%" \
+  "theseus constant, all trained in replacing" > cache/logs/theseus_sst2_3ep_stage1.log 2>&1

@@ -72,6 +72,12 @@ def variants(steps: int):
                                                 successor_init="block_last")],
         "theseus constant, init=first": [TheseusConfig(successor_layers=3, replacing_rate=0.5,
                                                        steps_for_replacing=half, successor_init="first")],
+        # Two ways to spend less of the budget with the embeddings and classifier frozen.
+        "theseus constant, replacing 25%": [TheseusConfig(successor_layers=3, replacing_rate=0.5,
+                                                          steps_for_replacing=steps // 4, successor_init="block_last")],
+        "theseus constant, all trained in replacing": [TheseusConfig(
+            successor_layers=3, replacing_rate=0.5, steps_for_replacing=half, successor_init="block_last",
+            train_classifier_in_replacing=True)],
     }
 
 
