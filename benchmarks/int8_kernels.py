@@ -47,7 +47,7 @@ def quartiles(values: list[float]) -> list[float]:
     return [round(q[0], 3), round(q[2], 3)]
 
 
-def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], onnx: bool) -> None:
+def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], onnx: bool, tag: str = "") -> None:
     teacher, _, teacher_info = get_teacher(TASK_SETUPS[task])
     teacher.eval()
     models = {
@@ -60,10 +60,10 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
              ("torch.ao per-channel", "torch.ao per-tensor")]
     with tempfile.TemporaryDirectory() as work:
         if onnx:
-            # As in benchmarks/quantization.py: plain = unoptimized export, per-tensor; ours = fused + per-channel.
+            # As in benchmarks/quantization.py: plain = unoptimized export, per-tensor; ours = per-channel, 7-bit.
             plain = export_onnx(teacher, Path(work) / "plain", int8=True, optimize=False, per_channel=False,
                                 weight_bits=8)
-            ours = export_onnx(teacher, Path(work) / "ours", int8=True, optimize=True, per_channel=True)
+            ours = export_onnx(teacher, Path(work) / "ours", int8=True)  # this CPU's default graph (kernels.py)
             models["plain ONNX Runtime int8"] = OnnxSequenceClassifier.from_pretrained(plain)
             models["hfcompress int8 (onnxruntime)"] = OnnxSequenceClassifier.from_pretrained(ours)
             pairs.append(("hfcompress int8 (onnxruntime)", "plain ONNX Runtime int8"))
@@ -103,8 +103,8 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
         lines.append(f"| {c['batch_size']} | {c['seq_len']} | {c['rounds']} | " + " | ".join(cells) + " | "
                      + " | ".join(f"{v['median']:.3f} [{v['quartiles'][0]:.2f}, {v['quartiles'][1]:.2f}]"
                                   for v in ratios) + " |")
-    write_results(payload, RESULTS / f"int8_kernels_{task}.json")
-    (RESULTS / f"int8_kernels_{task}.md").write_text("\n".join(lines) + "\n")
+    write_results(payload, RESULTS / f"int8_kernels_{task}{tag}.json")
+    (RESULTS / f"int8_kernels_{task}{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -115,5 +115,6 @@ if __name__ == "__main__":
     parser.add_argument("--seq_lens", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--onnx", action="store_true", help="also plain ONNX Runtime int8 and ours (onnxruntime)")
+    parser.add_argument("--tag", default="", help="suffix of the results files (e.g. the machine's int8 ISA)")
     options = parser.parse_args()
-    main(options.task, options.rounds, options.seq_lens, options.batch_sizes, options.onnx)
+    main(options.task, options.rounds, options.seq_lens, options.batch_sizes, options.onnx, options.tag)

@@ -115,3 +115,5 @@ $PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep \
 # Two Theseus stage-1 variants at the same 3-epoch budget.
 $PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep_stage1 --variants "theseus constant, replacing 25%" \
   "theseus constant, all trained in replacing" > cache/logs/theseus_sst2_3ep_stage1.log 2>&1
+# Ours vs torch.ao (per-tensor, per-channel) and plain ORT, alone, on this VNNI machine (keeps the AVX2 record).
+$PY int8_kernels.py --task sst2 --rounds 400 --seq_lens 128 --onnx --tag _vnni > cache/logs/int8_kernels_vnni.log 2>&1
