@@ -186,7 +186,6 @@ def require_calibration(dataloader):
     return dataloader
 
 
-
 def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None,
                           dataloader=None) -> PreTrainedModel:
     """Quantize ``model`` in place (torch backend) and record the layout for ``from_pretrained``.

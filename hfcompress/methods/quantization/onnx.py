@@ -74,7 +74,8 @@ def export_onnx(
     ``optimize`` runs ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before
     quantizing; by default (``None``) it does unless the export is int8 on a CPU with VNNI, where
     the unfused int8 graph ran faster (see ``kernels.default_ort_fusions``; the choice is recorded
-    in config.json; ``ffn_per_token`` and ``keep_ffn_out_float`` need the fused graph); ``per_channel`` quantizes weights per output channel. With both off this is the
+    in config.json; ``ffn_per_token`` and ``keep_ffn_out_float`` need the fused graph).
+    ``per_channel`` quantizes weights per output channel. With both off this is the
     plain ``quantize_dynamic`` recipe. ``keep_ffn_out_float`` leaves the FFN output MatMuls (the
     ones fed by GELU, whose activations have the widest range) in float: slower, more accurate.
     ``weight_bits=7`` is ORT's ``reduce_range``: ORT's AVX2 int8 kernels can saturate with 8-bit
