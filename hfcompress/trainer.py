@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from .adapters import get_adapter
 from .compress import CompressCallback, is_post_training_config
 from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
 
@@ -106,6 +107,14 @@ class CompressionTrainer(Trainer):
                                 base_model=kwargs.get("finetuned_from"))
         card.save(f"{self.args.output_dir}/README.md")
 
+    def _student_output_depths(self) -> list[float] | None:
+        """Depth fractions of the last forward's layer outputs, if the layer stack changes per forward."""
+        try:
+            layers = get_adapter(self.model).layers(self.model)
+        except (ValueError, AttributeError):
+            return None
+        return getattr(layers, "output_depths", None)
+
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         if self.teacher is None:
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -117,8 +126,8 @@ class CompressionTrainer(Trainer):
                                                output_hidden_states=hidden)
             loss = distillation_loss(outputs.logits, teacher_outputs.logits, outputs.get("loss"), self.distillation)
             if hidden:
-                loss = loss + self.distillation.hidden_weight * hidden_state_loss(outputs.hidden_states,
-                                                                                  teacher_outputs.hidden_states)
+                loss = loss + self.distillation.hidden_weight * hidden_state_loss(
+                    outputs.hidden_states, teacher_outputs.hidden_states, self._student_output_depths())
         if model.training:
             for callback in self.callback_handler.callbacks:
                 extra = callback.extra_loss(self.model, self.state.global_step) if hasattr(callback, "extra_loss") else None

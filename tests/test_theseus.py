@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
-from hfcompress import CompressionTrainer, DistillationConfig, TheseusCallback, TheseusConfig, get_record
+from hfcompress import CompressionTrainer, DistillationConfig, TheseusCallback, TheseusConfig, get_adapter, get_record
+from hfcompress.methods.distillation import distillation_loss, hidden_state_loss
 from hfcompress.methods.theseus import TheseusLayers, attach_successor, replacing_rate
 from hfcompress.methods.theseus.model import successor_sources
 
@@ -85,6 +88,40 @@ def test_draws_are_deterministic_and_follow_rate():
     assert abs(hits / 6000 - 0.3) < 0.03
 
 
+def test_hidden_state_distillation_matches_each_output_to_its_depth():
+    # Replacement training changes the depth per forward; each recorded layer output must be
+    # compared with the teacher's output at the same depth, not spread evenly over the teacher.
+    teacher = tiny_model(layers=6)
+    model = copy.deepcopy(teacher)
+    stack = attach_successor(model, TheseusConfig(successor_layers=3), seed=3)
+    teacher.eval()
+    model.train()
+    for module in model.modules():  # training-mode draws, but deterministic outputs
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    mixed_paths = 0
+    for step in range(12):
+        stack.set_step(step, 0.5)
+        with torch.no_grad():
+            student = model(**tiny_inputs(), output_hidden_states=True).hidden_states
+            target = teacher(**tiny_inputs(), output_hidden_states=True).hidden_states
+        depths = stack.output_depths
+        assert len(depths) == len(student) - 1 and depths[-1] == 1.0
+        mixed_paths += 3 < len(depths) < 6
+        # Predecessor layers before the first successor layer run the teacher's own weights on the
+        # teacher's own input: their outputs equal the teacher's at the same depth.
+        for i, depth in enumerate(depths, start=1):
+            if i == round(depth * 6):  # an all-predecessor prefix
+                torch.testing.assert_close(student[i], target[i], rtol=0, atol=0)
+        expected = torch.stack([torch.nn.functional.mse_loss(student[i], target[round(d * 6)])
+                                for i, d in enumerate(depths, start=1)]).mean()
+        torch.testing.assert_close(hidden_state_loss(student, target, depths), expected)
+    assert mixed_paths > 0
+    model.eval()
+    model(**tiny_inputs())
+    assert stack.output_depths == [1 / 3, 2 / 3, 1.0]
+
+
 def test_frozen_predecessor_gets_no_gradient_and_successor_trains(tmp_path):
     model = tiny_model(layers=6)
     callback = TheseusCallback(TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=100))
@@ -92,13 +129,13 @@ def test_frozen_predecessor_gets_no_gradient_and_successor_trains(tmp_path):
 
     class Probe(TrainerCallback):  # checks gradients before each optimizer step
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            stack = model.bert.encoder.layer
+            stack = get_adapter(model).layers(model)
             assert all(p.grad is None for p in stack.predecessor.parameters())
             assert model.classifier.weight.grad is None and model.bert.embeddings.word_embeddings.weight.grad is None
             seen["steps"] += 1
 
     trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=_rows(), callbacks=[callback, Probe()])
-    stack = model.bert.encoder.layer
+    stack = get_adapter(model).layers(model)
     predecessor = [p.clone() for p in stack.predecessor.parameters()]
     successor = [p.clone() for p in stack.successor.parameters()]
     classifier = model.classifier.weight.clone()
@@ -128,7 +165,7 @@ def test_stage_two_trains_everything_and_export_matches(tmp_path):
     callback = TheseusCallback(TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=3))
     classifier = model.classifier.weight.clone()
     trainer = Trainer(model=model, args=_args(tmp_path, max_steps=6), train_dataset=_rows(), callbacks=[callback])
-    stack = model.bert.encoder.layer
+    stack = get_adapter(model).layers(model)
     model.eval()
     trainer.train()
     assert not torch.equal(classifier, model.classifier.weight)  # stage 2 trained the classifier
@@ -219,6 +256,33 @@ def test_distillation_needs_teacher_and_runs(tmp_path):
                                  teacher=teacher, distillation=DistillationConfig(temperature=2.0, alpha=0.7))
     trainer.train()
     assert model.config.num_hidden_layers == 3 and teacher.config.num_hidden_layers == 6
+
+
+def test_trainer_hidden_state_term_follows_the_drawn_path(tmp_path):
+    teacher = tiny_model(layers=6)
+    model = copy.deepcopy(teacher)
+    distillation = DistillationConfig(alpha=0.5, hidden_weight=1.0)
+    trainer = CompressionTrainer(model=model, args=_args(tmp_path), train_dataset=_rows(),
+                                 compression=[TheseusConfig(successor_layers=3, steps_for_replacing=100)],
+                                 teacher=teacher, distillation=distillation)
+    stack = get_adapter(model).layers(model)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    inputs = {**tiny_inputs(), "labels": torch.tensor([0, 1, 2])}
+    for step in range(50):  # a draw that mixes successor and predecessor blocks
+        stack.set_step(step, 0.5)
+        if 0 < sum(stack.draw()) < 3:
+            break
+    stack.set_step(step, 0.5)
+    loss = trainer.compute_loss(model, dict(inputs))
+    stack.set_step(step, 0.5)  # replay the same draw
+    outputs = model(**inputs, output_hidden_states=True)
+    reference = teacher(**tiny_inputs(), output_hidden_states=True)
+    expected = (distillation_loss(outputs.logits, reference.logits, outputs.loss, distillation)
+                + hidden_state_loss(outputs.hidden_states, reference.hidden_states, stack.output_depths))
+    torch.testing.assert_close(loss, expected)
 
 
 def test_unknown_training_config_rejected(tmp_path):

@@ -15,6 +15,8 @@ class DistillationConfig:
     The hidden-state term needs equal hidden sizes. Student layer i (1-based) of L_s is matched to
     teacher layer i * L_t / L_s: the same layer when depths are equal (weight sharing, low-rank,
     pruning), the last layer of each block when the student is shallower (Theseus successor).
+    During Theseus replacement training, where each forward mixes successor and predecessor
+    layers, each layer output is matched to the teacher layer at the same depth.
     It asks both models for ``output_hidden_states``: more memory per step.
 
     Example:

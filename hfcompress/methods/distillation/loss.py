@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -32,11 +35,18 @@ def distillation_loss(
     return config.alpha * soft + (1.0 - config.alpha) * task_loss
 
 
-def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def hidden_state_loss(
+    student_hidden: tuple[torch.Tensor, ...],
+    teacher_hidden: tuple[torch.Tensor, ...],
+    depths: Sequence[float] | None = None,
+) -> torch.Tensor:
     """Mean MSE between each student layer's output and its matched teacher layer's output.
 
     Both tuples are ``output_hidden_states`` (embeddings first, then one entry per layer). Student
-    layer i of L_s is matched to teacher layer i * L_t // L_s.
+    layer i of L_s is matched to teacher layer floor(depths[i-1] * L_t), where ``depths`` gives the
+    fraction of the full depth each student layer output stands for (default i / L_s: the same
+    layer for equal depths, the end of each block for a shallower student). A student whose depth
+    changes per forward (a Theseus stack in replacement training) passes its own.
 
     Example:
         >>> hidden_state_loss(student(**x, output_hidden_states=True).hidden_states,
@@ -49,6 +59,13 @@ def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: 
     if student_hidden[-1].shape[-1] != teacher_hidden[-1].shape[-1]:
         raise ValueError(f"Hidden-state distillation needs equal hidden sizes; student {student_hidden[-1].shape[-1]}, "
                          f"teacher {teacher_hidden[-1].shape[-1]}. Set hidden_weight=0.")
-    losses = [F.mse_loss(student_hidden[i], teacher_hidden[i * teacher_layers // student_layers].detach())
-              for i in range(1, student_layers + 1)]
+    if depths is None:
+        depths = [i / student_layers for i in range(1, student_layers + 1)]
+    elif len(depths) != student_layers:
+        raise ValueError(f"depths has {len(depths)} entries for {student_layers} student layer outputs.")
+    # The small epsilon keeps 2/6 * 6 = 1.9999... on teacher layer 2.
+    targets = [math.floor(d * teacher_layers + 1e-6) for d in depths]
+    if not all(1 <= t <= teacher_layers for t in targets):
+        raise ValueError(f"depths must lie in (0, 1] and reach at least one teacher layer each; got {list(depths)}.")
+    losses = [F.mse_loss(student_hidden[i], teacher_hidden[t].detach()) for i, t in enumerate(targets, start=1)]
     return torch.stack(losses).mean()
