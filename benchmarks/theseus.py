@@ -41,12 +41,13 @@ def first_layers(model, k: int):
     return small
 
 
-def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compression=None, teacher=None):
+def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compression=None, teacher=None,
+                  distillation=None):
     args = training_args(f"theseus-{setup.task}-{name}-{lr}", steps, lr, seed)
     kwargs = {}
-    if compression is not None:
-        kwargs = dict(trainer_cls=CompressionTrainer, compression=compression, teacher=teacher,
-                      distillation=DistillationConfig(temperature=2.0, alpha=0.5) if teacher is not None else None)
+    if compression is not None or teacher is not None:
+        kwargs = dict(trainer_cls=CompressionTrainer, compression=compression or [], teacher=teacher,
+                      distillation=distillation if teacher is not None else None)
     trainer = build_trainer(model, tokenizer, setup.task, args, data["train"], data["validation"], **kwargs)
     started = time.time()
     trainer.train()
@@ -58,26 +59,34 @@ def successor_dir(task: str, name: str, tag: str = "") -> Path:
     return CACHE / "theseus" / f"{task}{tag}" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
 
 
-def variants(steps: int):
+LOGIT_KD = DistillationConfig(temperature=2.0, alpha=0.5)
+# Logits plus every successor layer's output against the predecessor's output at the same depth.
+HIDDEN_KD = DistillationConfig(temperature=2.0, alpha=0.5, hidden_weight=1.0)
+
+
+def variants(steps: int) -> dict[str, tuple[list | None, DistillationConfig | None]]:
+    """name -> (Theseus configs, or None for the truncated baseline; distillation from the teacher or None)."""
     half = steps // 2
     # Linear: p goes from 0.3 to 1 over the first half, as the constant schedule's stage 1.
     linear_k = 0.7 / max(1, half)
+
+    def constant(**kwargs):
+        return [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
+                              successor_init="block_last", **kwargs)]
+
     return {
-        "first-3-layers (baseline)": None,
-        "theseus constant": [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
-                                           successor_init="block_last")],
-        "theseus linear": [TheseusConfig(successor_layers=3, scheduler="linear", replacing_rate=0.3,
-                                         scheduler_linear_k=linear_k, successor_init="block_last")],
-        "theseus constant + KD": [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
-                                                successor_init="block_last")],
-        "theseus constant, init=first": [TheseusConfig(successor_layers=3, replacing_rate=0.5,
-                                                       steps_for_replacing=half, successor_init="first")],
+        "first-3-layers (baseline)": (None, None),
+        "theseus constant": (constant(), None),
+        "theseus linear": ([TheseusConfig(successor_layers=3, scheduler="linear", replacing_rate=0.3,
+                                          scheduler_linear_k=linear_k, successor_init="block_last")], None),
+        "theseus constant + KD": (constant(), LOGIT_KD),
+        "theseus constant, init=first": (constant(successor_init="first"), None),
         # Two ways to spend less of the budget with the embeddings and classifier frozen.
-        "theseus constant, replacing 25%": [TheseusConfig(successor_layers=3, replacing_rate=0.5,
-                                                          steps_for_replacing=steps // 4, successor_init="block_last")],
-        "theseus constant, all trained in replacing": [TheseusConfig(
-            successor_layers=3, replacing_rate=0.5, steps_for_replacing=half, successor_init="block_last",
-            train_classifier_in_replacing=True)],
+        "theseus constant, replacing 25%": (constant(steps_for_replacing=steps // 4), None),
+        "theseus constant, all trained in replacing": (constant(train_classifier_in_replacing=True), None),
+        "theseus constant + KD (hidden states)": (constant(), HIDDEN_KD),
+        # Not a #4 baseline: shows how much of a KD variant's score is the distillation itself.
+        "first-3-layers + KD (hidden states)": (None, HIDDEN_KD),
     }
 
 
@@ -90,16 +99,16 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, ta
     steps = math.ceil(math.ceil(data["train"].num_rows / 32) * (epochs or BUDGET_EPOCHS[task]))
     grid: dict[str, dict] = {}
     models = {}
-    for name, compression in variants(steps).items():
+    for name, (compression, distillation) in variants(steps).items():
         if names and name not in names:
             continue
         for lr in lrs:
             key = f"{name} @ {lr:g}"
             torch.manual_seed(seed)
             start = first_layers(teacher, 3) if compression is None else copy.deepcopy(teacher)
-            kd_teacher = copy.deepcopy(teacher) if name.endswith("+ KD") else None
-            model, metrics, seconds = train_variant(f"{len(grid)}", start, tokenizer, setup, data,
-                                                    steps, lr, seed, copy.deepcopy(compression), kd_teacher)
+            kd_teacher = copy.deepcopy(teacher) if distillation is not None else None
+            model, metrics, seconds = train_variant(f"{len(grid)}", start, tokenizer, setup, data, steps, lr, seed,
+                                                    copy.deepcopy(compression), kd_teacher, distillation)
             score = metrics[f"eval_{spec.main_metric}"]
             grid[key] = {"name": name, "lr": lr, "score": score, "train_seconds": seconds}
             print(f"[{task}] {key}: {spec.main_metric}={score:.4f} ({seconds:.0f}s)", flush=True)
