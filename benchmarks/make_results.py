@@ -83,16 +83,33 @@ def grid_table(payload: dict) -> str:
 
 
 def theseus_summary(payloads: list[dict]) -> list[str]:
-    """The #4 targets over the tasks measured: retention, baseline comparison, batch-1 speedup."""
+    """The #4 targets over the tasks measured: retention, baseline comparison, batch-1 speedup.
+
+    Two tables: the four-task run at its default budgets (untagged files), and every task at the
+    teacher's own step budget (untagged files already there, plus tagged runs; one task's runs merged).
+    """
+    default = {p["task"]: [p] for p in payloads if not p.get("tag")}
+    at_teacher_budget: dict[str, list[dict]] = {}
+    for payload in payloads:
+        if payload["steps"] == payload["teacher"].get("steps"):
+            at_teacher_budget.setdefault(payload["task"], []).append(payload)
     lines = ["Summary of the per-task tables below (retention = score / teacher's score; \"best theseus\" is picked on the",
-             "same dev set it is scored on, so it is optimistic; the constant schedule is the preset):", "",
-             "| task | teacher | first-3-layers | theseus constant | best theseus | retention (constant) | "
+             "same dev set it is scored on, so it is optimistic; the constant schedule is the preset).", ""]
+    lines += _theseus_targets(default, "At the four-task run's budgets (SST-2 and TNEWS 1 epoch, MRPC and RTE 3):")
+    lines += ["", THESEUS_BUDGET_NOTE, ""]
+    if at_teacher_budget:
+        lines += _theseus_targets(at_teacher_budget, "At the teacher's budget (3 epochs for every variant; tagged runs "
+                                  "of a task merged, so \"best theseus\" picks among more variants where more ran):")
+        lines += ["", THESEUS_TEACHER_BUDGET_NOTE, ""]
+    return lines
+
+
+def _theseus_targets(by_task: dict[str, list[dict]], title: str) -> list[str]:
+    lines = [title, "", "| task | teacher | first-3-layers | theseus constant | best theseus | retention (constant) | "
              "retention (best) | best beats baseline | speedup bs1 (constant) |", "|---" * 9 + "|"]
     kept_constant, kept_best, wins = [], [], 0
-    for payload in payloads:
-        if payload.get("tag"):
-            continue  # a partial or longer run: its own table below, not part of the four-task summary
-        rows = {row["name"]: row for row in payload["rows"]}
+    for task in sorted(by_task):
+        rows = {row["name"]: row for payload in by_task[task] for row in payload["rows"]}
         teacher = next(row for name, row in rows.items() if name.startswith("teacher"))
         baseline = rows.get("first-3-layers (baseline)")
         constant = rows.get("theseus constant")
@@ -103,7 +120,7 @@ def theseus_summary(payloads: list[dict]) -> list[str]:
         kept_constant.append(constant["score"] / teacher["score"])
         kept_best.append(best["score"] / teacher["score"])
         wins += best["score"] > baseline["score"]
-        lines.append(f"| {payload['task']} | {100 * teacher['score']:.2f} | {100 * baseline['score']:.2f} | "
+        lines.append(f"| {task} | {100 * teacher['score']:.2f} | {100 * baseline['score']:.2f} | "
                      f"{100 * constant['score']:.2f} | {100 * best['score']:.2f} ({best['name']}) | "
                      f"{kept_constant[-1]:.1%} | {kept_best[-1]:.1%} | "
                      f"{'yes' if best['score'] > baseline['score'] else 'no'} | {constant.get('speedup_bs1', 0):.2f}x |")
@@ -111,7 +128,7 @@ def theseus_summary(payloads: list[dict]) -> list[str]:
         return []
     lines.append(f"| **mean over {len(kept_best)}** | | | | | {sum(kept_constant) / len(kept_constant):.1%} | "
                  f"{sum(kept_best) / len(kept_best):.1%} | {wins} of {len(kept_best)} | |")
-    return lines + ["", THESEUS_BUDGET_NOTE, ""]
+    return lines
 
 
 def best_drop_speedup(candidates: list[dict], teacher: dict, speedup: str, suffix: str = "") -> list[str]:
@@ -263,6 +280,16 @@ THESEUS_BUDGET_NOTE = (
     "budget: a stage 1 of 25% of the steps (82.91) and embeddings + classifier trained during stage 1 (83.14); both "
     "within noise of Theseus constant and below the baseline. The 97% target is reachable on SST-2 by the baseline, "
     "not by Theseus, with what was tried here."
+)
+
+THESEUS_TEACHER_BUDGET_NOTE = (
+    "With every variant at the teacher's 3 epochs (session 12 added TNEWS `_3ep`), the picture is: on TNEWS all 3-layer "
+    "variants pass the teacher (29.0-29.2 vs 28.07; the 6-layer teacher with 64% [UNK] tokens is weak) and Theseus "
+    "constant leads the baseline by 0.16 points, well inside one standard error (~0.45 on 10,000 rows); on SST-2 the "
+    "baseline leads every Theseus variant by 1.2-1.7 points; MRPC and RTE split. The mean retention of the best "
+    "Theseus variant (97.8%, picked on dev) passes #4's 97% only because TNEWS counts at 104% and RTE's weak teacher "
+    "(56.32, majority class 52.7) at 98%; the constant preset keeps 96.6%. Theseus beats the baseline on 2 of 4 tasks, "
+    "both by less than a standard error, and loses clearly on SST-2."
 )
 
 KERNELS_VNNI_NOTE = (

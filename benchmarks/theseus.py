@@ -70,9 +70,9 @@ def variants(steps: int) -> dict[str, tuple[list | None, DistillationConfig | No
     # Linear: p goes from 0.3 to 1 over the first half, as the constant schedule's stage 1.
     linear_k = 0.7 / max(1, half)
 
-    def constant(**kwargs):
-        return [TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half,
-                              successor_init="block_last", **kwargs)]
+    def constant(**overrides):
+        settings = dict(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half, successor_init="block_last")
+        return [TheseusConfig(**{**settings, **overrides})]
 
     return {
         "first-3-layers (baseline)": (None, None),

@@ -58,9 +58,9 @@ class CompressionTrainer(Trainer):
         self.distillation = distillation or (DistillationConfig() if teacher is not None else None)
         super().__init__(*args, callbacks=callbacks, **kwargs)
         if self.teacher is not None:
+            # Its forward runs under no_grad; its requires_grad flags stay the caller's, so a student
+            # later deep-copied from the same teacher is not frozen.
             self.teacher.to(self.args.device).eval()
-            for parameter in self.teacher.parameters():
-                parameter.requires_grad_(False)
 
     def _calibration_dataloader(self) -> DataLoader:
         """The train set in order, unsharded: every process (and a resumed run) sees the same batches,

@@ -51,3 +51,13 @@ def test_trainer_adds_the_weighted_hidden_state_term(tmp_path):
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.bert.encoder.parameters())
+
+
+def test_trainer_leaves_the_teachers_parameters_trainable(tmp_path):
+    # One teacher, several students deep-copied from it in turn (a sweep over configs): a teacher
+    # frozen in place by the first trainer would hand the next student frozen embeddings and classifier.
+    teacher = tiny_model(layers=2)
+    args = TrainingArguments(str(tmp_path), report_to=[], use_cpu=True)
+    CompressionTrainer(model=copy.deepcopy(teacher), args=args, teacher=teacher, distillation=DistillationConfig())
+    assert all(p.requires_grad for p in teacher.parameters())
+    assert all(p.requires_grad for p in copy.deepcopy(teacher).parameters())
