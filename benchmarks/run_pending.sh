@@ -117,3 +117,18 @@ $PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep_stage1 --variants "
   "theseus constant, all trained in replacing" > cache/logs/theseus_sst2_3ep_stage1.log 2>&1
 # Ours vs torch.ao (per-tensor, per-channel) and plain ORT, alone, on this VNNI machine (keeps the AVX2 record).
 $PY int8_kernels.py --task sst2 --rounds 400 --seq_lens 128 --onnx --tag _vnni > cache/logs/int8_kernels_vnni.log 2>&1
+
+# --- session 12 (2026-11-27) ---
+# Theseus on TNEWS with the teacher's 3 epochs (with SST-2 _3ep: every task at the teacher's budget).
+$PY theseus.py --tasks tnews --epochs 3 --lrs 1e-4 --tag _3ep --variants "first-3-layers (baseline)" "theseus constant" \
+  "theseus linear" "theseus constant + KD" > cache/logs/theseus_tnews_3ep.log 2>&1
+# Hidden-state distillation in Theseus (each layer output matched by depth), and the baseline with the same distillation.
+$PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep_hidden --variants "theseus constant + KD (hidden states)" \
+  "first-3-layers + KD (hidden states)" > cache/logs/theseus_sst2_3ep_hidden.log 2>&1
+# Cycle weight sharing (pairs 0+3, 1+4, 2+5) against the consecutive pairs of _kd_regmean at the same budget.
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_cycle \
+  --variants "shared, groups of 2 as cycle (0+3, 1+4, 2+5), RegMean init" \
+  "shared, groups of 2 as cycle (0+3, 1+4, 2+5), first-layer init" > cache/logs/sharing_lowrank_sst2_kd_cycle.log 2>&1
+# Low-rank 50% + KD rerun alone: in _kd and _kd_hidden it trained with a frozen teacher's copy (fixed trainer bug).
+$PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_lowrank \
+  --variants "low-rank 50% (attention+FFN)" > cache/logs/sharing_lowrank_sst2_kd_lowrank.log 2>&1
