@@ -129,6 +129,9 @@ $PY theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep_hidden --variants "
 $PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_cycle \
   --variants "shared, groups of 2 as cycle (0+3, 1+4, 2+5), RegMean init" \
   "shared, groups of 2 as cycle (0+3, 1+4, 2+5), first-layer init" > cache/logs/sharing_lowrank_sst2_kd_cycle.log 2>&1
-# Low-rank 50% + KD rerun alone: in _kd and _kd_hidden it trained with a frozen teacher's copy (fixed trainer bug).
+# The same cycle sharing on MRPC at the activation-aware low-rank budget.
+$PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --tag _kd_cycle \
+  --variants "shared, groups of 2 as cycle (0+3, 1+4, 2+5), first-layer init" > cache/logs/sharing_lowrank_mrpc_kd_cycle.log 2>&1
+# NOT RUN YET (stopped for time): low-rank 50% + KD alone; in _kd and _kd_hidden it trained with a frozen teacher's copy.
 $PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_lowrank \
   --variants "low-rank 50% (attention+FFN)" > cache/logs/sharing_lowrank_sst2_kd_lowrank.log 2>&1
