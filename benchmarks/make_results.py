@@ -257,7 +257,8 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                     "at 1000 steps it scored 81.77 against 82.34, a difference the paired test below does not "
                     "separate from noise: that cheap per-layer capacity is not what the shared model lacks. On MRPC with "
                     "the budget at which activation-aware low-rank 50% keeps 84.68 (240 steps + KD), groups of 2 "
-                    "(RegMean init) reach F1 81.21 / accuracy 71.08 against the teacher's 85.81 / 78.92.", "", SHARING_CYCLE_NOTE, ""]
+                    "(RegMean init) reach F1 81.21 / accuracy 71.08 against the teacher's 85.81 / 78.92.", "",
+                    SHARING_CYCLE_NOTE, ""]
 
 
 def _hardware_line(hardware: dict) -> str:
@@ -288,7 +289,9 @@ SHARING_CYCLE_NOTE = (
     "3 unique layers twice in order. Started from the teacher's first 3 layers (`init=\"first\"`, so the model first "
     "runs 0 1 2 0 1 2, 50.92 before fine-tuning) it reaches 85.89 on SST-2 after the same 400 steps + KD at which "
     "consecutive pairs reach 80.85: 0.57 under the teacher, inside #7's 2 points. RegMean init of the same cycle groups "
-    "reaches 83.26. On MRPC (240 steps + KD, lr 1e-4, the activation-aware low-rank budget) the cycle, first-layer init reaches F1 84.33 / accuracy 76.23 (teacher 85.81 / 78.92): 1.48 points under, inside the 2, and off the majority class where consecutive RegMean pairs stayed (81.21 / 71.08). Recipe: configs/sharing_cycle.yaml."
+    "reaches 83.26. On MRPC (240 steps + KD, lr 1e-4, the activation-aware low-rank budget) the cycle, "
+    "first-layer init reaches F1 84.33 / accuracy 76.23 (teacher 85.81 / 78.92): 1.48 points under, inside the 2, and "
+    "off the majority class where consecutive RegMean pairs stayed (81.21 / 71.08). Recipe: configs/sharing_cycle.yaml."
 )
 
 THESEUS_TEACHER_BUDGET_NOTE = (

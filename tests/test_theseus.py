@@ -88,6 +88,14 @@ def test_draws_are_deterministic_and_follow_rate():
     assert abs(hits / 6000 - 0.3) < 0.03
 
 
+def _train_without_dropout(model):
+    """Training mode (replacement draws) with deterministic outputs."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
 def test_hidden_state_distillation_matches_each_output_to_its_depth():
     # Replacement training changes the depth per forward; each recorded layer output must be
     # compared with the teacher's output at the same depth, not spread evenly over the teacher.
@@ -95,10 +103,7 @@ def test_hidden_state_distillation_matches_each_output_to_its_depth():
     model = copy.deepcopy(teacher)
     stack = attach_successor(model, TheseusConfig(successor_layers=3), seed=3)
     teacher.eval()
-    model.train()
-    for module in model.modules():  # training-mode draws, but deterministic outputs
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    _train_without_dropout(model)
     mixed_paths = 0
     for step in range(12):
         stack.set_step(step, 0.5)
@@ -266,10 +271,7 @@ def test_trainer_hidden_state_term_follows_the_drawn_path(tmp_path):
                                  compression=[TheseusConfig(successor_layers=3, steps_for_replacing=100)],
                                  teacher=teacher, distillation=distillation)
     stack = get_adapter(model).layers(model)
-    model.train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+    _train_without_dropout(model)
     inputs = {**tiny_inputs(), "labels": torch.tensor([0, 1, 2])}
     for step in range(50):  # a draw that mixes successor and predecessor blocks
         stack.set_step(step, 0.5)

@@ -38,9 +38,9 @@ class TheseusLayers(nn.Module):
         self.step = 0
         self._micro_batch = 0
         self.successor_used = False  # since the last optimizer step
-        # Fraction of the predecessor's depth reached after each layer of the last path, so that
-        # hidden-state distillation matches a successor layer to the end of the block it replaces.
-        self.output_depths: list[float] = [(i + 1) / len(successor) for i in range(len(successor))]
+        # Fraction of the predecessor's depth reached after each layer of the last path (set by each
+        # forward), so hidden-state distillation matches a successor layer to the end of its block.
+        self.output_depths: list[float] = []
 
     def set_step(self, step: int, rate: float) -> None:
         self.step, self.rate, self._micro_batch = step, rate, 0
@@ -54,21 +54,20 @@ class TheseusLayers(nn.Module):
         return (torch.rand(len(self.successor), generator=generator) < self.rate).tolist()
 
     def _path(self) -> list[nn.Module]:
+        # Eval runs the successor only: every block replaced, no draw.
+        replaced_blocks = self.draw() if self.training else [True] * len(self.successor)
         depth = len(self.predecessor)
-        if not self.training:
-            self.output_depths = [(i + 1) / len(self.successor) for i in range(len(self.successor))]
-            return list(self.successor)
         path: list[nn.Module] = []
         self.output_depths = []
-        for block, replaced in enumerate(self.draw()):
+        for block, replaced in enumerate(replaced_blocks):
             start = block * self.block_size
             if replaced:
                 path.append(self.successor[block])
                 self.output_depths.append((start + self.block_size) / depth)
-                self.successor_used = True
             else:
                 path.extend(self.predecessor[start:start + self.block_size])
                 self.output_depths.extend((start + i + 1) / depth for i in range(self.block_size))
+        self.successor_used = self.successor_used or (self.training and any(replaced_blocks))
         if len(path) == len(self.predecessor) and torch.is_grad_enabled():
             # An all-predecessor draw (1 in 8 at p=0.5 with 3 blocks) leaves nothing trainable on
             # the path and loss.backward() would fail; a zero-valued link to the successor keeps
