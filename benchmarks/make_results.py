@@ -140,24 +140,56 @@ def best_drop_speedup(candidates: list[dict], teacher: dict, speedup: str, suffi
             f"{100 * (teacher['score'] - best['score']):.2f}", f"{best.get(speedup, 0):.2f}x"]
 
 
+def _merge_same_budget(payloads: list[dict]) -> list[dict]:
+    """Runs with the same budget (task, steps, lr, KD, seed) as one payload: the same-budget magnitude
+    baseline or the 3% rows may come from their own tagged runs. The first run's teacher row is kept."""
+    merged: dict[tuple, dict] = {}
+    for payload in payloads:
+        key = (payload["task"], payload["steps"], payload.get("learning_rate"), payload.get("distillation"),
+               payload.get("seed"))
+        if key in merged:
+            merged[key] = {**merged[key], "rows": merged[key]["rows"] + payload["rows"][1:],
+                           "runs": merged[key]["runs"] + 1}
+        else:
+            merged[key] = {**payload, "runs": 1}
+    return list(merged.values())
+
+
+MOVEMENT_METHODS = (("magnitude", "magnitude {}"), ("hard movement (topK)", "hard movement {}, magnitude init"),
+                    ("soft movement (sigmoied threshold)", "soft movement {}, magnitude init"))
+
+
+def movement_grid(payloads: list[dict]) -> list[str]:
+    """#5's grid (magnitude, hard and soft movement at 10% and 3%) for every budget where all six rows exist."""
+    lines = []
+    for payload in _merge_same_budget(payloads):
+        rows = {row["name"]: row for row in payload["rows"]}
+        teacher = payload["rows"][0]
+        names = [[pattern.format(level) for level in ("10%", "3%")] for _, pattern in MOVEMENT_METHODS]
+        if not all(name in rows for pair in names for name in pair):
+            continue
+        budget = f"{payload['task']}, {payload['steps']} steps" + (" + KD" if payload.get("distillation") else "")
+        lines += [f"The #5 grid at one budget ({budget}; {payload['runs']} runs with the same teacher, seed, "
+                  f"steps and learning rates, merged; teacher {100 * teacher['score']:.2f}). Movement rows start "
+                  "their scores from |W| (scores_init=\"magnitude\"); dev score, retention of the teacher's score "
+                  "in brackets:", "", "| method | 10% remaining | 3% remaining |", "|---|---|---|"]
+        for (label, _), pair in zip(MOVEMENT_METHODS, names):
+            cells = [f"{100 * rows[name]['score']:.2f} ({rows[name]['score'] / teacher['score']:.1%})"
+                     for name in pair]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def movement_summary(payloads: list[dict]) -> list[str]:
     """The #5 targets, per table: soft movement 10% vs 95% retention and vs magnitude 10%; structured 50%."""
     lines = ["Against #5's targets (soft movement at 10% keeps >= 95% of the teacher and beats magnitude at 10%; "
              "structured movement at 50% is >= 1.4x faster at batch 1 with <= 1.5 points drop), per table below:", "",
              "| table | teacher | magnitude 10% | best soft movement 10% | retention | beats magnitude | "
              "best structured 50% | drop | speedup bs1 |", "|---" * 9 + "|"]
-    # Runs with the same budget (task, steps, lr, KD, seed) but different variants share a row: the
-    # same-budget magnitude baseline may come from its own run.
-    merged: dict[tuple, dict] = {}
-    for payload in payloads:
-        key = (payload["task"], payload["steps"], payload.get("learning_rate"), payload.get("distillation"),
-               payload.get("seed"))
-        if key in merged:
-            merged[key] = {**merged[key], "rows": merged[key]["rows"] + payload["rows"][1:]}
-        else:
-            merged[key] = payload
+    merged = _merge_same_budget(payloads)
     count = 0
-    for payload in merged.values():
+    for payload in merged:
         rows = payload["rows"]
         teacher = rows[0]
         magnitude = next((r for r in rows if r["name"] == "magnitude 10%"), None)
@@ -486,6 +518,7 @@ def main() -> None:
             out += theseus_summary(payloads)
         if prefix == "movement":
             out += movement_summary(payloads)
+            out += movement_grid(payloads)
         if prefix == "sharing_lowrank":
             out += sharing_summary(payloads)
         if prefix == "quantization":

@@ -43,10 +43,13 @@ def variants():
     # The same methods with scores starting from |W| instead of zeros (scores_init="magnitude"):
     # at a few hundred steps the zero start prunes nearly at random (see RESULTS.md).
     warm = dict(common, scores_init="magnitude")
-    out["hard movement 10%, magnitude init"] = MovementPruningConfig(method="topK", final_remaining=0.10, **warm)
-    out["soft movement 10%, magnitude init"] = MovementPruningConfig(method="sigmoied_threshold", target_remaining=True,
-                                                                     final_remaining=0.10, regularization_lambda=1.0,
-                                                                     **warm)
+    for remaining in (0.10, 0.03):
+        tag = f"{int(remaining * 100)}%"
+        out[f"hard movement {tag}, magnitude init"] = MovementPruningConfig(method="topK", final_remaining=remaining,
+                                                                            **warm)
+        out[f"soft movement {tag}, magnitude init"] = MovementPruningConfig(
+            method="sigmoied_threshold", target_remaining=True, final_remaining=remaining, regularization_lambda=1.0,
+            **warm)
     out["structured movement 50%, magnitude init"] = MovementPruningConfig(method="topK", granularity="row",
                                                                           final_remaining=0.5, **warm)
     return out
