@@ -317,7 +317,8 @@ THESEUS_BUDGET_NOTE = (
 
 SHARING_CYCLE_NOTE = (
     "Session 12, run `_kd_cycle`: which layers share matters more than any init or budget tried above. Cycle sharing "
-    "(Takase & Kiyono 2021; explicit groups [[0, 3], [1, 4], [2, 5]], still groups of 2 and half the encoder) runs the "
+    "(Takase & Kiyono 2021; `pattern=\"cycle\"`: groups [[0, 3], [1, 4], [2, 5]], still groups of 2 and half the "
+    "encoder) runs the "
     "3 unique layers twice in order. Started from the teacher's first 3 layers (`init=\"first\"`, so the model first "
     "runs 0 1 2 0 1 2, 50.92 before fine-tuning) it reaches 85.89 on SST-2 after the same 400 steps + KD at which "
     "consecutive pairs reach 80.85: 0.57 under the teacher, inside #7's 2 points. RegMean init of the same cycle groups "

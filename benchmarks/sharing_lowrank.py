@@ -35,10 +35,10 @@ VARIANTS = {
         group_size=2, init="regmean", max_batches=32, linear_weights_only=True),
     # Cycle sharing (Takase & Kiyono 2021): pairs 3 layers apart, so the model runs its 3 unique layers twice in order.
     "shared, groups of 2 as cycle (0+3, 1+4, 2+5), RegMean init": WeightSharingConfig(
-        groups=[[0, 3], [1, 4], [2, 5]], init="regmean", max_batches=32),
+        group_size=2, pattern="cycle", init="regmean", max_batches=32),
     # ... starting from the teacher's first 3 layers (runs 0, 1, 2, 0, 1, 2): the first half is the truncated model.
     "shared, groups of 2 as cycle (0+3, 1+4, 2+5), first-layer init": WeightSharingConfig(
-        groups=[[0, 3], [1, 4], [2, 5]], init="first"),
+        group_size=2, pattern="cycle", init="first"),
     "shared, groups of 3": WeightSharingConfig(group_size=3, init="mean"),
     "shared, all 6 layers": WeightSharingConfig(group_size=6, init="mean"),
     "low-rank 50% (attention+FFN)": LowRankConfig(param_ratio=0.5),

@@ -198,10 +198,34 @@ def test_regmean_linear_weights_only_reloads(tmp_path):
 
 @pytest.mark.parametrize("bad", [dict(), dict(groups=[[0, 1]], group_size=2), dict(group_size=1),
                                  dict(groups=[[0]]), dict(groups=[[0, 1], [1, 2]]), dict(group_size=2, share="x"),
-                                 dict(group_size=2, init="median"), dict(group_size=2, init="regmean", max_batches=0)])
+                                 dict(group_size=2, init="median"), dict(group_size=2, init="regmean", max_batches=0),
+                                 dict(group_size=2, pattern="zigzag"), dict(groups=[[0, 1]], pattern="cycle")])
 def test_invalid_sharing(bad):
     with pytest.raises(ValueError):
         WeightSharingConfig(**bad)
+
+
+@pytest.mark.parametrize("pattern, size, expected", [
+    ("consecutive", 2, [[0, 1], [2, 3], [4, 5]]), ("cycle", 2, [[0, 3], [1, 4], [2, 5]]),
+    ("cycle", 3, [[0, 2, 4], [1, 3, 5]]), ("cycle", 6, [[0, 1, 2, 3, 4, 5]])])
+def test_group_patterns(pattern, size, expected):
+    assert WeightSharingConfig(group_size=size, pattern=pattern).resolve_groups(6) == expected
+
+
+def test_cycle_sharing_with_first_init_runs_the_first_layers_twice(tmp_path):
+    model = tiny_model(layers=4).eval()
+    expected = AutoModelForSequenceClassification.from_config(model.config).eval()
+    expected.load_state_dict(model.state_dict())
+    from hfcompress import get_adapter
+    encoder_layers = get_adapter(expected).layers(expected)
+    encoder_layers[2].load_state_dict(encoder_layers[0].state_dict())
+    encoder_layers[3].load_state_dict(encoder_layers[1].state_dict())
+    shared = compress(model, WeightSharingConfig(group_size=2, pattern="cycle", init="first"))
+    torch.testing.assert_close(shared(**tiny_inputs()).logits, expected(**tiny_inputs()).logits)
+    shared.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert get_record(loaded).steps[-1]["groups"] == [[0, 2], [1, 3]]
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits)
 
 
 def test_invalid_groups_for_model():

@@ -9,6 +9,7 @@ from ...calibration import check_max_batches
 
 SHARE = ("layer", "attention", "ffn")
 INITS = ("first", "mean", "regmean")
+PATTERNS = ("consecutive", "cycle")
 
 
 @dataclass
@@ -16,7 +17,10 @@ class WeightSharingConfig:
     """Tie encoder layers into groups that use one set of weights.
 
     Give explicit ``groups`` (lists of layer indices) or ``group_size`` (every n consecutive
-    layers; ``group_size`` = number of layers shares one layer across the model). ``share``
+    layers; ``group_size`` = number of layers shares one layer across the model). With
+    ``pattern="cycle"`` a group of ``group_size`` takes layers L/n apart instead (Takase & Kiyono
+    2021): for 6 layers and n=2, [0, 3], [1, 4], [2, 5], so with ``init="first"`` the model starts
+    as its first 3 layers run twice (0 1 2 0 1 2). ``share``
     picks what is tied: whole layers, only attention (q, k, v, output), or only the FFN.
     The shared weights start as the group's first layer (``init="first"``), the mean of the
     group (``"mean"``), or, for the linears, the weights that best reproduce every member's
@@ -31,10 +35,13 @@ class WeightSharingConfig:
         >>> compress(model, WeightSharingConfig(group_size=2, share="layer", init="mean"))
         >>> compress(model, WeightSharingConfig(group_size=2, init="regmean", max_batches=32), dataloader=loader)
         >>> compress(model, WeightSharingConfig(group_size=2, linear_weights_only=True))
+        >>> compress(model, WeightSharingConfig(group_size=2, pattern="cycle"))
     """
 
     groups: list[list[int]] | None = field(default=None, metadata={"help": "Explicit groups of layer indices."})
-    group_size: int | None = field(default=None, metadata={"help": "Tie every n consecutive layers."})
+    group_size: int | None = field(default=None, metadata={"help": "Tie groups of n layers (see pattern)."})
+    pattern: str = field(default="consecutive", metadata={
+        "help": "How group_size groups layers: consecutive (0+1, 2+3, ...) | cycle (for 6 layers, n=2: 0+3, 1+4, 2+5)."})
     share: str = field(default="layer", metadata={"help": "What to tie: layer | attention | ffn."})
     init: str = field(default="first", metadata={"help": "Shared weights start as: first | mean | regmean."})
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for init=regmean."})
@@ -53,6 +60,10 @@ class WeightSharingConfig:
                 raise ValueError(f"Every group needs at least 2 layers; got {self.groups}.")
             if len(flat) != len(set(flat)) or any(not isinstance(i, int) or i < 0 for i in flat):
                 raise ValueError(f"groups must hold distinct non-negative layer indices; got {self.groups}.")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"pattern must be one of {PATTERNS}; got {self.pattern!r}.")
+        if self.groups is not None and self.pattern != "consecutive":
+            raise ValueError("pattern applies to group_size; explicit groups already say which layers share.")
         if self.share not in SHARE:
             raise ValueError(f"share must be one of {SHARE}; got {self.share!r}.")
         check_max_batches(self.max_batches)
@@ -69,6 +80,9 @@ class WeightSharingConfig:
         if num_layers % self.group_size:
             raise ValueError(f"group_size={self.group_size} does not divide the model's {num_layers} layers; "
                              f"use one of {[n for n in range(2, num_layers + 1) if num_layers % n == 0]} or explicit groups.")
+        if self.pattern == "cycle":
+            stride = num_layers // self.group_size
+            return [list(range(start, num_layers, stride)) for start in range(stride)]
         return [list(range(start, start + self.group_size)) for start in range(0, num_layers, self.group_size)]
 
     @property
