@@ -135,3 +135,18 @@ $PY sharing_lowrank.py --tasks mrpc --finetune_steps 240 --lr 1e-4 --distill --t
 # Low-rank 50% + KD alone with the fixed trainer (checks the _kd / _kd_hidden rows: same 84.17).
 $PY sharing_lowrank.py --tasks sst2 --finetune_steps 400 --lr 1e-4 --distill --tag _kd_lowrank \
   --variants "low-rank 50% (attention+FFN)" > cache/logs/sharing_lowrank_sst2_kd_lowrank.log 2>&1
+# Session 13: cycle sharing paired against its teacher on the same dev rows.
+C="shared, groups of 2 as cycle (0+3, 1+4, 2+5), first-layer init + fine-tune"
+$PY paired.py results/sharing_lowrank_sst2_kd_cycle.json "$C" results/sharing_lowrank_sst2_kd_cycle.json teacher \
+  --out results/paired_sharing_lowrank_sst2_cycle.json
+$PY paired.py results/sharing_lowrank_mrpc_kd_cycle.json "$C" results/sharing_lowrank_mrpc_kd_cycle.json teacher \
+  --out results/paired_sharing_lowrank_mrpc_cycle.json
+# Session 13: the #5 grid at the 2000-step + KD budget (hard movement; 3% rows), one tagged run per variant.
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_hard \
+  --variants "hard movement 10%, magnitude init" > cache/logs/movement_sst2_kd_2000_hard.log 2>&1
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_soft3 \
+  --variants "soft movement 3%, magnitude init" > cache/logs/movement_sst2_kd_2000_soft3.log 2>&1
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_magnitude3 \
+  --variants "magnitude 3%" > cache/logs/movement_sst2_kd_2000_magnitude3.log 2>&1
+$PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_hard3 \
+  --variants "hard movement 3%, magnitude init" > cache/logs/movement_sst2_kd_2000_hard3.log 2>&1
