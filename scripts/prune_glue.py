@@ -66,7 +66,9 @@ def main() -> None:
     pruned_dir = os.path.join(training.output_dir, "pruned")
     model.save_pretrained(pruned_dir)
     tokenizer.save_pretrained(pruned_dir)
-    results = report([("unpruned", teacher), (f"pruned ({known.method})", model)], data, task_args,
+    # A recipe's method reaches the config, not the selector: name the row from what ran.
+    label = f"pruned ({known.method if importance is not None else config.method})"
+    results = report([("unpruned", teacher), (label, model)], data, task_args,
                      training.output_dir, baseline="unpruned", extra={"pruning": config.to_dict()})
     build_model_card(pruned_dir, results=results, base_model=task_args.model_name_or_path).save(
         os.path.join(pruned_dir, "README.md"))

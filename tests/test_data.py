@@ -77,6 +77,17 @@ def test_bad_inputs(tmp_path):
         load_task("sst2", tmp_path, dev_split=1.5)
 
 
+def test_unreachable_hub_names_data_dir(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConnectionError, match="Offline, pass data_dir .*--data_dir.* TSV layout"):
+        load_task("mrpc")
+
+
 def test_stsb_regression_and_quotes_are_literal(tmp_path):
     header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
     body = '0\tmain\tx\t2012\t1\ta\tb\tA "quoted\tother\t3.8\n'

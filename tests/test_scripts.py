@@ -64,10 +64,13 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     assert successor.config.num_hidden_layers == 2
 
 
-@pytest.mark.parametrize("method_flags", [["--method", "heads", "--target", "0.5"],
-                                          ["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0",
-                                           "--scores_init", "magnitude", "--distill", "--distill_hidden_weight", "1"]])
-def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags):
+@pytest.mark.parametrize("method_flags, ran, steps", [
+    (["--method", "heads", "--target", "0.5"], "heads", ["heads"]),
+    (["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0", "--scores_init", "magnitude",
+      "--distill", "--distill_hidden_weight", "1"], "topK", ["movement"]),
+    (["--config", str(ROOT / "configs/movement_soft_finetuned.yaml"), "--eval_strategy", "no"], "sigmoied_threshold",
+     ["movement", "sparse_storage"])])
+def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags, ran, steps):
     _save_tiny(tmp_path / "tiny", minilm_path, layers=2)
     out = tmp_path / "out"
     result = subprocess.run(
@@ -79,10 +82,10 @@ def test_prune_glue_end_to_end(tmp_path, minilm_path, method_flags):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads((out / "results.json").read_text())
-    assert payload["rows"][1]["name"].startswith("pruned")
+    assert payload["rows"][1]["name"] == f"pruned ({ran})"
     pruned = AutoModelForSequenceClassification.from_pretrained(out / "pruned")
     methods = [s["method"] for s in pruned.config.quantization_config.steps]
-    assert methods == (["heads"] if "heads" in method_flags else ["movement"])
+    assert methods == steps
     assert (out / "pruned" / "README.md").is_file()
 
 
@@ -104,3 +107,15 @@ def test_soft_movement_recipe_parses(tmp_path):
         ["--config", str(ROOT / "configs/movement_soft_glue.yaml"), "--model_name_or_path", "m", "--task_name",
          "sst2", "--output_dir", str(tmp_path)])
     assert config.method == "sigmoied_threshold" and config.target_remaining and config.sparse_storage
+
+
+def test_finetuned_soft_movement_recipe_parses_with_distillation(tmp_path):
+    from hfcompress import MovementPruningConfig
+    from hfcompress.scripting import DistillArguments
+
+    _, config, distill, training = parse_with_recipe(
+        (TaskArguments, MovementPruningConfig, DistillArguments, TrainingArguments),
+        ["--config", str(ROOT / "configs/movement_soft_finetuned.yaml"), "--model_name_or_path", "m", "--task_name",
+         "sst2", "--output_dir", str(tmp_path)])
+    assert config.scores_init == "magnitude" and config.method == "sigmoied_threshold" and config.target_remaining
+    assert distill.distill is True and training.learning_rate == 5e-5 and training.num_train_epochs == 8

@@ -153,7 +153,13 @@ def _to_dataset(spec: TaskSpec, rows: list[dict[str, Any]], path: Path) -> Datas
 def _load_hub(spec: TaskSpec) -> DatasetDict:
     from datasets import load_dataset
 
-    raw = load_dataset(spec.hub_path, spec.hub_name)
+    try:
+        raw = load_dataset(spec.hub_path, spec.hub_name)
+    except ConnectionError as error:
+        # Offline machines get the Hub's own error several frames deep; name the way around it.
+        raise ConnectionError(f"Could not load task {spec.name!r} from the Hub ({spec.hub_path}/{spec.hub_name}): "
+                              f"{error}. Offline, pass data_dir (scripts: --data_dir) with the task's folder in the "
+                              f"{spec.local.format.upper()} layout, e.g. data/{spec.name}.") from error
     wanted = {"train": "train", **spec.hub_validation_splits}
     out = {}
     for ours, theirs in wanted.items():
