@@ -37,8 +37,11 @@ def saved_row(results: Path, name: str) -> tuple[dict, dict]:
     row = next((r for r in payload["rows"] if r["name"] == name), None)
     if row is None:
         raise SystemExit(f"{results}: no row named {name!r}; rows: {[r['name'] for r in payload['rows']]}")
-    if not row.get("model_dir") or not (ROOT / row["model_dir"] / "config.json").is_file():
+    if not row.get("model_dir"):
         raise SystemExit(f"{results}: the model of {name!r} was not kept (no model_dir); rerun its benchmark.")
+    if not (ROOT / row["model_dir"] / "config.json").is_file():
+        raise SystemExit(f"{results}: the model of {name!r} is gone from {row['model_dir']} (benchmarks/cache is not "
+                         "committed); rerun its benchmark.")
     return payload, row
 
 
