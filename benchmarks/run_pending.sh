@@ -151,3 +151,8 @@ $PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_soft3 \
 #   --variants "magnitude 3%" > cache/logs/movement_sst2_kd_2000_magnitude3.log 2>&1
 # $PY movement.py --tasks sst2 --steps 2000 --distill --tag _kd_2000_hard3 \
 #   --variants "hard movement 3%, magnitude init" > cache/logs/movement_sst2_kd_2000_hard3.log 2>&1
+# Session 13: the rest of the #5 grid at the 400-step + KD budget of movement_sst2_kd.json (3% rows, hard movement).
+$PY movement.py --tasks sst2 --steps 400 --distill --tag _kd_3pct \
+  --variants "magnitude 3%" "soft movement 3%, magnitude init" > cache/logs/movement_sst2_kd_3pct.log 2>&1
+$PY movement.py --tasks sst2 --steps 400 --distill --tag _kd_hard \
+  --variants "hard movement 10%, magnitude init" "hard movement 3%, magnitude init" > cache/logs/movement_sst2_kd_hard.log 2>&1
