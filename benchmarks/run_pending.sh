@@ -158,3 +158,5 @@ $PY movement.py --tasks sst2 --steps 400 --distill --tag _kd_hard \
   --variants "hard movement 10%, magnitude init" "hard movement 3%, magnitude init" > cache/logs/movement_sst2_kd_hard.log 2>&1
 $PY paired.py results/movement_sst2_kd_3pct.json "soft movement 3%, magnitude init" results/movement_sst2_kd_3pct.json \
   "magnitude 3%" --out results/paired_movement_sst2_400_3pct.json
+$PY paired.py results/movement_sst2_kd_hard.json "hard movement 3%, magnitude init" results/movement_sst2_kd_3pct.json \
+  "soft movement 3%, magnitude init" --out results/paired_movement_sst2_400_3pct_hard.json
