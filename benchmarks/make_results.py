@@ -159,14 +159,14 @@ MOVEMENT_METHODS = (("magnitude", "magnitude {}"), ("hard movement (topK)", "har
                     ("soft movement (sigmoied threshold)", "soft movement {}, magnitude init"))
 
 
-def movement_grid(payloads: list[dict]) -> list[str]:
-    """#5's grid (magnitude, hard and soft movement at 10% and 3%) for every budget with all three 10% rows and
-    a 3% row; cells not measured say so."""
+def movement_grid(merged: list[dict]) -> list[str]:
+    """#5's grid (magnitude, hard and soft movement at 10% and 3%) for every budget (``_merge_same_budget``)
+    with all three 10% rows and a 3% row; cells not measured say so."""
     lines = []
-    for payload in _merge_same_budget(payloads):
+    names = [[pattern.format(level) for level in ("10%", "3%")] for _, pattern in MOVEMENT_METHODS]
+    for payload in merged:
         rows = {row["name"]: row for row in payload["rows"]}
         teacher = payload["rows"][0]
-        names = [[pattern.format(level) for level in ("10%", "3%")] for _, pattern in MOVEMENT_METHODS]
         if not (all(pair[0] in rows for pair in names) and any(pair[1] in rows for pair in names)):
             continue
         budget = f"{payload['task']}, {payload['steps']} steps" + (" + KD" if payload.get("distillation") else "")
@@ -192,13 +192,13 @@ MOVEMENT_GRID_NOTE = (
 )
 
 
-def movement_summary(payloads: list[dict]) -> list[str]:
-    """The #5 targets, per table: soft movement 10% vs 95% retention and vs magnitude 10%; structured 50%."""
+def movement_summary(merged: list[dict]) -> list[str]:
+    """The #5 targets, per budget (``_merge_same_budget``): soft movement 10% vs 95% retention and vs magnitude
+    10%; structured 50%."""
     lines = ["Against #5's targets (soft movement at 10% keeps >= 95% of the teacher and beats magnitude at 10%; "
              "structured movement at 50% is >= 1.4x faster at batch 1 with <= 1.5 points drop), per table below:", "",
              "| table | teacher | magnitude 10% | best soft movement 10% | retention | beats magnitude | "
              "best structured 50% | drop | speedup bs1 |", "|---" * 9 + "|"]
-    merged = _merge_same_budget(payloads)
     count = 0
     for payload in merged:
         rows = payload["rows"]
@@ -532,8 +532,9 @@ def main() -> None:
         if prefix == "theseus":
             out += theseus_summary(payloads)
         if prefix == "movement":
-            out += movement_summary(payloads)
-            grid = movement_grid(payloads)
+            merged = _merge_same_budget(payloads)
+            out += movement_summary(merged)
+            grid = movement_grid(merged)
             out += grid + ([MOVEMENT_GRID_NOTE, ""] if grid else [])
         if prefix == "sharing_lowrank":
             out += sharing_summary(payloads)

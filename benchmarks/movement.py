@@ -28,30 +28,30 @@ from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
 
 
+def _movement_methods(remaining: float) -> dict[str, dict]:
+    """Hard and soft movement settings at one remaining fraction (without warm-up or score init)."""
+    return {"hard movement": dict(method="topK", final_remaining=remaining),
+            "soft movement": dict(method="sigmoied_threshold", target_remaining=True, final_remaining=remaining,
+                                  regularization_lambda=1.0)}
+
+
 def variants():
     common = dict(initial_warmup=0.1, final_warmup=0.2, scores_learning_rate=1e-2)
+    structured = dict(method="topK", granularity="row", final_remaining=0.5)
+    levels = {f"{int(remaining * 100)}%": remaining for remaining in (0.10, 0.03)}
     out = {}
-    for remaining in (0.10, 0.03):
-        tag = f"{int(remaining * 100)}%"
+    for tag, remaining in levels.items():
         out[f"magnitude {tag}"] = MovementPruningConfig(method="magnitude", final_remaining=remaining, **common)
-        out[f"hard movement {tag}"] = MovementPruningConfig(method="topK", final_remaining=remaining, **common)
-        out[f"soft movement {tag}"] = MovementPruningConfig(method="sigmoied_threshold", target_remaining=True,
-                                                            final_remaining=remaining, regularization_lambda=1.0,
-                                                            **common)
-    out["structured movement 50% (heads + FFN rows)"] = MovementPruningConfig(method="topK", granularity="row",
-                                                                            final_remaining=0.5, **common)
+        for name, settings in _movement_methods(remaining).items():
+            out[f"{name} {tag}"] = MovementPruningConfig(**settings, **common)
+    out["structured movement 50% (heads + FFN rows)"] = MovementPruningConfig(**structured, **common)
     # The same methods with scores starting from |W| instead of zeros (scores_init="magnitude"):
     # at a few hundred steps the zero start prunes nearly at random (see RESULTS.md).
     warm = dict(common, scores_init="magnitude")
-    for remaining in (0.10, 0.03):
-        tag = f"{int(remaining * 100)}%"
-        out[f"hard movement {tag}, magnitude init"] = MovementPruningConfig(method="topK", final_remaining=remaining,
-                                                                            **warm)
-        out[f"soft movement {tag}, magnitude init"] = MovementPruningConfig(
-            method="sigmoied_threshold", target_remaining=True, final_remaining=remaining, regularization_lambda=1.0,
-            **warm)
-    out["structured movement 50%, magnitude init"] = MovementPruningConfig(method="topK", granularity="row",
-                                                                          final_remaining=0.5, **warm)
+    for tag, remaining in levels.items():
+        for name, settings in _movement_methods(remaining).items():
+            out[f"{name} {tag}, magnitude init"] = MovementPruningConfig(**settings, **warm)
+    out["structured movement 50%, magnitude init"] = MovementPruningConfig(**structured, **warm)
     return out
 
 
