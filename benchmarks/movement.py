@@ -30,18 +30,18 @@ from hfcompress.finetune import build_trainer
 
 def _movement_methods(remaining: float) -> dict[str, dict]:
     """Hard and soft movement settings at one remaining fraction (without warm-up or score init)."""
-    return {"hard movement": dict(method="topK", final_remaining=remaining),
-            "soft movement": dict(method="sigmoied_threshold", target_remaining=True, final_remaining=remaining,
+    return {"hard movement": dict(pruning_method="topK", final_remaining=remaining),
+            "soft movement": dict(pruning_method="sigmoied_threshold", target_remaining=True, final_remaining=remaining,
                                   regularization_lambda=1.0)}
 
 
 def variants():
     common = dict(initial_warmup=0.1, final_warmup=0.2, scores_learning_rate=1e-2)
-    structured = dict(method="topK", granularity="row", final_remaining=0.5)
+    structured = dict(pruning_method="topK", granularity="row", final_remaining=0.5)
     levels = {f"{int(remaining * 100)}%": remaining for remaining in (0.10, 0.03)}
     out = {}
     for tag, remaining in levels.items():
-        out[f"magnitude {tag}"] = MovementPruningConfig(method="magnitude", final_remaining=remaining, **common)
+        out[f"magnitude {tag}"] = MovementPruningConfig(pruning_method="magnitude", final_remaining=remaining, **common)
         for name, settings in _movement_methods(remaining).items():
             out[f"{name} {tag}"] = MovementPruningConfig(**settings, **common)
     out["structured movement 50% (heads + FFN rows)"] = MovementPruningConfig(**structured, **common)

@@ -13,27 +13,27 @@ Example:
 
 from . import integration  # noqa: F401  (registers quant_method="hfcompress")
 from .adapters import get_adapter, supported_model_types
+from .callbacks import CompressionCallback
 from .compress import CompressCallback, compress
+from .importance import IterativePruningCallback
 from .integration import HfCompressConfig, get_record
+from .method_config import MethodConfig
 from .methods.distillation import DistillationConfig
-from .methods.heads import (
-    FFNPruningConfig,
-    HeadPruningConfig,
-    IterativePruningCallback,
-    prune_ffn_neurons,
-    prune_heads,
-)
+from .methods.ffn import FFNPruningConfig, prune_ffn_neurons
+from .methods.heads import HeadPruningConfig, prune_heads
 from .methods.lowrank import LowRankConfig
 from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
+from .registry import MethodSpec, register_method
 from .trainer import CompressionTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CompressCallback",
+    "CompressionCallback",
     "CompressionTrainer",
     "DistillationConfig",
     "DynamicQuantCallback",
@@ -43,6 +43,8 @@ __all__ = [
     "HfCompressConfig",
     "IterativePruningCallback",
     "LowRankConfig",
+    "MethodConfig",
+    "MethodSpec",
     "MovementPruningCallback",
     "MovementPruningConfig",
     "OnnxSequenceClassifier",
@@ -55,6 +57,7 @@ __all__ = [
     "get_record",
     "prune_ffn_neurons",
     "prune_heads",
+    "register_method",
     "store_sparse",
     "supported_model_types",
 ]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
-from transformers import PreTrainedModel, TrainerCallback
+from transformers import PreTrainedModel
 
-_POST_TRAINING: dict[type, Callable[..., PreTrainedModel]] = {}
+from .callbacks import CompressionCallback
+from .registry import config_from_dict, method_for_config, methods
 
 
-def register_post_training_method(config_cls: type, apply: Callable[..., PreTrainedModel]) -> None:
-    """Let ``compress(model, config_cls(...))`` run ``apply(model, config, dataloader=...)``."""
-    _POST_TRAINING[config_cls] = apply
+def _post_training_names() -> str:
+    return ", ".join(spec.config_cls.__name__ for spec in methods() if spec.is_post_training) or "none"
 
 
 def compress(model: PreTrainedModel, config: Any, dataloader: Any = None) -> PreTrainedModel:
@@ -25,15 +24,19 @@ def compress(model: PreTrainedModel, config: Any, dataloader: Any = None) -> Pre
         >>> compress(model, DynamicQuantConfig(backend="torch", embeddings=True))
         >>> model.save_pretrained("int8")
     """
-    apply = _POST_TRAINING.get(type(config))
-    if apply is None:
-        known = ", ".join(c.__name__ for c in _POST_TRAINING) or "none"
-        raise TypeError(f"compress() does not take {type(config).__name__}; post-training configs: {known}. "
-                        "Training-time methods (TheseusConfig) go through CompressionTrainer or their callback.")
-    return apply(model, config, dataloader=dataloader)
+    spec = method_for_config(config)
+    if spec is None or not spec.is_post_training:
+        raise TypeError(f"compress() does not take {type(config).__name__}; post-training configs: "
+                        f"{_post_training_names()}. Training-time methods (TheseusConfig, MovementPruningConfig) go "
+                        "through CompressionTrainer or their callback.")
+    if config.requires_dataloader and dataloader is None:
+        raise ValueError(f"{type(config).__name__} with these settings needs data (calibration batches): "
+                         "compress(model, config, dataloader=...) with batches of the model's inputs "
+                         "(and labels where importance is computed).")
+    return spec.apply(model, config, dataloader=dataloader)
 
 
-class CompressCallback(TrainerCallback):
+class CompressCallback(CompressionCallback):
     """Apply a post-training config when a ``Trainer`` is built, so the run fine-tunes the compressed model.
 
     It compresses in ``on_init_end``, before the optimizer exists, so the optimizer holds the
@@ -50,22 +53,23 @@ class CompressCallback(TrainerCallback):
     """
 
     def __init__(self, config: Any, dataloader: Any | Callable[[], Any] = None) -> None:
-        if type(config) not in _POST_TRAINING:
-            known = ", ".join(c.__name__ for c in _POST_TRAINING)
-            raise TypeError(f"CompressCallback takes a post-training config ({known}); got {type(config).__name__}.")
+        if not is_post_training_config(config):
+            raise TypeError(f"CompressCallback takes a post-training config ({_post_training_names()}); "
+                            f"got {type(config).__name__}.")
         self.config, self.dataloader, self.applied = config, dataloader, False
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
         if not self.applied:
             dataloader = self.dataloader
             if callable(dataloader):  # built only for configs that use it
-                dataloader = dataloader() if getattr(self.config, "requires_dataloader", False) else None
+                dataloader = dataloader() if self.config.requires_dataloader else None
             compress(model, self.config, dataloader=dataloader)
             self.applied = True
 
 
 def is_post_training_config(config: Any) -> bool:
-    return type(config) in _POST_TRAINING
+    spec = method_for_config(config)
+    return spec is not None and spec.is_post_training
 
 
 def post_training_config(method: str, settings: dict[str, Any]) -> Any:
@@ -73,13 +77,9 @@ def post_training_config(method: str, settings: dict[str, Any]) -> Any:
 
     Example:
         >>> post_training_config("sharing", {"group_size": 2})
-        WeightSharingConfig(groups=None, group_size=2, share='layer', init='first', method='sharing')
+        WeightSharingConfig(groups=None, group_size=2, pattern='consecutive', ...)
     """
-    by_name = {_method_name(cls): cls for cls in _POST_TRAINING}
-    if method not in by_name:
-        raise ValueError(f"Unknown compression method {method!r}; post-training methods: {sorted(by_name)}.")
-    return by_name[method](**settings)
-
-
-def _method_name(cls: type) -> str:
-    return next(f.default for f in dataclasses.fields(cls) if f.name == "method")
+    names = sorted(spec.name for spec in methods() if spec.is_post_training)
+    if method not in names:
+        raise ValueError(f"Unknown compression method {method!r}; post-training methods: {names}.")
+    return config_from_dict(method, settings)

@@ -18,62 +18,32 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data.tasks import TASKS
+from .integration import HfCompressConfig
+from .registry import find_method
 
-_METHOD_TAGS = {
-    "theseus": "bert-of-theseus",
-    "heads": "head-pruning",
-    "ffn": "ffn-pruning",
-    "sharing": "weight-sharing",
-    "lowrank": "low-rank",
-    "int8_dynamic": "int8",
-    "distillation": "distillation",
-    "movement": "movement-pruning",
-    "sparse_storage": "sparse",
-}
-
-_STEP_TITLES = {
-    "theseus": "BERT-of-Theseus progressive module replacement",
-    "heads": "attention-head pruning",
-    "ffn": "FFN-neuron pruning",
-    "sharing": "cross-layer weight sharing",
-    "lowrank": "low-rank factorization",
-    "int8_dynamic": "dynamic int8 quantization",
-    "movement": "movement pruning",
-    "sparse_storage": "compact sparse storage (kept values + bit mask)",
-}
-
-# Record fields too long for a card (shapes per layer, scores): the record in config.json keeps them.
-_LONG_FIELDS = {"kept_heads", "importance", "ffn_before", "ffn_sizes", "linears", "ranks", "heads_before", "layers"}
+# Config fields too long for a card line (scores, explicit lists): the record in config.json keeps them.
+_LONG_FIELDS = {"groups", "targets_per_layer"}
 
 
 def _steps(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's steps in the current shape (records of earlier releases are upgraded on read)."""
     record = config.get("quantization_config") or {}
-    return record.get("steps", []) if record.get("quant_method") == "hfcompress" else []
+    if record.get("quant_method") != "hfcompress":
+        return []
+    return HfCompressConfig(**record).steps
+
+
+def _tag(step: dict[str, Any]) -> str:
+    spec = find_method(step["method"])
+    return (spec.tag if spec is not None and spec.tag else step["method"])
 
 
 def _describe_step(step: dict[str, Any]) -> str:
-    method = step["method"]
-    title = _STEP_TITLES.get(method, method)
-    settings = {k: v for k, v in step.items() if k != "method" and k not in _LONG_FIELDS and v is not None}
-    if method == "heads" and "kept_heads" in step:
-        settings["heads kept per layer"] = [len(k) for k in step["kept_heads"]]
-    if method == "ffn" and "ffn_sizes" in step:
-        settings["FFN width per layer"] = step["ffn_sizes"]
-    if method == "lowrank" and step.get("ranks"):
-        settings["factorized matrices"] = len(step["ranks"])
-    if method == "sparse_storage" and step.get("layers"):
-        layers = step["layers"].values()
-        kept = sum(layer["nnz"] for layer in layers)
-        total = sum(layer["in_features"] * layer["out_features"] for layer in layers)
-        settings["sparse-stored linears"] = len(step["layers"])
-        settings["weights kept in them"] = f"{kept / max(total, 1):.1%}"
-    if method == "int8_dynamic" and step.get("linears"):
-        settings["int8 linears"] = len(step["linears"])
-        if step.get("backend") == "torch":
-            # Which activations the kernels can pair with these weights depends on the reader's CPU.
-            settings["activations"] = (
-                "8-bit on x86 CPUs with VNNI, 7-bit on others (re-quantize there for 7-bit weights and 8-bit "
-                "activations)" if step.get("weight_bits", 8) == 8 else "8-bit on any x86 CPU")
+    spec = find_method(step["method"])
+    title = spec.title if spec is not None else step["method"]
+    settings = {k: v for k, v in step.get("config", {}).items() if k not in _LONG_FIELDS and v is not None}
+    if spec is not None and spec.describe is not None:
+        settings.update(spec.describe(step))
     text = ", ".join(f"`{k}`={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items())
     return f"- **{title}**" + (f": {text}" if text else "")
 
@@ -122,8 +92,8 @@ def build_model_card(
     name = model_name or model_dir.name
 
     tags = ["hfcompress", "text-classification"]
-    tags += [_METHOD_TAGS.get(step["method"], step["method"]) for step in steps]
-    if any(step.get("distillation") for step in steps) or (results or {}).get("distillation", {}).get("distill"):
+    tags += [_tag(step) for step in steps]
+    if (results or {}).get("distillation", {}).get("distill"):
         tags.append("distillation")
     eval_results = None
     if compressed is not None and compressed.get("metrics") and spec is not None:
@@ -143,7 +113,7 @@ def build_model_card(
         model_name=name,
         eval_results=eval_results,
     )
-    needs_import = any(step["method"] not in ("theseus",) for step in steps)
+    needs_import = any(not getattr(find_method(step["method"]), "loads_without_hfcompress", False) for step in steps)
     lines = [f"# {name}", ""]
     base_text = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else "its uncompressed base model"
     lines += [f"Compressed from {base_text} with [hfcompress](https://pypi.org/project/hfcompress/).", ""]

@@ -2,7 +2,7 @@
 
 Importing hfcompress registers ``quant_method="hfcompress"`` with transformers, the way its own
 quantizers are registered. A compressed model carries its record in
-``config.quantization_config = {"quant_method": "hfcompress", "steps": [...]}``; on
+``config.quantization_config = {"quant_method": "hfcompress", "format_version": 2, "steps": [...]}``; on
 ``from_pretrained`` transformers builds the standard skeleton, hands it to
 :class:`HfCompressQuantizer`, which replays each step's *structure* (not its weights), and then
 loads the safetensors weights into the reshaped skeleton.
@@ -11,60 +11,88 @@ loads the safetensors weights into the reshaped skeleton.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any
 
 from transformers import PreTrainedModel
 from transformers.quantizers.auto import register_quantization_config, register_quantizer
 from transformers.quantizers.base import HfQuantizer
 from transformers.utils.quantization_config import QuantizationConfigMixin
 
+from .registry import find_method, get_method, method_names
+
 logger = logging.getLogger(__name__)
 
 QUANT_METHOD = "hfcompress"
+# 1: steps in per-method shapes (no version field). 2: every step is
+# {"method", "config", "shape", "info"}; version-1 records are read through upgrade_step.
+FORMAT_VERSION = 2
 
-Rebuilder = Callable[[PreTrainedModel, dict], None]
-_REBUILDERS: dict[str, Rebuilder | None] = {}
-_RUNTIME_QUANTIZED: set[str] = set()
 
+def make_step(method: str, config: Any = None, shape: dict[str, Any] | None = None,
+              info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One record step in the current shape.
 
-def register_step(method: str, rebuild: Rebuilder | None, *, runtime_quantized: bool = False) -> None:
-    """Declare a record step type.
+    ``config`` (a method config or its dict) says what was asked, ``shape`` is what the rebuild
+    at load time reads, ``info`` is provenance (scores, measured fractions).
 
-    ``rebuild(model, step)`` reshapes a freshly built (usually meta-device) model so the saved
-    weights fit; ``None`` means the step leaves a standard architecture and is provenance only.
-    ``runtime_quantized`` steps keep the model flagged as quantized after loading (int8 modules).
+    Example:
+        >>> make_step("heads", HeadPruningConfig(target=0.5), {"heads_before": [2], "kept_heads": [[1]]})["shape"]
+        {'heads_before': [2], 'kept_heads': [[1]]}
     """
-    _REBUILDERS[method] = rebuild
-    if runtime_quantized:
-        _RUNTIME_QUANTIZED.add(method)
+    settings = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    settings.pop("method", None)
+    return {"method": method, "config": settings, "shape": dict(shape or {}), "info": dict(info or {})}
 
 
-def registered_steps() -> list[str]:
-    return sorted(_REBUILDERS)
+def upgrade_step(step: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 step (per-method shape) in the current shape, using the method's ``shape_keys``."""
+    spec = find_method(step["method"])
+    if spec is None:
+        return dict(step)  # rebuild_structure names the unknown method
+    rest = {k: v for k, v in step.items() if k != "method"}
+    shape = {k: rest.pop(k) for k in spec.shape_keys if k in rest}
+    config = rest.pop("config", None)
+    if config is None and spec.config_cls is not None:
+        fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+        config = {k: rest.pop(k) for k in list(rest) if k in fields}
+    return make_step(spec.name, config, shape, rest)
 
 
 @register_quantization_config(QUANT_METHOD)
 class HfCompressConfig(QuantizationConfigMixin):
-    """The compression record: ordered steps, each a dict with a ``method`` key.
+    """The compression record: ``format_version`` and the ordered steps.
+
+    Every step is ``{"method", "config", "shape", "info"}`` (see :func:`make_step`); a record
+    written before ``format_version`` existed is upgraded when read.
 
     Example:
-        >>> HfCompressConfig(steps=[{"method": "heads", "kept_heads": [[0, 2], [1]]}]).to_dict()["quant_method"]
-        'hfcompress'
+        >>> HfCompressConfig(steps=[make_step("heads", shape={"kept_heads": [[0, 2], [1]]})]).to_dict()["format_version"]
+        2
     """
 
-    def __init__(self, steps: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+    def __init__(self, steps: list[dict[str, Any]] | None = None, format_version: int | None = None,
+                 **kwargs: Any) -> None:
         kwargs.pop("quant_method", None)
         self.quant_method = QUANT_METHOD
-        self.steps = [dict(step) for step in (steps or [])]
-        for step in self.steps:
+        steps = [dict(step) for step in (steps or [])]
+        for step in steps:
             if "method" not in step:
                 raise ValueError(f"Every hfcompress record step needs a 'method' key; got {step!r}.")
+        if format_version is None:
+            format_version = 1 if steps else FORMAT_VERSION
+        if not isinstance(format_version, int) or format_version > FORMAT_VERSION:
+            raise ValueError(f"This checkpoint's hfcompress record has format_version={format_version!r}; this "
+                             f"hfcompress reads versions up to {FORMAT_VERSION}. Upgrade hfcompress.")
+        self.format_version = FORMAT_VERSION
+        self.steps = [upgrade_step(step) for step in steps] if format_version == 1 else steps
         # Keep unknown top-level fields (written by a newer hfcompress) rather than dropping them.
         self.extra = kwargs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quant_method": QUANT_METHOD, "steps": copy.deepcopy(self.steps), **copy.deepcopy(self.extra)}
+        return {"quant_method": QUANT_METHOD, "format_version": self.format_version,
+                "steps": copy.deepcopy(self.steps), **copy.deepcopy(self.extra)}
 
     def to_diff_dict(self) -> dict[str, Any]:
         return self.to_dict()
@@ -91,7 +119,10 @@ def get_record(model: PreTrainedModel) -> HfCompressConfig | None:
 
 
 def append_step(model: PreTrainedModel, step: dict[str, Any]) -> None:
-    """Add one step to the model's record (creating the record if needed)."""
+    """Add one step (built with :func:`make_step`) to the model's record, creating the record if needed."""
+    if set(step) != {"method", "config", "shape", "info"}:
+        raise ValueError(f"A record step is make_step(method, config, shape, info); got keys {sorted(step)}.")
+    get_method(step["method"])  # an unregistered method could not be rebuilt at load time
     record = get_record(model) or HfCompressConfig()
     record.steps.append(copy.deepcopy(step))
     _set_record(model, record)
@@ -108,14 +139,18 @@ def rebuild_structure(model: PreTrainedModel, steps: list[dict[str, Any]]) -> No
     """Replay the structural part of every step, in order, on a freshly built model."""
     for step in steps:
         method = step["method"]
-        if method not in _REBUILDERS:
+        spec = find_method(method)
+        if spec is None:
             raise ValueError(
                 f"This checkpoint's hfcompress record has a step {method!r} that this version of "
-                f"hfcompress does not know (known: {', '.join(registered_steps())}). Upgrade hfcompress."
+                f"hfcompress does not know (known: {', '.join(method_names())}). Upgrade hfcompress."
             )
-        rebuild = _REBUILDERS[method]
-        if rebuild is not None:
-            rebuild(model, step)
+        if spec.rebuild is not None:
+            spec.rebuild(model, step)
+
+
+def _runtime_quantized(steps: list[dict[str, Any]]) -> bool:
+    return any(getattr(find_method(step["method"]), "runtime_quantized", False) for step in steps)
 
 
 @register_quantizer(QUANT_METHOD)
@@ -156,7 +191,7 @@ class HfCompressQuantizer(HfQuantizer):
         return True
 
     def _runtime_quantized(self) -> bool:
-        return any(step["method"] in _RUNTIME_QUANTIZED for step in self.quantization_config.steps)
+        return _runtime_quantized(self.quantization_config.steps)
 
     @property
     def is_trainable(self) -> bool:

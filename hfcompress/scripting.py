@@ -70,26 +70,37 @@ class DistillArguments:
             temperature=self.distill_temperature, alpha=self.distill_alpha, hidden_weight=self.distill_hidden_weight)}
 
 
-def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
+def read_recipe(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The ``--config`` YAML recipe named in ``argv`` (``{}`` when none) and ``argv`` without that flag."""
+    argv = list(argv)
+    if "--config" not in argv:
+        return {}, argv
+    at = argv.index("--config")
+    if at + 1 >= len(argv):
+        raise SystemExit("--config needs a YAML file path.")
+    path = Path(argv[at + 1])
+    if not path.is_file():
+        raise SystemExit(f"--config {path}: no such file.")
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(recipe, dict):
+        raise SystemExit(f"--config {path}: expected a mapping of flag names to values.")
+    return recipe, argv[:at] + argv[at + 2:]
+
+
+def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None, skip: tuple[str, ...] = ()) -> tuple:
     """Parse flags with ``HfArgumentParser``; ``--config recipe.yaml`` supplies defaults that flags override.
+
+    Recipe keys in ``skip`` were read by the script itself (``method``: which config class).
 
     Example:
         >>> task_args, theseus, training = parse_with_recipe((TaskArguments, TheseusConfig, TrainingArguments))
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe, argv = read_recipe(list(sys.argv[1:] if argv is None else argv))
     recipe_flags: list[str] = []
-    if "--config" in argv:
-        at = argv.index("--config")
-        if at + 1 >= len(argv):
-            raise SystemExit("--config needs a YAML file path.")
-        path = Path(argv[at + 1])
-        if not path.is_file():
-            raise SystemExit(f"--config {path}: no such file.")
-        argv = argv[:at] + argv[at + 2:]
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(recipe, dict):
-            raise SystemExit(f"--config {path}: expected a mapping of flag names to values.")
+    if recipe:
         for key, value in recipe.items():
+            if key in skip:
+                continue
             values = value if isinstance(value, list) else [value]
             recipe_flags += [f"--{key}", *[str(v) for v in values]]
     parser = HfArgumentParser(dataclass_types)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 import torch
 from torch.utils.data import DataLoader
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer
 
-from .adapters import get_adapter
-from .compress import CompressCallback, is_post_training_config
+from .callbacks import CompressionCallback
+from .compress import CompressCallback
 from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
-
-_CALLBACK_FACTORIES: dict[type, Callable[[Any], TrainerCallback]] = {}
-
-
-def register_training_method(config_cls: type, factory: Callable[[Any], TrainerCallback]) -> None:
-    """Let ``CompressionTrainer(compression=[config_cls(...)])`` build the method's callback."""
-    _CALLBACK_FACTORIES[config_cls] = factory
+from .registry import method_for_config, methods
 
 
 class CompressionTrainer(Trainer):
@@ -41,17 +35,17 @@ class CompressionTrainer(Trainer):
     ) -> None:
         callbacks = list(kwargs.pop("callbacks", None) or [])
         for config in compression or []:
-            factory = _CALLBACK_FACTORIES.get(type(config))
-            if factory is None and is_post_training_config(config):
+            spec = method_for_config(config)
+            if spec is not None and spec.is_training_time:
+                callbacks.append(spec.callback(config))
+            elif spec is not None and spec.is_post_training:
                 # Compress first, then the run fine-tunes the result; configs that need data
                 # calibrate on the train set.
                 callbacks.append(CompressCallback(config, dataloader=self._calibration_dataloader))
-                continue
-            if factory is None:
-                known = ", ".join(c.__name__ for c in _CALLBACK_FACTORIES)
-                raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; training-time "
-                                f"configs: {known}; or any config that hfcompress.compress() takes.")
-            callbacks.append(factory(config))
+            else:
+                known = ", ".join(s.config_cls.__name__ for s in methods() if s.config_cls is not None)
+                raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; method configs: "
+                                f"{known}.")
         if distillation is not None and teacher is None:
             raise ValueError("distillation=... needs teacher=<the uncompressed fine-tuned model>.")
         self.teacher = teacher
@@ -79,9 +73,8 @@ class CompressionTrainer(Trainer):
         # Methods that need their own parameter groups (movement scores) add them here, before
         # the scheduler is built and before a resumed run loads the optimizer state.
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
-        for callback in self.callback_handler.callbacks:
-            if hasattr(callback, "extend_optimizer"):
-                callback.extend_optimizer(self.optimizer, None, self.model)
+        for callback in self._compression_callbacks():
+            callback.extend_optimizer(self.optimizer, None, self.model)
         return optimizer
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
@@ -107,13 +100,16 @@ class CompressionTrainer(Trainer):
                                 base_model=kwargs.get("finetuned_from"))
         card.save(f"{self.args.output_dir}/README.md")
 
+    def _compression_callbacks(self) -> list[CompressionCallback]:
+        return [c for c in self.callback_handler.callbacks if isinstance(c, CompressionCallback)]
+
     def _student_output_depths(self) -> list[float] | None:
-        """Depth fractions of the last forward's layer outputs, if the layer stack changes per forward."""
-        try:
-            layers = get_adapter(self.model).layers(self.model)
-        except (ValueError, AttributeError):
-            return None
-        return getattr(layers, "output_depths", None)
+        """Depth fractions of the last forward's layer outputs, if a callback changes the stack per forward."""
+        for callback in self._compression_callbacks():
+            depths = callback.hidden_state_depths(self.model)
+            if depths is not None:
+                return depths
+        return None
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         if self.teacher is None:
@@ -128,9 +124,4 @@ class CompressionTrainer(Trainer):
             if hidden:
                 loss = loss + self.distillation.hidden_weight * hidden_state_loss(
                     outputs.hidden_states, teacher_outputs.hidden_states, self._student_output_depths())
-        if model.training:
-            for callback in self.callback_handler.callbacks:
-                extra = callback.extra_loss(self.model, self.state.global_step) if hasattr(callback, "extra_loss") else None
-                if extra is not None:
-                    loss = loss + extra
         return (loss, outputs) if return_outputs else loss

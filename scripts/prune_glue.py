@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Pruning on a GLUE or CLUE task: movement pruning while fine-tuning, or heads/FFN by importance.
 
-    # movement (topK | threshold | sigmoied_threshold | magnitude), flags of MovementPruningConfig
-    python scripts/prune_glue.py --method topK --final_remaining 0.1 --model_name_or_path M --task_name sst2 \
-        --output_dir out/movement --num_train_epochs 10
+    # movement (--pruning_method topK | threshold | sigmoied_threshold | magnitude), flags of MovementPruningConfig
+    python scripts/prune_glue.py --method movement --pruning_method topK --final_remaining 0.1 \
+        --model_name_or_path M --task_name sst2 --output_dir out/movement --num_train_epochs 10
     # heads / ffn by importance (flags of HeadPruningConfig / FFNPruningConfig), then fine-tune
     python scripts/prune_glue.py --method heads --target 0.5 --model_name_or_path M --task_name mrpc \
         --output_dir out/heads --num_train_epochs 1
     # either, with distillation from the unpruned model: --distill [--distill_alpha 0.5 --distill_temperature 2]
 
 Flags: TrainingArguments, TaskArguments and DistillArguments (hfcompress.scripting) and the method's config.
+``--method`` is the record name (movement | heads | ffn), as in ``config.json`` and every recipe.
 """
 
 from __future__ import annotations
@@ -19,30 +20,39 @@ import copy
 import logging
 import os
 import sys
+import warnings
 
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments, set_seed
 
 from hfcompress import CompressionTrainer, FFNPruningConfig, HeadPruningConfig, MovementPruningConfig, compress
+from hfcompress.methods.movement.config import PRUNING_METHODS
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card
 from hfcompress.scripting import (DistillArguments, TaskArguments, load_predecessor, load_tokenized,
-                                  parse_with_recipe, report)
+                                  parse_with_recipe, read_recipe, report)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     selector = argparse.ArgumentParser(add_help=False)
-    selector.add_argument("--method", default="topK")
-    known, _ = selector.parse_known_args()
-    importance = {"heads": HeadPruningConfig, "ffn": FFNPruningConfig}.get(known.method)
-    argv = sys.argv[1:]
-    if importance is not None:  # --method picks the config class here; it is not one of its fields
-        at = argv.index("--method")
-        argv = argv[:at] + argv[at + 2:]
-    config_cls = importance or MovementPruningConfig
+    selector.add_argument("--method", default=None)
+    known, argv = selector.parse_known_args(sys.argv[1:])
+    recipe, _ = read_recipe(argv)
+    method = known.method or recipe.get("method", "movement")
+    if method in PRUNING_METHODS:  # the spelling of the last release: --method was movement's algorithm
+        warnings.warn(f"--method {method} is now --method movement --pruning_method {method}; --method names the "
+                      "record (movement | heads | ffn). The old spelling stops working in the next release.",
+                      FutureWarning)
+        argv, method = ["--pruning_method", method, *argv], "movement"
+    classes = {"movement": MovementPruningConfig, "heads": HeadPruningConfig, "ffn": FFNPruningConfig}
+    if method not in classes:
+        raise SystemExit(f"--method must be one of {sorted(classes)} (movement's algorithm is --pruning_method); "
+                         f"got {method!r}.")
+    config_cls = classes[method]
+    importance = config_cls if method != "movement" else None
     task_args, config, distill, training = parse_with_recipe(
-        (TaskArguments, config_cls, DistillArguments, TrainingArguments), argv)
+        (TaskArguments, config_cls, DistillArguments, TrainingArguments), argv, skip=("method",))
     set_seed(training.seed)
     tokenizer = AutoTokenizer.from_pretrained(task_args.model_name_or_path)
     data = load_tokenized(task_args, tokenizer, training.seed)
@@ -66,8 +76,7 @@ def main() -> None:
     pruned_dir = os.path.join(training.output_dir, "pruned")
     model.save_pretrained(pruned_dir)
     tokenizer.save_pretrained(pruned_dir)
-    # A recipe's method reaches the config, not the selector: name the row from what ran.
-    label = f"pruned ({known.method if importance is not None else config.method})"
+    label = f"pruned ({method if importance is not None else config.pruning_method})"
     results = report([("unpruned", teacher), (label, model)], data, task_args,
                      training.output_dir, baseline="unpruned", extra={"pruning": config.to_dict()})
     build_model_card(pruned_dir, results=results, base_model=task_args.model_name_or_path).save(

@@ -56,7 +56,7 @@ def test_card_states_steps_and_measured_cost(saved):
     text = card.text
     assert "attention-head pruning" in text and "heads kept per layer" in text and "[2, 4]" in text
     assert "dynamic int8 quantization" in text and "import hfcompress" in text
-    bits = json.loads((folder / "small" / "config.json").read_text())["quantization_config"]["steps"][-1]["weight_bits"]
+    bits = json.loads((folder / "small" / "config.json").read_text())["quantization_config"]["steps"][-1]["shape"]["weight_bits"]
     assert ("7-bit on others" if bits == 8 else "8-bit on any x86 CPU") in text  # what the reader's CPU will run
     assert "| dev accuracy | 90.00 | 88.00 |" in text and "test-cpu" in text and "872 dev examples" in text
     ModelCard(str(card))  # parses
@@ -195,7 +195,8 @@ def test_compression_trainer_writes_its_card(tmp_path):
 
 
 def test_card_describes_movement_and_sparse_storage(tmp_path):
-    from hfcompress.integration import append_step
+    from hfcompress import MovementPruningConfig
+    from hfcompress.integration import append_step, make_step
     from hfcompress.methods.movement import store_sparse
 
     config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -205,7 +206,7 @@ def test_card_describes_movement_and_sparse_storage(tmp_path):
         for name, parameter in model.named_parameters():
             if ".encoder." in name and parameter.dim() == 2:
                 parameter[:, : parameter.shape[1] * 9 // 10] = 0
-    append_step(model, {"method": "movement", "pruning_method": "topK", "remaining": 0.1})
+    append_step(model, make_step("movement", MovementPruningConfig(pruning_method="topK"), info={"remaining": 0.1}))
     store_sparse(model).save_pretrained(tmp_path)
     text = str(build_model_card(tmp_path))
     assert "movement pruning" in text and "compact sparse storage" in text

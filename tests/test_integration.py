@@ -43,9 +43,10 @@ def test_record_in_config_json(tmp_path):
     prune_heads(model, UNEVEN)
     model.save_pretrained(tmp_path)
     record = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
-    assert record["quant_method"] == "hfcompress"
-    assert record["steps"] == [{"method": "heads", "heads_before": [4, 4, 4, 4],
-                                "kept_heads": [[0, 2], [3], [0, 1, 2, 3], [0, 1, 3]]}]
+    assert record["quant_method"] == "hfcompress" and record["format_version"] == 2
+    assert record["steps"] == [{"method": "heads", "config": {}, "info": {},
+                                "shape": {"heads_before": [4, 4, 4, 4],
+                                          "kept_heads": [[0, 2], [3], [0, 1, 2, 3], [0, 1, 3]]}}]
 
 
 def test_pruned_heads_are_the_named_ones():

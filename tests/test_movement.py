@@ -11,7 +11,7 @@ from hfcompress.methods.movement import (
     score_parameters,
     store_sparse,
 )
-from hfcompress.methods.movement.sparse import pack_bits, unpack_bits
+from hfcompress.methods.movement.layers import pack_bits, unpack_bits
 
 from .conftest import tiny_inputs, tiny_model
 
@@ -40,7 +40,7 @@ def test_cubic_schedule():
 @pytest.mark.parametrize("granularity,remaining", [("element", 0.25), ("row", 0.5)])
 def test_mask_sparsity_exactly_as_scheduled(granularity, remaining):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="magnitude", granularity=granularity, targets=["ffn"])
+    config = MovementPruningConfig(pruning_method="magnitude", granularity=granularity, targets=["ffn"])
     layers = attach_masks(model, config)
     for layer in layers:
         layer.value = remaining
@@ -51,7 +51,7 @@ def test_mask_sparsity_exactly_as_scheduled(granularity, remaining):
 
 def test_magnitude_matches_abs_weight_ranking():
     model = tiny_model("bert")
-    layer = attach_masks(model, MovementPruningConfig(method="magnitude", targets=["ffn"]))[0]
+    layer = attach_masks(model, MovementPruningConfig(pruning_method="magnitude", targets=["ffn"]))[0]
     layer.value = 0.1
     mask = layer.mask().bool()
     weights = layer.weight.detach().abs()
@@ -60,8 +60,8 @@ def test_magnitude_matches_abs_weight_ranking():
 
 @pytest.mark.parametrize("granularity", ["element", "row"])
 def test_magnitude_scores_init_starts_from_the_magnitude_mask(granularity):
-    magnitude = attach_masks(tiny_model("bert"), MovementPruningConfig(method="magnitude", granularity=granularity))
-    movement = attach_masks(tiny_model("bert"), MovementPruningConfig(method="topK", granularity=granularity,
+    magnitude = attach_masks(tiny_model("bert"), MovementPruningConfig(pruning_method="magnitude", granularity=granularity))
+    movement = attach_masks(tiny_model("bert"), MovementPruningConfig(pruning_method="topK", granularity=granularity,
                                                                       scores_init="magnitude"))
     for a, b in zip(magnitude, movement):
         a.value = b.value = 0.3
@@ -71,7 +71,7 @@ def test_magnitude_scores_init_starts_from_the_magnitude_mask(granularity):
 
 def test_straight_through_gradient_reaches_scores():
     model = tiny_model("bert")
-    layers = attach_masks(model, MovementPruningConfig(method="topK"))
+    layers = attach_masks(model, MovementPruningConfig(pruning_method="topK"))
     for layer in layers:
         layer.value = 0.5
     loss = model(**tiny_inputs(), labels=torch.tensor([0, 1, 2])).loss
@@ -81,7 +81,7 @@ def test_straight_through_gradient_reaches_scores():
 
 def test_training_prunes_folds_and_reloads(tmp_path):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=3)
+    config = MovementPruningConfig(pruning_method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=3)
     seen = []
 
     class Probe(TrainerCallback):
@@ -97,7 +97,7 @@ def test_training_prunes_folds_and_reloads(tmp_path):
     assert seen[0] == 1.0 and seen[-1] == pytest.approx(0.3, abs=0.01)
     assert not any(isinstance(m, MaskedLinear) for m in model.modules()) and not score_parameters(model)
     step = get_record(model).steps[-1]
-    assert step["method"] == "movement" and step["remaining"] == pytest.approx(0.3, abs=0.01)
+    assert step["method"] == "movement" and step["info"]["remaining"] == pytest.approx(0.3, abs=0.01)
     weights = [get_adapter(model).ffn_linears(l)["in"].weight for l in get_adapter(model).layers(model)]
     assert sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights) == pytest.approx(0.7, abs=0.02)
     model.eval()
@@ -108,7 +108,7 @@ def test_training_prunes_folds_and_reloads(tmp_path):
 
 def test_structured_movement_shrinks_with_identical_logits(tmp_path):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="topK", granularity="row", final_remaining=0.5, initial_warmup=0,
+    config = MovementPruningConfig(pruning_method="topK", granularity="row", final_remaining=0.5, initial_warmup=0,
                                    final_warmup=0.5)
     callback = MovementPruningCallback(config)
     trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=_rows(), callbacks=[callback])
@@ -126,12 +126,13 @@ def test_structured_movement_shrinks_with_identical_logits(tmp_path):
     model.save_pretrained(tmp_path / "out")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, before, atol=1e-5, rtol=0)
-    assert [s["method"] for s in get_record(loaded).steps] == ["movement", "heads", "ffn"]
+    assert [s["method"] for s in get_record(loaded).steps] == ["movement"]
+    assert {"kept_heads", "ffn_sizes"} <= set(get_record(loaded).steps[0]["shape"])
 
 
 def test_plain_trainer_gets_scores_group_and_soft_movement_penalty(tmp_path):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="sigmoied_threshold", initial_threshold=0.0, final_threshold=0.5,
+    config = MovementPruningConfig(pruning_method="sigmoied_threshold", initial_threshold=0.0, final_threshold=0.5,
                                    regularization_lambda=1.0, initial_warmup=0, final_warmup=0)
     callback = MovementPruningCallback(config)
     trainer = Trainer(model=model, args=_args(tmp_path, max_steps=3), train_dataset=_rows(), callbacks=[callback])
@@ -142,7 +143,7 @@ def test_plain_trainer_gets_scores_group_and_soft_movement_penalty(tmp_path):
 
 
 def test_resume_restores_scores_and_schedule(tmp_path):
-    config = dict(method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=2)
+    config = dict(pruning_method="topK", final_remaining=0.3, initial_warmup=2, final_warmup=2)
     straight = tiny_model("bert")
     CompressionTrainer(model=straight, args=_args(tmp_path / "s"), train_dataset=_rows(),
                        compression=[MovementPruningConfig(**config)]).train()
@@ -168,7 +169,7 @@ def test_resume_restores_scores_and_schedule(tmp_path):
 @pytest.mark.parametrize("bad", [dict(method="random"), dict(final_remaining=0), dict(final_remaining=1.5),
                                  dict(granularity="block"), dict(granularity="head", targets=["ffn"]),
                                  dict(initial_remaining=0.05, final_remaining=0.1), dict(targets=[]),
-                                 dict(method="topK", target_remaining=True),
+                                 dict(pruning_method="topK", target_remaining=True),
                                  dict(granularity="row", sparse_storage=True), dict(scores_init="kaiming")])
 def test_invalid_configs(bad):
     with pytest.raises(ValueError):
@@ -177,12 +178,12 @@ def test_invalid_configs(bad):
 
 def test_soft_movement_with_target_remaining_ends_at_final_fraction(tmp_path):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="sigmoied_threshold", target_remaining=True, final_remaining=0.3,
+    config = MovementPruningConfig(pruning_method="sigmoied_threshold", target_remaining=True, final_remaining=0.3,
                                    regularization_lambda=1.0, initial_warmup=2, final_warmup=3)
     trainer = CompressionTrainer(model=model, args=_args(tmp_path), train_dataset=_rows(), compression=[config])
     trainer.train()
     step = get_record(model).steps[-1]
-    assert step["pruning_method"] == "sigmoied_threshold" and step["remaining"] == pytest.approx(0.3, abs=0.01)
+    assert step["config"]["pruning_method"] == "sigmoied_threshold" and step["info"]["remaining"] == pytest.approx(0.3, abs=0.01)
     adapter = get_adapter(model)
     names = adapter.linear_names(model, ["query", "key", "value", "output", "ffn_in", "ffn_out"])
     kept = [float((model.get_submodule(n).weight != 0).float().mean()) for n in names]
@@ -198,7 +199,7 @@ def test_pack_bits_round_trip():
 
 def test_sparse_storage_saves_small_reloads_equal_and_keeps_pattern(tmp_path):
     model = tiny_model("bert")
-    config = MovementPruningConfig(method="magnitude", final_remaining=0.1, initial_warmup=0, final_warmup=0.5,
+    config = MovementPruningConfig(pruning_method="magnitude", final_remaining=0.1, initial_warmup=0, final_warmup=0.5,
                                    sparse_storage=True)
     CompressionTrainer(model=model, args=_args(tmp_path, learning_rate=0.0), train_dataset=_rows(),
                        compression=[config]).train()

@@ -87,7 +87,7 @@ def test_int8_into_other_shape_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="size mismatch|MISMATCH|mismatch"):
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
     config["intermediate_size"] = 128
-    config["quantization_config"]["steps"][0]["linears"].append("bert.encoder.layer.0.nonexistent")
+    config["quantization_config"]["steps"][0]["shape"]["linears"].append("bert.encoder.layer.0.nonexistent")
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="nonexistent.*does not have"):
         AutoModelForSequenceClassification.from_pretrained(tmp_path)
@@ -132,7 +132,7 @@ def test_default_weight_bits_follow_the_kernels_and_are_recorded(tmp_path):
     model = tiny_model("bert", hidden=64, ffn=128)
     compress(model, DynamicQuantConfig())
     bits = 8 if full_range_int8_kernels() else 7
-    assert get_record(model).steps[-1]["weight_bits"] == bits
+    assert get_record(model).steps[-1]["shape"]["weight_bits"] == bits
     assert model.bert.encoder.layer[0].output.dense.weight_bits == bits
     model.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
@@ -175,7 +175,7 @@ def test_old_int8_record_without_weight_bits_loads_as_8_bit(tmp_path):
     expected = model(**tiny_inputs()).logits
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    del config["quantization_config"]["steps"][0]["weight_bits"]  # as written before the field existed
+    del config["quantization_config"]["steps"][0]["shape"]["weight_bits"]  # as written before the field existed
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert loaded.bert.encoder.layer[0].output.dense.weight_bits == 8
@@ -448,7 +448,7 @@ def test_gptq_torch_backend_reloads_and_needs_data(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert torch.equal(loaded(**inputs).logits, int8)
-    assert get_record(loaded).steps[-1]["rounding"] == "gptq"
+    assert get_record(loaded).steps[-1]["config"]["rounding"] == "gptq"
     with pytest.raises(ValueError, match="dataloader="):
         compress(tiny_model("bert"), DynamicQuantConfig(rounding="gptq"))
     with pytest.raises(ValueError, match="rounding must be one of"):
@@ -490,7 +490,7 @@ def test_gptq_callback_calibrates_on_the_training_batches(tmp_path):
     Trainer(model=model, args=args, train_dataset=rows,
             callbacks=[DynamicQuantCallback(DynamicQuantConfig(rounding="gptq", max_batches=2))]).train()
     assert isinstance(model.bert.encoder.layer[1].output.dense, Int8DynamicLinear)
-    assert get_record(model).steps[-1]["rounding"] == "gptq"
+    assert get_record(model).steps[-1]["config"]["rounding"] == "gptq"
 
 
 def test_smoothing_factors_follow_the_formula_and_skip_dead_features():
@@ -534,7 +534,7 @@ def test_smoothing_keeps_float_outputs_and_cuts_int8_error(tmp_path):
     smooth, quantized = int8_error(DynamicQuantConfig(smoothing=0.8))
     assert smooth < 0.7 * plain
     record = get_record(quantized).steps[-1]
-    assert record["smoothing"] == 0.8 and sorted(record["smoothed"]) == sorted(ffn)
+    assert record["config"]["smoothing"] == 0.8 and sorted(record["shape"]["smoothed"]) == sorted(ffn)
     quantized.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert loaded.bert.encoder.layer[0].intermediate.dense.input_smoothing is not None

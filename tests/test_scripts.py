@@ -66,7 +66,7 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
 
 @pytest.mark.parametrize("method_flags, ran, steps", [
     (["--method", "heads", "--target", "0.5"], "heads", ["heads"]),
-    (["--method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0", "--scores_init", "magnitude",
+    (["--method", "movement", "--pruning_method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0", "--scores_init", "magnitude",
       "--distill", "--distill_hidden_weight", "1"], "topK", ["movement"]),
     (["--config", str(ROOT / "configs/movement_soft_finetuned.yaml"), "--eval_strategy", "no"], "sigmoied_threshold",
      ["movement", "sparse_storage"])])
@@ -95,8 +95,8 @@ def test_movement_recipe_parses(tmp_path):
     _, config, training = parse_with_recipe(
         (TaskArguments, MovementPruningConfig, TrainingArguments),
         ["--config", str(ROOT / "configs/movement_glue.yaml"), "--model_name_or_path", "m", "--task_name", "sst2",
-         "--output_dir", str(tmp_path)])
-    assert config.method == "topK" and config.final_remaining == 0.1 and training.num_train_epochs == 10
+         "--output_dir", str(tmp_path)], skip=("method",))
+    assert config.method == "movement" and config.pruning_method == "topK" and config.final_remaining == 0.1 and training.num_train_epochs == 10
 
 
 def test_soft_movement_recipe_parses(tmp_path):
@@ -105,8 +105,8 @@ def test_soft_movement_recipe_parses(tmp_path):
     _, config, _ = parse_with_recipe(
         (TaskArguments, MovementPruningConfig, TrainingArguments),
         ["--config", str(ROOT / "configs/movement_soft_glue.yaml"), "--model_name_or_path", "m", "--task_name",
-         "sst2", "--output_dir", str(tmp_path)])
-    assert config.method == "sigmoied_threshold" and config.target_remaining and config.sparse_storage
+         "sst2", "--output_dir", str(tmp_path)], skip=("method",))
+    assert config.pruning_method == "sigmoied_threshold" and config.target_remaining and config.sparse_storage
 
 
 def test_finetuned_soft_movement_recipe_parses_with_distillation(tmp_path):
@@ -116,6 +116,19 @@ def test_finetuned_soft_movement_recipe_parses_with_distillation(tmp_path):
     _, config, distill, training = parse_with_recipe(
         (TaskArguments, MovementPruningConfig, DistillArguments, TrainingArguments),
         ["--config", str(ROOT / "configs/movement_soft_finetuned.yaml"), "--model_name_or_path", "m", "--task_name",
-         "sst2", "--output_dir", str(tmp_path)])
-    assert config.scores_init == "magnitude" and config.method == "sigmoied_threshold" and config.target_remaining
+         "sst2", "--output_dir", str(tmp_path)], skip=("method",))
+    assert config.scores_init == "magnitude" and config.pruning_method == "sigmoied_threshold" and config.target_remaining
     assert distill.distill is True and training.learning_rate == 5e-5 and training.num_train_epochs == 8
+
+
+def test_prune_glue_old_method_spelling_still_runs_with_a_warning(tmp_path, minilm_path):
+    """--method topK (the last release's spelling) maps to --method movement --pruning_method topK."""
+    _save_tiny(tmp_path / "tiny", minilm_path, layers=2)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/prune_glue.py"), "--method", "magnitude", "--final_remaining", "0.5",
+         "--model_name_or_path", str(tmp_path / "tiny"), "--task_name", "sst2", "--data_dir", sample_data_dir(),
+         "--max_train_samples", "32", "--max_eval_samples", "16", "--max_seq_length", "16", "--max_steps", "1",
+         "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--save_strategy", "no",
+         "--benchmark_repeats", "1", "--use_cpu"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--method movement --pruning_method magnitude" in result.stderr

@@ -193,7 +193,7 @@ def test_regmean_linear_weights_only_reloads(tmp_path):
     assert layers[0].output.dense.bias is not layers[1].output.dense.bias
     loaded = _roundtrip(shared, tmp_path)
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits, atol=1e-6, rtol=0)
-    assert get_record(loaded).steps[-1]["linear_weights_only"] is True
+    assert get_record(loaded).steps[-1]["shape"]["linear_weights_only"] is True
 
 
 @pytest.mark.parametrize("bad", [dict(), dict(groups=[[0, 1]], group_size=2), dict(group_size=1),
@@ -224,7 +224,7 @@ def test_cycle_sharing_with_first_init_runs_the_first_layers_twice(tmp_path):
     torch.testing.assert_close(shared(**tiny_inputs()).logits, expected(**tiny_inputs()).logits)
     shared.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    assert get_record(loaded).steps[-1]["groups"] == [[0, 2], [1, 3]]
+    assert get_record(loaded).steps[-1]["shape"]["groups"] == [[0, 2], [1, 3]]
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, shared(**tiny_inputs()).logits)
 
 
@@ -255,7 +255,7 @@ def test_param_ratio_and_energy(tmp_path):
     size = saved_size_bytes(model)
     loaded = _roundtrip(model, tmp_path)
     assert (tmp_path / "model.safetensors").stat().st_size == size
-    assert get_record(loaded).steps[0]["ranks"]["bert.encoder.layer.0.intermediate.dense"] == 10
+    assert get_record(loaded).steps[0]["shape"]["ranks"]["bert.encoder.layer.0.intermediate.dense"] == 10
     weight = torch.diag(torch.tensor([10.0, 1.0, 0.1, 0.01]))
     assert choose_rank(weight, LowRankConfig(energy=0.99)) == 1
     assert choose_rank(weight, LowRankConfig(energy=0.999)) == 2

@@ -4,7 +4,7 @@ from transformers import AutoModelForSequenceClassification
 
 from hfcompress import FFNPruningConfig, HeadPruningConfig, compress, get_adapter, get_record, prune_ffn_neurons
 from hfcompress.benchmark import count_parameters
-from hfcompress.methods.heads import compute_importance, select_units_to_prune
+from hfcompress.importance import compute_importance, select_units_to_prune
 
 from .conftest import FAMILIES, tiny_inputs, tiny_model
 
@@ -72,7 +72,7 @@ def test_heads_and_ffn_prune_then_roundtrip(family, scope, tmp_path):
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, expected, atol=1e-5, rtol=0)
     assert [s["method"] for s in get_record(loaded).steps] == ["heads", "heads", "ffn"]
-    assert len(get_record(loaded).steps[0]["importance"]) == 4
+    assert len(get_record(loaded).steps[0]["info"]["importance"]) == 4
 
 
 def test_invalid_targets():
@@ -97,7 +97,7 @@ def test_invalid_targets():
 def test_iterative_pruning_inside_trainer(tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    from hfcompress.methods.heads import IterativePruningCallback
+    from hfcompress import IterativePruningCallback
 
     model = tiny_model("bert")
     rows = [{"input_ids": b["input_ids"][i], "attention_mask": b["attention_mask"][i], "labels": b["labels"][i]}
@@ -109,7 +109,7 @@ def test_iterative_pruning_inside_trainer(tmp_path):
     trainer.train()
     adapter = get_adapter(model)
     assert sum(adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)) == 8
-    assert [s["round"] for s in get_record(model).steps] == [1, 2]
+    assert [s["info"]["round"] for s in get_record(model).steps] == [1, 2]
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in optimized for p in model.parameters())  # the optimizer trains the pruned model
     with pytest.raises(ValueError, match="prune_every"):
@@ -124,7 +124,7 @@ def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
     from transformers import TrainingArguments
 
     from hfcompress import CompressionTrainer, DistillationConfig
-    from hfcompress.methods.heads import IterativePruningCallback
+    from hfcompress import IterativePruningCallback
 
     model = tiny_model("bert")
     teacher = copy.deepcopy(model).eval()
@@ -140,7 +140,7 @@ def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
     adapter = get_adapter(model)
     assert sum(adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)) == 8
     assert sum(adapter.ffn_linears(l)["in"].out_features for l in adapter.layers(model)) == 4 * 64 // 2
-    assert [(s["method"], s["round"]) for s in get_record(model).steps] == [("heads", 1), ("ffn", 1),
+    assert [(s["method"], s["info"]["round"]) for s in get_record(model).steps] == [("heads", 1), ("ffn", 1),
                                                                           ("heads", 2), ("ffn", 2)]
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in optimized for p in model.parameters() if p.requires_grad)

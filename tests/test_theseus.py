@@ -192,7 +192,8 @@ def test_export_saves_standard_model(tmp_path):
     model.eval()
     model.save_pretrained(tmp_path / "out")
     record = get_record(model).steps[-1]
-    assert record["method"] == "theseus" and record["predecessor_layers"] == 6 and record["successor_layers"] == 2
+    assert record["method"] == "theseus" and record["info"]["predecessor_layers"] == 6
+    assert record["config"]["successor_layers"] == 2
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     assert type(loaded).__name__ == "BertForSequenceClassification" and loaded.config.num_hidden_layers == 2
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)

@@ -3,12 +3,14 @@ its hidden states too (layer-to-layer, as in Patient KD, Sun et al. 2019, and Ti
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ...method_config import MethodConfig
 
 
 @dataclass
-class DistillationConfig:
+class DistillationConfig(MethodConfig):
     """loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * task loss
     [+ hidden_weight * mean over student layers of MSE(student layer output, teacher layer output)].
 
@@ -24,11 +26,12 @@ class DistillationConfig:
         >>> DistillationConfig(hidden_weight=1.0)  # also match every layer's output
     """
 
+    name: ClassVar[str] = "distillation"
+
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature T (> 0) of both models."})
     alpha: float = field(default=0.5, metadata={"help": "Weight in [0, 1] of the distillation term."})
     hidden_weight: float = field(default=0.0, metadata={
         "help": "Weight (>= 0) of the layer-to-layer hidden-state MSE; 0 turns it off."})
-    method: str = field(default="distillation", init=False)
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -38,5 +41,3 @@ class DistillationConfig:
         if self.hidden_weight < 0:
             raise ValueError(f"hidden_weight must be >= 0 (0 turns the hidden-state term off); got {self.hidden_weight}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -1,28 +1,12 @@
-"""Structured pruning by importance: attention heads and FFN neurons, physically removed."""
+"""Attention-head pruning by importance, physically removed."""
 
-from ...compress import register_post_training_method
-from .callback import IterativePruningCallback
-from .config import FFNPruningConfig, HeadPruningConfig
-from .importance import compute_importance
-from .prune import (
-    prune_by_importance,
-    prune_by_importance_round,
-    prune_ffn_neurons,
-    prune_heads,
-    select_units_to_prune,
-)
+from ...registry import MethodSpec, register_method
+from .config import HeadPruningConfig
+from .model import SHAPE_KEYS, apply_head_pruning, describe_heads, prune_heads, rebuild_heads
 
-register_post_training_method(HeadPruningConfig, prune_by_importance)
-register_post_training_method(FFNPruningConfig, prune_by_importance)
+register_method(MethodSpec(
+    name=HeadPruningConfig.name, config_cls=HeadPruningConfig, title="attention-head pruning", tag="head-pruning",
+    apply=apply_head_pruning, rebuild=rebuild_heads, describe=describe_heads, shape_keys=SHAPE_KEYS,
+))
 
-__all__ = [
-    "FFNPruningConfig",
-    "HeadPruningConfig",
-    "IterativePruningCallback",
-    "compute_importance",
-    "prune_by_importance",
-    "prune_by_importance_round",
-    "prune_ffn_neurons",
-    "prune_heads",
-    "select_units_to_prune",
-]
+__all__ = ["HeadPruningConfig", "prune_heads", "rebuild_heads"]

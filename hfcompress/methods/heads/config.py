@@ -1,27 +1,18 @@
-"""Settings of structured pruning by importance: attention heads and FFN neurons."""
+"""Settings of attention-head pruning by importance."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ...calibration import check_max_batches
+from ...method_config import MethodConfig, check_choice, check_range
 
 SCOPES = ("global", "layer")
 
 
-def _check(target: float, scope: str, iterations: int, max_batches: int | None, what: str) -> None:
-    if not 0 < target < 1:
-        raise ValueError(f"target is the fraction of {what} to remove and must lie in (0, 1); got {target}.")
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}.")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1; got {iterations}.")
-    check_max_batches(max_batches)
-
-
 @dataclass
-class HeadPruningConfig:
+class HeadPruningConfig(MethodConfig):
     """Remove the least important attention heads (Michel et al. 2019).
 
     Importance of head h is E_x |∂L/∂ξ_h| for a gate ξ_h on the head's output, accumulated over
@@ -34,45 +25,19 @@ class HeadPruningConfig:
         >>> compress(model, HeadPruningConfig(target=0.5), dataloader=train_loader)
     """
 
+    name: ClassVar[str] = "heads"
     target: float = field(default=0.5, metadata={"help": "Fraction of attention heads to remove, in (0, 1)."})
     scope: str = field(default="global", metadata={"help": "Rank heads across the model (global) or per layer."})
     iterations: int = field(default=1, metadata={"help": "Prune in this many rounds, recomputing importance."})
     max_batches: int | None = field(default=None, metadata={"help": "Batches of the dataloader used for importance."})
-    method: str = field(default="heads", init=False)
 
     def __post_init__(self) -> None:
-        _check(self.target, self.scope, self.iterations, self.max_batches, "heads")
+        check_range("target", self.target, 0, 1, low_open=True, high_open=True,
+                    what="fraction of attention heads to remove")
+        check_choice("scope", self.scope, SCOPES)
+        check_range("iterations", self.iterations, 1)
+        check_max_batches(self.max_batches)
 
     @property
     def requires_dataloader(self) -> bool:
-        """Whether ``compress`` needs ``dataloader=`` for this config."""
         return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class FFNPruningConfig:
-    """Remove the least important FFN neurons (intermediate units), by the same gate-gradient importance.
-
-    Example:
-        >>> compress(model, FFNPruningConfig(target=0.5), dataloader=train_loader)
-    """
-
-    target: float = field(default=0.5, metadata={"help": "Fraction of FFN neurons to remove, in (0, 1)."})
-    scope: str = field(default="layer", metadata={"help": "Rank neurons across the model (global) or per layer."})
-    iterations: int = field(default=1, metadata={"help": "Prune in this many rounds, recomputing importance."})
-    max_batches: int | None = field(default=None, metadata={"help": "Batches of the dataloader used for importance."})
-    method: str = field(default="ffn", init=False)
-
-    def __post_init__(self) -> None:
-        _check(self.target, self.scope, self.iterations, self.max_batches, "FFN neurons")
-
-    @property
-    def requires_dataloader(self) -> bool:
-        """Whether ``compress`` needs ``dataloader=`` for this config."""
-        return True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from ...method_config import MethodConfig
 from ...calibration import check_max_batches
 
 TARGETS = ("attention", "ffn", "embeddings")
@@ -12,7 +13,7 @@ ALLOCATIONS = ("uniform", "global")
 
 
 @dataclass
-class LowRankConfig:
+class LowRankConfig(MethodConfig):
     """Replace W (out x in) by two factors (out x r)(r x in) from a truncated SVD.
 
     Choose r with exactly one of: ``rank`` (fixed r), ``energy`` (smallest r keeping that
@@ -38,6 +39,8 @@ class LowRankConfig:
         >>> compress(model, LowRankConfig(param_ratio=0.5, activation_aware=True, max_batches=32), dataloader=loader)
     """
 
+    name: ClassVar[str] = "lowrank"
+
     rank: int | None = field(default=None, metadata={"help": "Fixed rank r for every target."})
     energy: float | None = field(default=None, metadata={"help": "Fraction of singular-value energy to keep."})
     param_ratio: float | None = field(
@@ -50,7 +53,6 @@ class LowRankConfig:
     activation_aware: bool = field(default=False, metadata={"help": "Fit factors to layer outputs on calibration "
                                                                     "data (needs a dataloader)."})
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for activation_aware."})
-    method: str = field(default="lowrank", init=False)
 
     def __post_init__(self) -> None:
         given = [n for n in ("rank", "energy", "param_ratio") if getattr(self, n) is not None]
@@ -76,5 +78,3 @@ class LowRankConfig:
         """Whether ``compress`` needs ``dataloader=`` for this config."""
         return self.activation_aware
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -10,12 +10,11 @@ from transformers import PreTrainedModel
 
 from ...adapters import expand_roles, get_adapter
 from ...calibration import input_second_moments
-from ...integration import append_step, register_step
-from ...shapes import replace_submodule
+from ...integration import append_step, make_step
+from ...structure import replace_submodule
 from .config import LowRankConfig
 from .layers import LowRankEmbedding, LowRankLinear, whitening_factor
 
-STEP = "lowrank"
 
 
 def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
@@ -120,13 +119,18 @@ def factorize(model: PreTrainedModel, config: LowRankConfig, dataloader: Any = N
         embedding_name = next(n for n, m in model.named_modules() if m is embedding)
         embedding_rank = choose_rank(embedding.weight, config)
         replace_submodule(model, embedding_name, LowRankEmbedding.from_embedding(embedding, embedding_rank))
-    append_step(model, {"method": STEP, "config": config.to_dict(), "ranks": ranks,
-                        "embedding": embedding_name, "embedding_rank": embedding_rank})
+    append_step(model, make_step(config.name, config, {"ranks": ranks, "embedding": embedding_name,
+                                                       "embedding_rank": embedding_rank}))
     return model
 
 
+SHAPE_KEYS = ("ranks", "embedding", "embedding_rank")
+
+
 def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
-    for name, rank in step["ranks"].items():
+    """Give a freshly built model the factor pairs a ``lowrank`` step left."""
+    shape = step["shape"]
+    for name, rank in shape["ranks"].items():
         linear = model.get_submodule(name)
         # A LowRankLinear here comes from an earlier low-rank step (staged factorization: 75% then 50%).
         if not isinstance(linear, (nn.Linear, LowRankLinear)):
@@ -135,11 +139,13 @@ def rebuild_lowrank(model: PreTrainedModel, step: dict) -> None:
         reference = next(linear.parameters())
         replace_submodule(model, name, LowRankLinear(linear.in_features, linear.out_features, rank, linear.bias is not None,
                                             device=reference.device, dtype=reference.dtype))
-    if step.get("embedding"):
-        embedding = model.get_submodule(step["embedding"])
-        replace_submodule(model, step["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
-                                                            step["embedding_rank"], embedding.padding_idx,
+    if shape.get("embedding"):
+        embedding = model.get_submodule(shape["embedding"])
+        replace_submodule(model, shape["embedding"], LowRankEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+                                                             shape["embedding_rank"], embedding.padding_idx,
                                                             device=embedding.weight.device, dtype=embedding.weight.dtype))
 
 
-register_step(STEP, rebuild_lowrank)
+
+def describe_lowrank(step: dict) -> dict:
+    return {"factorized matrices": len(step["shape"].get("ranks") or {})}

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import warnings
+from dataclasses import InitVar, dataclass, field
+from typing import ClassVar
 
-METHODS = ("topK", "threshold", "sigmoied_threshold", "magnitude")
+from ...method_config import MethodConfig, check_choice, check_range, check_subset
+
+PRUNING_METHODS = ("topK", "threshold", "sigmoied_threshold", "magnitude")
 SCORE_INITS = ("zeros", "magnitude")
 GRANULARITIES = ("element", "row", "head")
 
 
 @dataclass
-class MovementPruningConfig:
+class MovementPruningConfig(MethodConfig):
     """Learn which encoder weights to keep while fine-tuning.
 
     Every attention (q, k, v, o) and FFN (in, out) linear gets importance scores S; the forward
-    uses W * M(S). ``method``:
+    uses W * M(S). ``pruning_method``:
       - ``"topK"`` (hard movement): M keeps the top ``remaining(t)`` fraction of S, gradients reach
         S straight through;
       - ``"magnitude"``: the same top-k on |W| (the baseline; no scores are learned);
@@ -38,10 +41,11 @@ class MovementPruningConfig:
     pruning starts from the magnitude ranking and the learned movement re-ranks it from there.
 
     Example:
-        >>> MovementPruningCallback(MovementPruningConfig(method="topK", final_remaining=0.1))
+        >>> MovementPruningCallback(MovementPruningConfig(pruning_method="topK", final_remaining=0.1))
     """
 
-    method: str = field(default="topK", metadata={"help": "topK | threshold | sigmoied_threshold | magnitude"})
+    name: ClassVar[str] = "movement"
+    pruning_method: str = field(default="topK", metadata={"help": "topK | threshold | sigmoied_threshold | magnitude"})
     final_remaining: float = field(default=0.1, metadata={"help": "topK/magnitude: fraction of weights kept at the end."})
     initial_remaining: float = field(default=1.0, metadata={"help": "topK/magnitude: fraction kept at the start."})
     initial_threshold: float = field(default=0.0, metadata={"help": "threshold methods: tau at the start."})
@@ -60,25 +64,27 @@ class MovementPruningConfig:
     sparse_storage: bool = field(default=False, metadata={
         "help": "element granularity: save pruned linears as kept values + a bit mask (restored by from_pretrained)."})
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}.")
-        if self.scores_init not in SCORE_INITS:
-            raise ValueError(f"scores_init must be one of {SCORE_INITS}; got {self.scores_init!r}.")
-        if self.granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}; got {self.granularity!r}.")
+    # Deprecated spelling of pruning_method (``method`` is the record name, "movement", as on every
+    # config); accepted for one release.
+    method: InitVar[str | None] = None
+
+    def __post_init__(self, method: str | None) -> None:
+        if method is not None:
+            warnings.warn("MovementPruningConfig(method=...) is now pruning_method=...; `method` is the record name "
+                          "'movement' on every config. method= will stop working in the next release.",
+                          FutureWarning, stacklevel=3)
+            self.pruning_method = method
+        check_choice("pruning_method", self.pruning_method, PRUNING_METHODS)
+        check_choice("scores_init", self.scores_init, SCORE_INITS)
+        check_choice("granularity", self.granularity, GRANULARITIES)
         for name in ("final_remaining", "initial_remaining"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ValueError(f"{name} is a fraction of weights kept and must lie in (0, 1]; got {value}.")
+            check_range(name, getattr(self, name), 0, 1, low_open=True, what="fraction of weights kept")
         if self.final_remaining > self.initial_remaining:
             raise ValueError("final_remaining must not exceed initial_remaining (pruning only removes weights).")
         for name in ("initial_warmup", "final_warmup", "regularization_lambda", "scores_learning_rate"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}.")
-        if not self.targets or any(t not in ("attention", "ffn") for t in self.targets):
-            raise ValueError(f"targets must be a non-empty subset of ['attention', 'ffn']; got {self.targets!r}.")
-        if self.target_remaining and self.method not in ("threshold", "sigmoied_threshold"):
+            check_range(name, getattr(self, name), 0)
+        check_subset("targets", self.targets, ("attention", "ffn"))
+        if self.target_remaining and self.pruning_method not in ("threshold", "sigmoied_threshold"):
             raise ValueError("target_remaining applies to the threshold methods; topK and magnitude already follow "
                              "final_remaining.")
         if self.sparse_storage and self.granularity != "element":
@@ -88,7 +94,9 @@ class MovementPruningConfig:
 
     @property
     def uses_scores(self) -> bool:
-        return self.method != "magnitude"
+        return self.pruning_method != "magnitude"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+# The dataclass took `method`'s InitVar default into __init__; drop the class attribute so
+# `config.method` is MethodConfig's record name again.
+del MovementPruningConfig.method

@@ -16,7 +16,7 @@ def schedule_value(config: MovementPruningConfig, step: int, total_steps: int) -
         >>> schedule_value(MovementPruningConfig(final_remaining=0.1, initial_warmup=0, final_warmup=0), 50, 100)
         0.2125
     """
-    if config.method in ("topK", "magnitude") or config.target_remaining:
+    if config.pruning_method in ("topK", "magnitude") or config.target_remaining:
         initial, final = config.initial_remaining, config.final_remaining
     else:
         initial, final = config.initial_threshold, config.final_threshold
@@ -36,7 +36,7 @@ def _cubic(config: MovementPruningConfig, step: int, total_steps: int, initial: 
 
 def regularization_weight(config: MovementPruningConfig, step: int, total_steps: int) -> float:
     """lambda_t: the L1 weight grows with the threshold, as in the paper's code."""
-    if config.method != "sigmoied_threshold" or config.regularization_lambda == 0:
+    if config.pruning_method != "sigmoied_threshold" or config.regularization_lambda == 0:
         return 0.0
     if config.target_remaining:
         span = config.initial_remaining - config.final_remaining

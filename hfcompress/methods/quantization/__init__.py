@@ -1,20 +1,17 @@
-"""Dynamic int8 quantization: torch (saves and reloads through the Auto classes) and ONNX Runtime."""
+"""Dynamic int8 quantization: torch (saves and reloads through the Auto classes) and ONNX Runtime export."""
 
-from ...compress import register_post_training_method
+from ...registry import MethodSpec, register_method
 from .callback import DynamicQuantCallback
 from .config import DynamicQuantConfig
-from .dynamic import Int8DynamicLinear, Int8StoredEmbedding, quantize_dynamic_int8
+from .dynamic import (SHAPE_KEYS, Int8DynamicLinear, Int8StoredEmbedding, describe_int8, quantize_dynamic_int8,
+                      rebuild_int8)
 from .onnx import OnnxSequenceClassifier, export_onnx
 
+register_method(MethodSpec(
+    name=DynamicQuantConfig.name, config_cls=DynamicQuantConfig, title="dynamic int8 quantization", tag="int8",
+    apply=quantize_dynamic_int8, rebuild=rebuild_int8, describe=describe_int8, shape_keys=SHAPE_KEYS,
+    runtime_quantized=True,
+))
 
-def _compress(model, config: DynamicQuantConfig, dataloader=None):
-    if config.backend != "torch":
-        raise ValueError("compress() keeps a torch model; for backend='onnxruntime' call "
-                         "hfcompress.export_onnx(model, folder, int8=True) (or `hfcompress export --onnx --int8`).")
-    return quantize_dynamic_int8(model, config, dataloader=dataloader)
-
-
-register_post_training_method(DynamicQuantConfig, _compress)
-
-__all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding", "OnnxSequenceClassifier",
-           "export_onnx", "quantize_dynamic_int8"]
+__all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding",
+           "OnnxSequenceClassifier", "export_onnx", "quantize_dynamic_int8"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
+from ...callbacks import CompressionCallback
 
 from .config import DynamicQuantConfig
 from .dynamic import quantize_dynamic_int8
 
 
-class DynamicQuantCallback(TrainerCallback):
+class DynamicQuantCallback(CompressionCallback):
     """At ``on_train_end``, turn the trained model's linears into int8 (torch backend).
 
     Put it after other compression callbacks so it quantizes their final model.
@@ -20,9 +20,6 @@ class DynamicQuantCallback(TrainerCallback):
 
     def __init__(self, config: DynamicQuantConfig | None = None) -> None:
         self.config = config or DynamicQuantConfig()
-        if self.config.backend != "torch":
-            raise ValueError("DynamicQuantCallback quantizes the torch model; export ONNX after training with "
-                             "hfcompress.export_onnx(model, folder, int8=True).")
 
     def on_train_end(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         # rounding="gptq" calibrates on the run's own training batches.

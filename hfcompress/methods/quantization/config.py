@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from ...method_config import MethodConfig, check_choice
 from ...calibration import check_max_batches
 from .smoothing import check_smoothing
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch",)
 ROUNDINGS = ("nearest", "gptq")
 MODULE_GROUPS = ("attention", "ffn", "ffn_in", "ffn_out", "classifier", "pooler")
 WEIGHT_BITS = (7, 8)
 
 
 @dataclass
-class DynamicQuantConfig:
+class DynamicQuantConfig(MethodConfig):
     """Int8 weights with per-output-channel scales; activations quantized on the fly.
 
-    ``backend="torch"``: Linear layers become :class:`Int8DynamicLinear` (fbgemm/x86 kernels on
-    CPU); the checkpoint stores int8 weights and scales as safetensors tensors and
-    ``from_pretrained`` restores the int8 model. ``backend="onnxruntime"``: export to ONNX and
-    quantize with ONNX Runtime (see :func:`export_onnx`).
+    ``backend="torch"`` (the only one): Linear layers become :class:`Int8DynamicLinear`
+    (fbgemm/x86 kernels on CPU); the checkpoint stores int8 weights and scales as safetensors
+    tensors and ``from_pretrained`` restores the int8 model. For ONNX Runtime int8, export with
+    :func:`export_onnx` (``int8=True``) instead.
 
     ``modules`` picks which linears: "attention" (q, k, v, output), "ffn" (in, out) or one of
     "ffn_in" / "ffn_out", "pooler", "classifier". Keeping the FFN output linear in float
@@ -52,7 +53,9 @@ class DynamicQuantConfig:
         >>> compress(model, DynamicQuantConfig(smoothing=0.8, rounding="gptq"), dataloader=train_loader)
     """
 
-    backend: str = field(default="torch", metadata={"help": "torch | onnxruntime"})
+    name: ClassVar[str] = "int8_dynamic"
+
+    backend: str = field(default="torch", metadata={"help": "torch (ONNX Runtime int8: export_onnx(int8=True))"})
     modules: list[str] = field(default_factory=lambda: ["attention", "ffn"],
                                metadata={"help": "Linear groups to quantize: attention ffn (or ffn_in, ffn_out) "
                                                  "pooler classifier"})
@@ -64,11 +67,14 @@ class DynamicQuantConfig:
                                                                      "(needs calibration data); none: off"})
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for rounding=gptq / "
                                                                      "smoothing."})
-    method: str = field(default="int8_dynamic", init=False)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}; got {self.backend!r}.")
+        if self.backend == "onnxruntime":
+            # An ONNX Runtime int8 model is an ONNX file, not a torch model that compress() can return.
+            raise ValueError("DynamicQuantConfig(backend='onnxruntime') is not a torch step: export with "
+                             "hfcompress.export_onnx(model, folder, int8=True) (CLI: `hfcompress export --onnx "
+                             "--int8`), or use backend='torch'.")
+        check_choice("backend", self.backend, BACKENDS)
         if self.weight_bits is not None and self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be 7 or 8; got {self.weight_bits!r}. 7 keeps activations at 8 bits "
                              "without overflow on AVX2 CPUs; 8 is the torch.ao default; leave it unset to choose "
@@ -86,5 +92,3 @@ class DynamicQuantConfig:
         """Whether ``compress`` needs ``dataloader=`` for this config."""
         return self.rounding == "gptq" or self.smoothing is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

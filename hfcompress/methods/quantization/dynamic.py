@@ -16,14 +16,14 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import expand_roles, get_adapter
-from ...integration import append_step, register_step
-from ...shapes import replace_submodule
+from ...integration import append_step, make_step
+from ...structure import replace_submodule
 from .config import WEIGHT_BITS, DynamicQuantConfig
 from .kernels import default_weight_bits, full_range_int8_kernels
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets
 
-STEP = "int8_dynamic"
+SHAPE_KEYS = ("weight_bits", "linears", "smoothed", "embedding")
 
 
 def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,19 +228,18 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         replace_submodule(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    append_step(model, {"method": STEP, "backend": "torch", "modules": list(config.modules),
-                        "weight_bits": weight_bits, "rounding": config.rounding, "linears": targets,
-                        "smoothing": config.smoothing, "smoothed": list(smoothed),
-                        "embedding": embedding_name})
+    append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
+                                                       "smoothed": list(smoothed), "embedding": embedding_name}))
     return model
 
 
 def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
     """Swap the recorded linears (at their current, possibly pruned, shapes) for int8 skeletons."""
+    shape = step["shape"]
     # Records written before weight_bits existed used 8-bit weights with 7-bit activations.
-    weight_bits = step.get("weight_bits", 8)
-    smoothed = set(step.get("smoothed", ()))
-    for name in step["linears"]:
+    weight_bits = shape.get("weight_bits", 8)
+    smoothed = set(shape.get("smoothed", ()))
+    for name in shape["linears"]:
         try:
             linear = model.get_submodule(name)
         except AttributeError as error:
@@ -251,10 +250,19 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
         replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
                                                          device=linear.weight.device, weight_bits=weight_bits,
                                                          smoothed=name in smoothed))
-    if step.get("embedding"):
-        embedding = model.get_submodule(step["embedding"])
-        replace_submodule(model, step["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
+    if shape.get("embedding"):
+        embedding = model.get_submodule(shape["embedding"])
+        replace_submodule(model, shape["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
                                                                embedding.padding_idx, device=embedding.weight.device))
 
 
-register_step(STEP, rebuild_int8, runtime_quantized=True)
+
+def describe_int8(step: dict) -> dict:
+    shape = step["shape"]
+    settings = {"int8 linears": len(shape.get("linears", []))}
+    if step["config"].get("backend", "torch") == "torch":
+        # Which activations the kernels can pair with these weights depends on the reader's CPU.
+        settings["activations"] = (
+            "8-bit on x86 CPUs with VNNI, 7-bit on others (re-quantize there for 7-bit weights and 8-bit "
+            "activations)" if shape.get("weight_bits", 8) == 8 else "8-bit on any x86 CPU")
+    return settings

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
 from ...calibration import input_absmax
-from ...shapes import replace_submodule
+from ...structure import replace_submodule
 
 
 def check_smoothing(alpha: float | None) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from ...method_config import MethodConfig
 from ...calibration import check_max_batches
 
 SHARE = ("layer", "attention", "ffn")
@@ -13,7 +14,7 @@ PATTERNS = ("consecutive", "cycle")
 
 
 @dataclass
-class WeightSharingConfig:
+class WeightSharingConfig(MethodConfig):
     """Tie encoder layers into groups that use one set of weights.
 
     Give explicit ``groups`` (lists of layer indices) or ``group_size`` (every n consecutive
@@ -38,6 +39,8 @@ class WeightSharingConfig:
         >>> compress(model, WeightSharingConfig(group_size=2, pattern="cycle"))
     """
 
+    name: ClassVar[str] = "sharing"
+
     groups: list[list[int]] | None = field(default=None, metadata={"help": "Explicit groups of layer indices."})
     group_size: int | None = field(default=None, metadata={"help": "Tie groups of n layers (see pattern)."})
     pattern: str = field(default="consecutive", metadata={
@@ -47,7 +50,6 @@ class WeightSharingConfig:
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for init=regmean."})
     linear_weights_only: bool = field(default=False, metadata={
         "help": "Tie only the linears' weight matrices; each layer keeps its own biases and LayerNorms."})
-    method: str = field(default="sharing", init=False)
 
     def __post_init__(self) -> None:
         if (self.groups is None) == (self.group_size is None):
@@ -90,5 +92,3 @@ class WeightSharingConfig:
         """Whether ``compress`` needs ``dataloader=`` for this config."""
         return self.init == "regmean"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

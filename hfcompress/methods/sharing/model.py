@@ -13,10 +13,9 @@ from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
 from ...calibration import input_second_moments
-from ...integration import append_step, register_step
+from ...integration import append_step, make_step
 from .config import WeightSharingConfig
 
-STEP = "sharing"
 
 
 def _role_paths(adapter, share: str) -> list[str] | None:
@@ -180,14 +179,21 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
                     member_bias = model.get_submodule(name).bias
                     member_bias.copy_(bias.to(member_bias))
     _apply_ties(model, mapping)
-    append_step(model, {"method": STEP, "groups": groups, "share": config.share, "init": config.init,
-                        "linear_weights_only": config.linear_weights_only, "tied_parameters": len(mapping)})
+    append_step(model, make_step(config.name, config,
+                                 {"groups": groups, "share": config.share, "linear_weights_only": config.linear_weights_only},
+                                 {"tied_parameters": len(mapping)}))
     return model
 
 
+SHAPE_KEYS = ("groups", "share", "linear_weights_only")
+
+
 def rebuild_sharing(model: PreTrainedModel, step: dict) -> None:
+    """Re-tie a freshly built model's layers as a ``sharing`` step left them."""
+    shape = step["shape"]
     # Records written before linear_weights_only existed tied every parameter of the share mode.
-    _apply_ties(model, tie_map(model, step["groups"], step["share"], step.get("linear_weights_only", False)))
+    _apply_ties(model, tie_map(model, shape["groups"], shape["share"], shape.get("linear_weights_only", False)))
 
 
-register_step(STEP, rebuild_sharing)
+def describe_sharing(step: dict) -> dict:
+    return {"groups": step["shape"].get("groups"), "share": step["shape"].get("share")}

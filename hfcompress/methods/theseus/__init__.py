@@ -1,14 +1,15 @@
 """BERT-of-Theseus: progressive module replacement (Xu et al. 2020)."""
 
-from ...integration import register_step
-from ...trainer import register_training_method
+from ...registry import MethodSpec, register_method
 from .callback import TheseusCallback
 from .config import TheseusConfig
 from .model import TheseusLayers, attach_successor, detach_successor
 from .scheduler import replacing_rate
 
 # The exported successor is a standard architecture: the record step is provenance only.
-register_step("theseus", None)
-register_training_method(TheseusConfig, TheseusCallback)
+register_method(MethodSpec(
+    name=TheseusConfig.name, config_cls=TheseusConfig, title="BERT-of-Theseus progressive module replacement",
+    tag="bert-of-theseus", callback=TheseusCallback, rebuild=None, loads_without_hfcompress=True,
+))
 
 __all__ = ["TheseusCallback", "TheseusConfig", "TheseusLayers", "attach_successor", "detach_successor", "replacing_rate"]

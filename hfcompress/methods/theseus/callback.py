@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from torch import nn
-from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PreTrainedModel, TrainerControl, TrainerState, TrainingArguments
 
 from ...adapters import get_adapter
-from ...integration import append_step
+from ...callbacks import CompressionCallback
+from ...integration import append_step, make_step
 from .config import TheseusConfig
 from .model import TheseusLayers, attach_successor, detach_successor
 from .scheduler import in_replacement_stage, replacing_rate
@@ -16,7 +17,7 @@ from .scheduler import in_replacement_stage, replacing_rate
 logger = logging.getLogger(__name__)
 
 
-class TheseusCallback(TrainerCallback):
+class TheseusCallback(CompressionCallback):
     """Progressive module replacement as a callback.
 
     On ``on_init_end`` the model's encoder layers become a predecessor/successor stack (so a
@@ -84,18 +85,20 @@ class TheseusCallback(TrainerCallback):
         detach_successor(model)
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        step = {
-            "method": "theseus",
-            "predecessor_layers": predecessor_layers,
-            **{k: v for k, v in self.config.to_dict().items() if k != "method"},
-        }
+        info = {"predecessor_layers": predecessor_layers}
         if steps is not None:
-            step["trained_steps"] = steps
-        append_step(model, step)
+            info["trained_steps"] = steps
+        append_step(model, make_step(self.config.name, self.config, None, info))
         self.exported = True
         logger.info("Theseus: exported a %d-layer successor of a %d-layer predecessor.",
                     self.config.successor_layers, predecessor_layers)
         return model
+
+    def hidden_state_depths(self, model: nn.Module) -> list[float] | None:
+        """Depths of the layer outputs of the last forward (each draw mixes successor and predecessor blocks)."""
+        if self.exported:
+            return None
+        return getattr(get_adapter(model).layers(_unwrap(model)), "output_depths", None)
 
     @staticmethod
     def _stack(model: nn.Module) -> TheseusLayers:

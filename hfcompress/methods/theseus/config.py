@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ...method_config import MethodConfig
 
 SCHEDULERS = ("constant", "linear")
 SUCCESSOR_INITS = ("first", "block_last")
 
 
 @dataclass
-class TheseusConfig:
+class TheseusConfig(MethodConfig):
     """Compress L predecessor layers into ``successor_layers`` by progressive module replacement.
 
     Each successor layer i replaces the block of k = L / successor_layers consecutive predecessor
@@ -25,6 +27,8 @@ class TheseusConfig:
     Example:
         >>> TheseusConfig(successor_layers=3, replacing_rate=0.5, steps_for_replacing=500)
     """
+
+    name: ClassVar[str] = "theseus"
 
     successor_layers: int = field(default=3, metadata={"help": "Layers of the compressed (successor) model."})
     replacing_rate: float = field(
@@ -54,7 +58,6 @@ class TheseusConfig:
         default=None,
         metadata={"help": "Seed of the replacement draws, identical on every process (default: the Trainer's seed)."},
     )
-    method: str = field(default="theseus", init=False, metadata={"help": "Record name of this method."})
 
     def __post_init__(self) -> None:
         if not isinstance(self.successor_layers, int) or self.successor_layers < 1:
@@ -74,14 +77,3 @@ class TheseusConfig:
             raise ValueError(f"steps_for_replacing must be >= 0; got {self.steps_for_replacing}.")
         if self.successor_init not in SUCCESSOR_INITS:
             raise ValueError(f"successor_init must be one of {SUCCESSOR_INITS}; got {self.successor_init!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TheseusConfig":
-        names = {f.name for f in fields(cls) if f.init}
-        unknown = set(data) - names - {"method"}
-        if unknown:
-            raise ValueError(f"Unknown TheseusConfig field(s) {sorted(unknown)}; known: {sorted(names)}.")
-        return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,229 @@
+"""Structured pruning by importance, shared by the ``heads`` and ``ffn`` methods.
+
+Gate-gradient importance of attention heads and FFN neurons (Michel, Levy, Neubig 2019).
+
+A gate of ones is multiplied into each head's output (the input of the attention output
+projection, one gate per head) and each FFN neuron (the input of the FFN output projection);
+|∂L/∂gate| accumulated over batches is the importance. Gates are forward pre-hooks, so no model
+code changes and the model's outputs are untouched (the gates are 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .adapters import get_adapter
+from .callbacks import CompressionCallback
+from .integration import append_step, make_step
+from .structure import remove_ffn_neurons, remove_heads
+
+logger = logging.getLogger(__name__)
+UNITS = ("heads", "ffn")
+
+
+@contextmanager
+def _gates(model: PreTrainedModel, kind: str) -> Iterator[list[torch.Tensor]]:
+    adapter = get_adapter(model)
+    head_size = adapter.head_size(model.config)
+    gates, handles = [], []
+    for layer in adapter.layers(model):
+        if kind == "heads":
+            target = adapter.attention_linears(layer)["output"]
+            units, width = target.in_features // head_size, head_size
+        else:
+            target = adapter.ffn_linears(layer)["out"]
+            units, width = target.in_features, 1
+        gate = torch.ones(units, device=target.weight.device, requires_grad=True)
+
+        def hook(module: nn.Module, args: tuple, gate=gate, width=width) -> tuple:
+            hidden = args[0]
+            scaled = hidden * gate.repeat_interleave(width).to(hidden.dtype)
+            return (scaled, *args[1:])
+
+        handles.append(target.register_forward_pre_hook(hook))
+        gates.append(gate)
+    try:
+        yield gates
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def compute_importance(
+    model: PreTrainedModel,
+    dataloader: Iterable[dict[str, Any]],
+    kind: str = "heads",
+    max_batches: int | None = None,
+    normalize: bool = True,
+) -> list[torch.Tensor]:
+    """Per-layer importance (one tensor per layer: heads or FFN neurons).
+
+    The dataloader yields the model's input dicts with ``labels``. With ``normalize`` each
+    layer's scores are divided by their L2 norm (as Michel et al. do for heads).
+
+    Example:
+        >>> scores = compute_importance(model, loader, kind="heads", max_batches=32)
+    """
+    if kind not in UNITS:
+        raise ValueError(f"kind must be 'heads' or 'ffn'; got {kind!r}.")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # dropout off: importance is deterministic for fixed batches
+    scores: list[torch.Tensor] | None = None
+    batches = 0
+    try:
+        with _gates(model, kind) as gates:
+            for batch in dataloader:
+                if max_batches is not None and batches >= max_batches:
+                    break
+                if "labels" not in batch:
+                    raise ValueError("Importance needs a loss: the dataloader's batches must include 'labels'.")
+                batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+                loss = model(**batch).loss
+                grads = torch.autograd.grad(loss, gates)
+                contributions = [g.detach().abs() for g in grads]
+                scores = contributions if scores is None else [s + c for s, c in zip(scores, contributions)]
+                batches += 1
+    finally:
+        model.train(was_training)
+    if scores is None:
+        raise ValueError("The dataloader yielded no batches; importance needs at least one.")
+    if normalize:
+        scores = [s / s.norm().clamp(min=1e-20) for s in scores]
+    return [s.cpu() for s in scores]
+
+
+def select_units_to_prune(
+    scores: Sequence[torch.Tensor], count: int, scope: str, min_keep: int = 1
+) -> dict[int, list[int]]:
+    """The ``count`` least important units (heads or neurons), never leaving a layer below ``min_keep``.
+
+    ``scope="layer"`` removes the same fraction from every layer; ``"global"`` ranks all units
+    together. Ties break by position so the choice is deterministic.
+
+    Example:
+        >>> select_units_to_prune([torch.tensor([0.1, 0.9]), torch.tensor([0.5, 0.2])], 2, "global")
+        {0: [0], 1: [1]}
+    """
+    total = sum(len(s) for s in scores)
+    plan: dict[int, list[int]] = {i: [] for i in range(len(scores))}
+    if scope == "layer":
+        fraction = count / total
+        for layer, layer_scores in enumerate(scores):
+            k = min(int(round(fraction * len(layer_scores))), len(layer_scores) - min_keep)
+            order = sorted(range(len(layer_scores)), key=lambda u: (float(layer_scores[u]), u))
+            plan[layer] = sorted(order[:k])
+        return {k: v for k, v in plan.items() if v}
+    ranked = sorted(((float(s), layer, unit) for layer, layer_scores in enumerate(scores)
+                     for unit, s in enumerate(layer_scores)))
+    remaining = [len(s) for s in scores]
+    removed = 0
+    for _, layer, unit in ranked:
+        if removed == count:
+            break
+        if remaining[layer] - 1 < min_keep:
+            continue
+        plan[layer].append(unit)
+        remaining[layer] -= 1
+        removed += 1
+    return {k: sorted(v) for k, v in plan.items() if v}
+
+
+def prune_by_importance_round(model: PreTrainedModel, config: Any, dataloader, round_index: int,
+                              total: int | None = None) -> int:
+    """One round of ``config.iterations``: rank by fresh importance and remove this round's share.
+
+    ``config`` is a ``HeadPruningConfig`` or ``FFNPruningConfig`` (its ``name`` says which unit);
+    ``total`` is the unit count before the first round (computed when ``None``); returns it.
+    """
+    kind = config.name
+    scores = compute_importance(model, dataloader, kind=kind, max_batches=config.max_batches)
+    total = total if total is not None else sum(len(s) for s in scores)
+    already_removed = total - sum(len(s) for s in scores)
+    goal = round(config.target * total * (round_index + 1) / config.iterations)
+    plan = select_units_to_prune(scores, goal - already_removed, config.scope)
+    info: dict[str, Any] = {"round": round_index + 1}
+    if kind == "heads":  # small enough to keep for the model card's heat map
+        info["importance"] = [[round(float(v), 6) for v in s] for s in scores]
+    shape = (remove_heads if kind == "heads" else remove_ffn_neurons)(model, plan)
+    append_step(model, make_step(kind, config, shape, info))
+    return total
+
+
+def prune_by_importance(model: PreTrainedModel, config: Any, dataloader=None) -> PreTrainedModel:
+    """Compute importance on ``dataloader`` and remove ``config.target`` of the heads or FFN neurons.
+
+    Example:
+        >>> prune_by_importance(model, HeadPruningConfig(target=0.5), train_loader)
+    """
+    if dataloader is None:
+        raise ValueError(f"{type(config).__name__} ranks units by importance and needs data: "
+                         "compress(model, config, dataloader=...) with batches that include labels.")
+    total = None
+    for round_index in range(config.iterations):
+        total = prune_by_importance_round(model, config, dataloader, round_index, total)
+    return model
+
+
+class IterativePruningCallback(CompressionCallback):
+    """Remove ``config.target`` of the heads (or FFN neurons) in ``config.iterations`` equal rounds.
+
+    Round r runs at step ``r * prune_every`` (the first at step 0, before any update), with
+    importance recomputed on ``dataloader``; the Trainer fine-tunes between rounds. The
+    optimizer keeps working on the new, smaller parameters (their state restarts). Give a list
+    of configs (heads and FFN) to prune both in each round from one callback.
+
+    Example:
+        >>> callback = IterativePruningCallback(HeadPruningConfig(target=0.5, iterations=3), loader, prune_every=100)
+        >>> Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
+        >>> IterativePruningCallback([HeadPruningConfig(target=0.5, iterations=3),
+        ...                           FFNPruningConfig(target=0.5, iterations=3)], loader, prune_every=100)
+    """
+
+    def __init__(self, config: Any, dataloader: Any, prune_every: int) -> None:
+        if prune_every < 1:
+            raise ValueError(f"prune_every must be >= 1 step; got {prune_every}.")
+        configs = list(config) if isinstance(config, (list, tuple)) else [config]
+        wrong = [type(c).__name__ for c in configs if getattr(c, "name", None) not in UNITS]
+        if wrong:
+            raise TypeError(f"IterativePruningCallback takes HeadPruningConfig / FFNPruningConfig; got {wrong}.")
+        if not configs or len({c.iterations for c in configs}) != 1:
+            raise ValueError("Give one or more pruning configs with the same number of iterations; got "
+                             f"{[c.iterations for c in configs]}.")
+        self.configs, self.dataloader, self.prune_every = configs, dataloader, prune_every
+        self.iterations = configs[0].iterations
+        self.rounds_done = 0
+        self._totals: list[int | None] = [None] * len(configs)
+
+    def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        due = min(self.iterations, state.global_step // self.prune_every + 1)
+        while self.rounds_done < due:
+            self._prune_round(model, optimizer)
+
+    def _prune_round(self, model: nn.Module, optimizer: Any) -> None:
+        names_to_group = {}
+        if optimizer is not None:
+            by_id = {id(p): n for n, p in model.named_parameters()}
+            for index, group in enumerate(optimizer.param_groups):
+                for parameter in group["params"]:
+                    names_to_group[by_id.get(id(parameter))] = index
+        for index, config in enumerate(self.configs):
+            self._totals[index] = prune_by_importance_round(model, config, self.dataloader, self.rounds_done,
+                                                            self._totals[index])
+        self.rounds_done += 1
+        if optimizer is not None:
+            # Pruned linears are new Parameter objects: give them to the same groups, fresh state.
+            groups = [[] for _ in optimizer.param_groups]
+            for name, parameter in model.named_parameters():
+                if name in names_to_group:
+                    groups[names_to_group[name]].append(parameter)
+            for group, parameters in zip(optimizer.param_groups, groups):
+                group["params"] = parameters
+            optimizer.state.clear()
+        logger.info("Iterative pruning: round %d/%d done.", self.rounds_done, self.iterations)
