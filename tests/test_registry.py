@@ -192,7 +192,7 @@ def test_soft_movement_penalty_reaches_the_scores_in_a_plain_trainer(tmp_path):
 
 def test_regularization_gradient_equals_the_loss_term():
     """The gradient route adds exactly d/dS of weight * mean over layers of mean(sigmoid(S))."""
-    config = MovementPruningConfig(pruning_method="sigmoied_threshold", regularization_lambda=2.0,
+    config = MovementPruningConfig(pruning_method="sigmoied_threshold", regularization_lambda=200.0,
                                    initial_warmup=0, final_warmup=0, scores_init="magnitude")
     model = tiny_model("bert", seed=1).train()
     callback = MovementPruningCallback(config)
