@@ -29,24 +29,19 @@ from .methods.quantization.kernels import full_range_int8_kernels, int8_isa
 def count_parameters(model: nn.Module) -> int:
     """Weights counted once even when shared (tied), including int8 weights kept outside ``parameters()``.
 
-    Int8 modules store weights as buffers (hfcompress: ``weight_int8``) or packed params
-    (``torch.ao`` dynamic linears); they are weights all the same.
+    Int8 modules keep weights outside ``parameters()``: hfcompress's own modules list them in
+    ``weight_tensors()``, ``torch.ao`` dynamic linears return them from ``weight()`` / ``bias()``.
+    They are weights all the same.
     """
+    from torch.ao.nn.quantized.dynamic import Linear as TorchDynamicLinear
+
     seen, total = set(), 0
     tensors = list(model.parameters())
-    buffers = dict(model.named_buffers())
-    for name, buffer in buffers.items():
-        if name.endswith("weight_int8"):
-            tensors.append(buffer)
-            bias = buffers.get(name[: -len("weight_int8")] + "bias")
-            if bias is not None:
-                tensors.append(bias)
     for module in model.modules():
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None and callable(getattr(module, "weight", None)):  # torch.ao dynamic Linear
-            tensors.append(module.weight())
-            if callable(getattr(module, "bias", None)) and module.bias() is not None:
-                tensors.append(module.bias())
+        if callable(getattr(module, "weight_tensors", None)):
+            tensors += [t for t in module.weight_tensors() if t is not None]
+        elif isinstance(module, TorchDynamicLinear):
+            tensors += [t for t in (module.weight(), module.bias()) if t is not None]
     for tensor in tensors:
         key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
         if key not in seen:

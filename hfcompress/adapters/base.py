@@ -63,6 +63,10 @@ class ModelAdapter:
     # Attributes of the attention module that cache the head count / total head width.
     attention_heads_attr: str | None = None
     attention_all_head_size_attr: str | None = None
+    # Whether the forward takes token_type_ids (segment embeddings), e.g. for ONNX export inputs.
+    token_type_ids: bool = False
+    # onnxruntime.transformers.optimizer's model_type whose fusions fit this family (None: no fusions).
+    onnx_fusion_type: str | None = "bert"
 
     # --- modules -------------------------------------------------------------------------
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -136,6 +140,13 @@ class ModelAdapter:
         prefix = _backbone_prefix(model)
         return [name for name, module in model.named_modules()
                 if isinstance(module, nn.Linear) and not name.startswith(prefix)]
+
+    def input_names(self, config: PretrainedConfig) -> list[str]:
+        """The tensors a sequence classifier of this family takes, in export order."""
+        names = ["input_ids", "attention_mask"]
+        if self.token_type_ids and getattr(config, "type_vocab_size", 0):
+            names.append("token_type_ids")
+        return names
 
     # --- shapes --------------------------------------------------------------------------
     def num_layers(self, config: PretrainedConfig) -> int:

@@ -19,8 +19,8 @@ _BERT_LAYOUT = dict(
     attention_all_head_size_attr="all_head_size",
 )
 
-BERT = register_adapter(ModelAdapter(name="bert", model_types=("bert",), **_BERT_LAYOUT))
+BERT = register_adapter(ModelAdapter(name="bert", model_types=("bert",), token_type_ids=True, **_BERT_LAYOUT))
 ROBERTA = register_adapter(
     ModelAdapter(name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), **_BERT_LAYOUT)
 )
-ELECTRA = register_adapter(ModelAdapter(name="electra", model_types=("electra",), **_BERT_LAYOUT))
+ELECTRA = register_adapter(ModelAdapter(name="electra", model_types=("electra",), token_type_ids=True, **_BERT_LAYOUT))

@@ -85,6 +85,10 @@ class Int8DynamicLinear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight_int8.float() * self.weight_scale[:, None]
 
+    def weight_tensors(self) -> list[torch.Tensor | None]:
+        """The weights kept as buffers (not parameters), for parameter counts."""
+        return [self.weight_int8, self.bias]
+
     def _packed_params(self):
         # Repack when a buffer is replaced (from_pretrained, .to()) or changed in place (version).
         # Read through _buffers: nn.Module.__getattr__ costs ~2 us per access, which over the
@@ -141,6 +145,10 @@ class Int8StoredEmbedding(nn.Module):
         layer.weight_int8.copy_(weight_int8)
         layer.weight_scale.copy_(scale)
         return layer
+
+    def weight_tensors(self) -> list[torch.Tensor]:
+        """The int8 table kept as a buffer (not a parameter), for parameter counts."""
+        return [self.weight_int8]
 
     @property
     def weight(self) -> torch.Tensor:

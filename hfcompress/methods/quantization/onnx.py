@@ -46,10 +46,7 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def _input_names(model: PreTrainedModel) -> list[str]:
-    names = ["input_ids", "attention_mask"]
-    if getattr(model.config, "type_vocab_size", 0) and model.config.model_type in ("bert", "electra"):
-        names.append("token_type_ids")
-    return names
+    return get_adapter(model).input_names(model.config)
 
 
 def export_onnx(
@@ -289,11 +286,13 @@ def _optimize(source: Path, target: Path, model: PreTrainedModel) -> Path:
         logger.warning("onnxruntime.transformers is unavailable; exporting without fusions.")
         return source
     adapter = get_adapter(model)
+    if adapter.onnx_fusion_type is None:
+        return source
     heads = {adapter.layer_num_heads(layer, model.config) for layer in adapter.layers(model)}
     # Fusions assume one head count for the whole model; uneven (pruned) heads skip them.
     num_heads = heads.pop() if len(heads) == 1 else 0
     optimized = optimizer.optimize_model(
-        str(source), model_type="bert", num_heads=num_heads, hidden_size=adapter.hidden_size(model.config) if num_heads else 0,
+        str(source), model_type=adapter.onnx_fusion_type, num_heads=num_heads, hidden_size=adapter.hidden_size(model.config) if num_heads else 0,
         opt_level=1,
     )
     optimized.save_model_to_file(str(target))
