@@ -7,6 +7,7 @@ compared against the same uncompressed model.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hfcompress.data import get_task, load_task, tokenize_task  # noqa: E402
+from hfcompress.benchmark import format_table, hardware, write_results  # noqa: E402
 from hfcompress.finetune import build_trainer  # noqa: E402
 
 LATENCY_NOTE = "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads"
@@ -174,3 +176,41 @@ if __name__ == "__main__":
     for name in sys.argv[1:]:
         _, _, info = get_teacher(TASK_SETUPS[name])
         print(json.dumps(info))
+
+
+MODEL_NOTE = "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)"
+
+
+def benchmark_parser(doc: str | None, variants: list[str], *, epochs: float = 1.0, epochs_flag: str = "finetune_epochs",
+                     steps_flag: str = "finetune_steps", distill_help: str = "fine-tune with distillation from the "
+                                                                                  "teacher") -> argparse.ArgumentParser:
+    """The flags every fine-tuning benchmark shares: tasks, budget, learning rate, seed, variants, tag, distillation."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
+    parser.add_argument(f"--{epochs_flag}", type=float, default=epochs)
+    parser.add_argument(f"--{steps_flag}", type=int, default=None, help=f"overrides --{epochs_flag}")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--variants", nargs="+", default=None, choices=list(variants), help="default: all")
+    parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
+    parser.add_argument("--distill", action="store_true", help=distill_help)
+    return parser
+
+
+def run_payload(benchmark: str, setup: TaskSetup, teacher_info: dict, data, rows: list[dict], **fields) -> dict:
+    """The fields every results file carries, around the benchmark's own ``fields``."""
+    spec = get_task(setup.task)
+    return {
+        "benchmark": benchmark, "task": setup.task, "metric": spec.main_metric, "model": MODEL_NOTE,
+        "teacher": teacher_info,
+        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
+                 "max_length": setup.max_length},
+        **fields, "rows": rows, "hardware": hardware(), "latency": LATENCY_NOTE,
+    }
+
+
+def save_run(payload: dict, tag: str = "") -> None:
+    """Write ``results/<benchmark>_<task><tag>.json`` and ``.md`` and print the table."""
+    stem = f"{payload['benchmark']}_{payload['task']}{tag}"
+    write_results(payload, RESULTS / f"{stem}.json", RESULTS / f"{stem}.md")
+    print(format_table(payload["rows"], payload["metric"]), flush=True)

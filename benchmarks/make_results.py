@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+NOTES = HERE / "notes"
+
+
+def note(name: str) -> str:
+    """A long explanatory note kept as markdown in benchmarks/notes/ (edited there, not here)."""
+    return (NOTES / f"{name}.md").read_text(encoding="utf-8").rstrip("\n")
 sys.path.insert(0, str(HERE.parent))
 
 from hfcompress.benchmark import format_table  # noqa: E402
@@ -182,14 +188,7 @@ def movement_grid(merged: list[dict]) -> list[str]:
     return lines
 
 
-MOVEMENT_GRID_NOTE = (
-    "Session 13. At 3% remaining the paper's result shows plainly: after 400 steps + KD, soft movement keeps 78.10 "
-    "where magnitude pruning falls to 61.12 (paired on the same dev rows: +17.0, 95% interval [+13.1, +20.8], "
-    "McNemar p < 0.001); hard and soft movement land on the same 78.10 with 9 dev rows differing each way. At 10% "
-    "movement leads magnitude by 1.3-2.2 points at either budget, inside the noise of one dev set (soft vs magnitude "
-    "at 2000 steps, paired: p 0.21). In the 2000-step grid magnitude and hard movement at 3% were not run (about 55 "
-    "minutes per variant on this machine); their commands are in run_pending.sh."
-)
+MOVEMENT_GRID_NOTE = note("movement_grid")
 
 
 def movement_summary(merged: list[dict]) -> list[str]:
@@ -314,105 +313,17 @@ def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.2%}"
 
 
-THESEUS_BUDGET_NOTE = (
-    "Step budget: SST-2 and TNEWS variants above train 1 epoch of their 8000-row subset (250 steps), MRPC and RTE 3 "
-    "epochs; the teachers trained 3. Run `_3ep` below (session 11) gives SST-2 variants the teacher's 3 epochs (750 "
-    "steps, lr 1e-4): every variant gains, the first-3-layers baseline most (81.88 -> 84.29, 97.5% of the teacher), "
-    "Theseus constant 81.54 -> 82.57 and with KD 82.80 (95.5-95.8%). Theseus spends half its steps in replacement "
-    "training with the embeddings and classifier frozen; on this 6-layer MiniLM and these data sizes, plain "
-    "truncation plus fine-tuning uses the same budget better. Run `_3ep_stage1` tried the two obvious fixes at the same "
-    "budget: a stage 1 of 25% of the steps (82.91) and embeddings + classifier trained during stage 1 (83.14); both "
-    "within noise of Theseus constant and below the baseline. The 97% target is reachable on SST-2 by the baseline, "
-    "not by Theseus, with what was tried here."
-)
+THESEUS_BUDGET_NOTE = note("theseus_budget")
 
-SHARING_CYCLE_NOTE = (
-    "Session 12, run `_kd_cycle`: which layers share matters more than any init or budget tried above. Cycle sharing "
-    "(Takase & Kiyono 2021; `pattern=\"cycle\"`: groups [[0, 3], [1, 4], [2, 5]], still groups of 2 and half the "
-    "encoder) runs the 3 unique layers twice in order. Started from the teacher's first 3 layers (`init=\"first\"`, so the model first "
-    "runs 0 1 2 0 1 2, 50.92 before fine-tuning) it reaches 85.89 on SST-2 after the same 400 steps + KD at which "
-    "consecutive pairs reach 80.85: 0.57 under the teacher, inside #7's 2 points. RegMean init of the same cycle groups "
-    "reaches 83.26. On MRPC (240 steps + KD, lr 1e-4, the activation-aware low-rank budget) the cycle, "
-    "first-layer init reaches F1 84.33 / accuracy 76.23 (teacher 85.81 / 78.92): 1.48 points under, inside the 2, and "
-    "off the majority class where consecutive RegMean pairs stayed (81.21 / 71.08). Recipe: configs/sharing_cycle.yaml. "
-    "Paired against the teacher on the same dev rows (table below, session 13): SST-2 -0.57, 95% interval "
-    "[-2.29, +1.15], McNemar p 0.60, no detectable loss; MRPC F1 -1.48, interval [-3.03, +0.01], and the teacher is "
-    "right on 18 rows the cycle model gets wrong against 7 the other way (p 0.043): on MRPC the loss is real, and "
-    "its interval does not rule out more than 2 points."
-)
+SHARING_CYCLE_NOTE = note("sharing_cycle")
 
-THESEUS_TEACHER_BUDGET_NOTE = (
-    "With every variant at the teacher's 3 epochs (session 12 added TNEWS `_3ep`), the picture is: on TNEWS all 3-layer "
-    "variants pass the teacher (29.0-29.2 vs 28.07; the 6-layer teacher with 64% [UNK] tokens is weak) and Theseus "
-    "constant leads the baseline by 0.16 points, well inside one standard error (~0.45 on 10,000 rows); on SST-2 the "
-    "baseline leads every Theseus variant by 1.2-1.7 points; MRPC and RTE split. The mean retention of the best "
-    "Theseus variant (97.8%, picked on dev) passes #4's 97% only because TNEWS counts at 104% and RTE's weak teacher "
-    "(56.32, majority class 52.7) at 98%; the constant preset keeps 96.6%. Theseus beats the baseline on 2 of 4 tasks, "
-    "both by less than a standard error, and loses clearly on SST-2. Run `_3ep_hidden` (SST-2) adds the lever the asset "
-    "notes pointed to, distillation of logits and of every layer's output (each matched to the predecessor's output "
-    "at the same depth, also in the mixed stage-1 paths): Theseus 82.91, within noise of the other Theseus variants, "
-    "while the same distillation lifts the truncated first-3-layers model to 84.75. On this model the distillation, "
-    "not the module replacement, is what adds accuracy."
-)
+THESEUS_TEACHER_BUDGET_NOTE = note("theseus_teacher_budget")
 
-KERNELS_VNNI_NOTE = (
-    "Session 11, this machine, defaults of this CPU (8-bit weights in torch, unfused ONNX graph), seq 128, 400 rounds "
-    "at batch 1, quartiles of the per-round ratio in brackets. Here ours (torch) came out 1.2% faster than plain "
-    "torch.ao at batch 1 and ours (onnxruntime) 1.8% slower than plain ONNX Runtime, while the quantization table's "
-    "paired timing of the same defaults, same machine, an hour earlier (other models in the rotation) had ours 1.9% "
-    "and 4.1% slower on SST-2. Per-round pairing removes drift within a run, not differences between runs of a few "
-    "percent: ours and the plain recipes are within about 2-4% of each other at batch 1 on this machine, and which "
-    "is ahead changes between runs."
-)
+KERNELS_VNNI_NOTE = note("kernels_vnni")
 
-QUANTIZATION_NOTE = (
-    "\"ours / plain\": per-round ratio of ours' forward time to the plain recipe's, median over 400 rounds (batch 1) / "
-    "40 (batch 32) with a 95% bootstrap interval, timed with only the speed-target contenders in the rotation; "
-    "\"slower\" when the whole interval is above 1, \"level\" when it contains 1. The drop must hold both ways of "
-    "scoring: dynamic int8 activation scales span the padded batch, so the batch changes the score, and batch 1 is "
-    "where the speed target is. \"Predictions changed\": share of dev + 1000 train rows (one row per call) whose "
-    "predicted class differs from fp32; it measures fidelity without the few-example luck of a dev score (a 0.5-point "
-    "drop is 4 rows of SST-2 dev).\n\n"
-    "**Defaults now follow the CPU** (session 11, `hfcompress/methods/quantization/kernels.py`). This machine has "
-    "AVX-512 VNNI (`int8_isa` in the JSON); the int8 runs before session 10 were on an AVX2-only CPU of the same name. "
-    "Torch backend: weights are 8-bit where a one-off probe shows the kernels multiply 8-bit activations by 8-bit "
-    "weights exactly (VNNI), else 7-bit (AVX2 kernels add pairs of products in 16 bits and saturate); the probe runs "
-    "again where a checkpoint is loaded, so an 8-bit-weight model on an AVX2 CPU gets 7-bit activations instead of "
-    "overflow (tested with fbgemm capped at AVX2). Here the two weight widths are equally fast and about equally "
-    "faithful (KL SST-2 0.0045 vs 0.0044, MRPC 0.0026 vs 0.0033 with 7-bit weights). ONNX Runtime backend: no "
-    "transformer fusions for int8 exports on VNNI CPUs, since the fused graph is ~9% slower here at both batch sizes "
-    "(breakdown below); fused elsewhere, where it was level or faster. The table rows \"7-bit weights / 8-bit "
-    "activations\" and \"fused graph\" are the other choice of each default.\n\n"
-    "**What misses, and why.** At batch 1 ours is 2-4% slower than the plain recipes on both backends (interval "
-    "above 1 on both tasks): that is mostly the per-channel weight scales (+2.3% in ONNX Runtime below; in torch, "
-    "torch.ao's own per-channel qconfig cost 1-2% over its per-tensor default in a scratch paired run here, and ours "
-    "was level with it on the AVX2 machine, benchmarks/int8_kernels.py), which is also most of why ours changes "
-    "2-3x fewer predictions than the plain recipes (SST-2 1.0-1.1% vs 2.3-3.2%, MRPC 1.4-1.7% vs 4.1-5.0%). "
-    "A separate timing of the same defaults an hour later (int8_kernels.py, AVX-512 VNNI table below) had ours (torch) "
-    "1.2% faster than torch.ao and ours (onnxruntime) 1.8% slower than plain ONNX Runtime: the intervals here cover "
-    "drift within a run, not the 2-3% that moves between runs, so \"slower by 2-4%\" is at this machine's limit. "
-    "SmoothQuant + GPTQ adds one elementwise Mul per FFN MatMul and costs another 3-6%. At batch 32 ours (onnxruntime) "
-    "is level. The 0.5-point drop holds for ours (torch) on SST-2 only; elsewhere ours misses it by 0.1-0.4 points (a "
-    "few dev rows) while changing fewer predictions than the plain recipes, which miss it by more. \"FFN output float\" keeps the "
-    "FFN output linears (fed by GELU, widest activations) in float; \"per-token FFN activations\" is ours "
-    "(onnxruntime, fused graph) with `ffn_per_token=True`; \"GPTQ rounding\" (`rounding=\"gptq\"`, 32 calibration "
-    "batches of train rows outside the fidelity set) rounds each weight column with error feedback onto the same "
-    "grid; \"SmoothQuant\" (`smoothing=0.8`, the same batches) divides each FFN linear's input features by "
-    "s = max|x|^0.8 / max|W column|^0.2 and multiplies the weight columns by s (alpha picked on SST-2 KL among 0.5-1.0 "
-    "in scratch runs). With GPTQ it is the most faithful int8 here: KL to fp32 0.0006-0.0014 against 0.0026-0.0046 "
-    "for our default and 0.012-0.032 for the plain recipes. No Theseus successor was cached on this machine, so this "
-    "run has no \"theseus + int8\" rows (the AVX2 run's: SST-2 81.54 -> 80.73, MRPC 78.77 -> 78.41 with int8 torch)."
-)
+QUANTIZATION_NOTE = note("quantization")
 
-ORT_OPTIONS_NOTE = (
-    "One option at a time against plain ONNX Runtime int8 on this AVX-512 VNNI machine: ONNX Runtime's transformer "
-    "fusions (QAttention, BiasGelu, SkipLayerNormalization, EmbedLayerNormalization; `optimize=True`) cost ~9-10% at "
-    "both batch sizes, per-channel weight scales ~2% at batch 1, 7-bit weights nothing. ONNX Runtime's own session "
-    "optimizer builds the same graph (DynamicQuantizeMatMul / MatMulIntegerToFloat nodes) for per-tensor and "
-    "per-channel weights, so the per-channel cost is in the kernels. On the earlier AVX2 machine the fused graph was "
-    "level or faster (table above), hence the CPU-dependent default. The fused graph is what `ffn_per_token` and "
-    "`keep_ffn_out_float` build on; SmoothQuant and GPTQ do not need it."
-)
+ORT_OPTIONS_NOTE = note("ort_options")
 
 
 def _paired_verdict(ratio: dict) -> str:

@@ -11,7 +11,6 @@ compact sparse form, reloaded with the Auto class and checked against the dense 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 from pathlib import Path
@@ -19,12 +18,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from common import (CACHE, LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, slug,
+from common import (benchmark_parser, run_payload, save_run, CACHE, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, slug,
                     teacher_dir, training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, MovementPruningConfig, get_record, store_sparse
-from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, weights_size_bytes, write_results
-from hfcompress.data import get_task
+from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
 from hfcompress.finetune import build_trainer
 
 
@@ -69,7 +67,6 @@ def sparse_form(model, folder: Path, dev_inputs: dict) -> dict:
 def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, steps: int | None = None,
              names: list[str] | None = None, tag: str = "") -> None:
     setup = TASK_SETUPS[task]
-    spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     steps = steps or math.ceil(data["train"].num_rows / 32 * epochs)
@@ -88,7 +85,7 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, step
                                 distillation=DistillationConfig() if distill else None)
         trainer.train()
         model = trainer.model
-        remaining = next(s["remaining"] for s in get_record(model).steps if s["method"] == "movement")
+        remaining = next(s["info"]["remaining"] for s in get_record(model).steps if s["method"] == "movement")
         extra = {"remaining_encoder_weights": remaining}
         if config.granularity == "element":
             extra.update(sparse_form(model, CACHE / "movement" / task / (slug(name) + "-sparse"), dev_inputs))
@@ -96,32 +93,19 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, step
         print(f"[{task}] {name}: remaining {remaining:.3f}", flush=True)
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher")
-    payload = {
-        "benchmark": "movement", "task": task, "metric": spec.main_metric,
-        "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
-        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
-                 "max_length": setup.max_length},
-        "steps": steps, "learning_rate": lr, "scores_learning_rate": 1e-2, "distillation": distill, "seed": seed,
-        "rows": rows, "hardware": hardware(), "latency": LATENCY_NOTE,
-        "note": ("size_bytes: the dense save_pretrained file (pruned weights stored as zeros); sparse_size_bytes: "
-                 "the same model after store_sparse (kept values + 1 bit per encoder weight), reloaded with "
-                 "AutoModelForSequenceClassification and compared on 8 dev rows. Unstructured sparsity runs on "
-                 "dense kernels: no speedup is expected from it."),
-    }
-    write_results(payload, RESULTS / f"movement_{task}{tag}.json", RESULTS / f"movement_{task}{tag}.md")
-    print(format_table(rows, spec.main_metric), flush=True)
+    payload = run_payload(
+        "movement", setup, teacher_info, data, rows, steps=steps, learning_rate=lr, scores_learning_rate=1e-2,
+        distillation=distill, seed=seed,
+        note=("size_bytes: the dense save_pretrained file (pruned weights stored as zeros); sparse_size_bytes: "
+              "the same model after store_sparse (kept values + 1 bit per encoder weight), reloaded with "
+              "AutoModelForSequenceClassification and compared on 8 dev rows. Unstructured sparsity runs on "
+              "dense kernels: no speedup is expected from it."))
+    save_run(payload, tag)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--steps", type=int, default=None, help="overrides --epochs")
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--distill", action="store_true")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variants", nargs="+", default=None, choices=list(variants()), help="default: all")
-    parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
+    parser = benchmark_parser(__doc__, list(variants()), epochs=2.0, epochs_flag="epochs", steps_flag="steps",
+                              distill_help="fine-tune with distillation from the teacher")
     options = parser.parse_args()
     for task_name in options.tasks:
         run_task(task_name, options.epochs, options.lr, options.seed, options.distill, options.steps,

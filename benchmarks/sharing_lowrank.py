@@ -13,17 +13,15 @@ the same steps and learning rate, and measured before and after.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 
 
-from common import (LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+from common import (benchmark_parser, run_payload, save_run, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
                     train_batches, training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, LowRankConfig, WeightSharingConfig, compress
-from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
-from hfcompress.data import get_task
+from hfcompress.benchmark import add_ratios, benchmark_rows
 from hfcompress.finetune import build_trainer
 
 VARIANTS = {
@@ -61,7 +59,6 @@ def encoder_params(model) -> int:
 def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
              names: list[str] | None = None, tag: str = "", distill: bool = False, hidden_weight: float = 0.0) -> None:
     setup = TASK_SETUPS[task]
-    spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
@@ -91,30 +88,15 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher")
     encoder_bytes = 4 * sum(p.numel() for n, p in teacher.named_parameters() if ".encoder." in n)
-    payload = {
-        "benchmark": "sharing_lowrank", "task": task, "metric": spec.main_metric,
-        "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
-        "teacher_encoder_bytes": encoder_bytes,
-        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
-                 "max_length": setup.max_length},
-        "finetune_steps": steps, "finetune_lr": lr, "finetune_distillation": distill,
-        "finetune_hidden_weight": hidden_weight if distill else None, "seed": seed, "rows": rows, "hardware": hardware(),
-        "latency": LATENCY_NOTE,
-    }
-    write_results(payload, RESULTS / f"sharing_lowrank_{task}{tag}.json", RESULTS / f"sharing_lowrank_{task}{tag}.md")
-    print(format_table(rows, spec.main_metric), flush=True)
+    payload = run_payload(
+        "sharing_lowrank", setup, teacher_info, data, rows, teacher_encoder_bytes=encoder_bytes,
+        finetune_steps=steps, finetune_lr=lr, finetune_distillation=distill,
+        finetune_hidden_weight=hidden_weight if distill else None, seed=seed)
+    save_run(payload, tag)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
-    parser.add_argument("--finetune_epochs", type=float, default=1.0)
-    parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
-    parser.add_argument("--tag", default="", help="suffix of the results files (use it with --variants)")
-    parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
+    parser = benchmark_parser(__doc__, list(VARIANTS))
     parser.add_argument("--hidden_weight", type=float, default=0.0,
                         help="with --distill: weight of the layer-to-layer hidden-state MSE (0: logits only)")
     options = parser.parse_args()

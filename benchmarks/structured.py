@@ -13,18 +13,16 @@ batches. Writes which heads were removed and a heat map of head importance per l
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 
 
-from common import (LATENCY_NOTE, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+from common import (benchmark_parser, run_payload, save_run, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
                     train_batches, training_args)
 
 from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig,
                         IterativePruningCallback, compress, get_record)
-from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
-from hfcompress.data import get_task
+from hfcompress.benchmark import add_ratios, benchmark_rows
 from hfcompress.finetune import build_trainer
 
 VARIANTS = {
@@ -60,7 +58,6 @@ def heatmap(importance, removed, path, title):
 def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_steps: int | None = None,
              names: list[str] | None = None, distill: bool = False, tag: str = "", iterations: int = 1) -> None:
     setup = TASK_SETUPS[task]
-    spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     def loader():
@@ -95,11 +92,11 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         model = trainer.model
         record = [s for s in get_record(model).steps if s["method"] == "heads"]
         if record:
-            kept = record[-1]["kept_heads"]
+            kept = record[-1]["shape"]["kept_heads"]
             removed = {layer: [h for h in range(12) if h not in keep] for layer, keep in enumerate(kept)}
             removed_heads[name] = removed
             if name == "heads 50%":
-                heatmap(record[-1]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
+                heatmap(record[-1]["info"]["importance"], removed, RESULTS / f"structured_{task}_head_importance.png",
                         f"{task}: head importance (x = removed at 50%)")
         finetuned = f"{name} + " + (f"{iterations}-round iterative " if iterations > 1 else "") + "fine-tune" + \
             (" with KD" if distill else "")
@@ -107,32 +104,17 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
         print(f"[{task}] {name}: pruned and fine-tuned", flush=True)
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, rows[0]["name"])
-    payload = {
-        "benchmark": "structured", "task": task, "metric": spec.main_metric,
-        "model": "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", "teacher": teacher_info,
-        "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
-                 "max_length": setup.max_length},
-        "importance_batches": 32, "finetune_steps": steps, "finetune_distillation": distill, "finetune_lr": lr,
-        "iterations": iterations, "prune_steps": prune_steps, "seed": seed,
-        "removed_heads": removed_heads, "rows": rows, "hardware": hardware(),
-        "latency": LATENCY_NOTE,
-    }
-    write_results(payload, RESULTS / f"structured_{task}{tag}.json", RESULTS / f"structured_{task}{tag}.md")
-    print(format_table(rows, spec.main_metric), flush=True)
+    payload = run_payload(
+        "structured", setup, teacher_info, data, rows, importance_batches=32, finetune_steps=steps,
+        finetune_distillation=distill, finetune_lr=lr, iterations=iterations, prune_steps=prune_steps, seed=seed,
+        removed_heads=removed_heads)
+    save_run(payload, tag)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
-    parser.add_argument("--finetune_epochs", type=float, default=1.0)
-    parser.add_argument("--finetune_steps", type=int, default=None, help="overrides --finetune_epochs")
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="default: all")
-    parser.add_argument("--distill", action="store_true", help="fine-tune with distillation from the teacher")
+    parser = benchmark_parser(__doc__, list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=1,
                         help="prune in this many rounds during the fine-tune (importance recomputed each round)")
-    parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _kd")
     options = parser.parse_args()
     for task_name in options.tasks:
         run_task(task_name, options.finetune_epochs, options.lr, options.seed, options.finetune_steps,

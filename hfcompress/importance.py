@@ -12,19 +12,47 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from dataclasses import dataclass, field
+
 from .adapters import get_adapter
+from .calibration import check_max_batches
 from .callbacks import CompressionCallback
 from .integration import append_step, make_step
+from .method_config import MethodConfig, check_choice, check_range
 from .structure import remove_ffn_neurons, remove_heads
 
 logger = logging.getLogger(__name__)
 UNITS = ("heads", "ffn")
+SCOPES = ("global", "layer")
+
+
+@dataclass
+class UnitPruningConfig(MethodConfig):
+    """The fields head and FFN-neuron pruning share (each method's config subclasses this with its name)."""
+
+    target: float = field(default=0.5, metadata={"help": "Fraction of the units to remove, in (0, 1)."})
+    scope: str = field(default="global", metadata={"help": "Rank units across the model (global) or per layer."})
+    iterations: int = field(default=1, metadata={"help": "Prune in this many rounds, recomputing importance."})
+    max_batches: int | None = field(default=None, metadata={"help": "Batches of the dataloader used for importance."})
+
+    def __post_init__(self) -> None:
+        check_range("target", self.target, 0, 1, low_open=True, high_open=True,
+                    what=f"fraction of {self.unit_description} to remove")
+        check_choice("scope", self.scope, SCOPES)
+        check_range("iterations", self.iterations, 1)
+        check_max_batches(self.max_batches)
+
+    unit_description: ClassVar[str] = "units"
+
+    @property
+    def requires_dataloader(self) -> bool:
+        return True
 
 
 @contextmanager

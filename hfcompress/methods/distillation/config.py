@@ -4,7 +4,7 @@ its hidden states too (layer-to-layer, as in Patient KD, Sun et al. 2019, and Ti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ...method_config import MethodConfig
 

@@ -63,10 +63,6 @@ def score_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for n, p in model.named_parameters() if n.endswith(SCORES)]
 
 
-def score_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for n, p in model.named_parameters() if n.endswith(SCORES)]
-
-
 def global_threshold(layers: list[MaskedLinear], remaining: float) -> float:
     """The tau that keeps the top ``remaining`` fraction of all layers' (sigmoid) scores together."""
     if remaining >= 1 or not layers:
