@@ -26,6 +26,7 @@ from .methods.movement import MovementPruningCallback, MovementPruningConfig, st
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
+from .methods.truncation import TruncationConfig
 from .registry import MethodSpec, register_method
 from .trainer import CompressionTrainer
 
@@ -50,6 +51,7 @@ __all__ = [
     "OnnxSequenceClassifier",
     "TheseusCallback",
     "TheseusConfig",
+    "TruncationConfig",
     "WeightSharingConfig",
     "compress",
     "export_onnx",

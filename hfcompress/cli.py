@@ -1,6 +1,7 @@
 """The ``hfcompress`` command.
 
-    hfcompress compress --config configs/heads_sst2.yaml
+    hfcompress compress --config configs/pipeline_sst2.yaml --model my-sst2-model --task sst2 --output out/
+    hfcompress search --model my-sst2-model --task sst2 --max-drop 1.0 --budget-trials 24 --output out/search
     hfcompress evaluate out/successor --task sst2 --data_dir data/glue/sst2
     hfcompress benchmark out/teacher out/successor --task sst2 --data_dir data/glue/sst2 --output r.json
     hfcompress export out/successor --onnx --int8 --output out/onnx
@@ -50,13 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
 
     compress = commands.add_parser(
-        "compress", help="apply post-training steps from a YAML recipe",
-        description="Recipe keys: model (folder or Hub id), output (folder), steps (list of {method: heads|ffn|"
-                    "sharing|lowrank|int8_dynamic, ...config fields}); for heads/ffn also task, data_dir, "
-                    "importance_batches (default 32), max_seq_length.")
-    compress.add_argument("--config", required=True, help="YAML recipe, e.g. configs/heads_sst2.yaml")
-    compress.add_argument("--model", default=None, help="override the recipe's model")
-    compress.add_argument("--output", default=None, help="override the recipe's output folder")
+        "compress", help="run a staged recipe (layer reduction, pruning with distillation, int8, export)",
+        description="Runs the recipe's stages in order (see hfcompress.pipeline), saving each under "
+                    "OUTPUT/stages/NN-name; re-running the same command continues where it stopped. The final "
+                    "model, its card and results.json (original vs compressed, measured here) go to OUTPUT.")
+    compress.add_argument("--config", required=True, help="YAML recipe, e.g. configs/pipeline_sst2.yaml")
+    compress.add_argument("--model", default=None, help="the fine-tuned model (folder or Hub id); overrides the recipe")
+    compress.add_argument("--output", default=None, help="output folder; overrides the recipe")
+    compress.add_argument("--task", default=None, help="GLUE/CLUE task; overrides the recipe's `task`")
+    compress.add_argument("--data_dir", default=None, help="local task folder (GLUE TSV / CLUE JSON lines); default: "
+                                                         "the recipe's data_dir, else the Hub dataset")
+    compress.add_argument("--no-measure", dest="measure", action="store_false",
+                          help="skip timing and dev scoring of the original and final models")
 
     card = commands.add_parser("card", help="write README.md (model card) for a saved compressed model")
     card.add_argument("model", help="folder written by save_pretrained")
@@ -120,37 +126,18 @@ def _card(args):
 
 
 def _compress(args) -> Path:
-    import yaml
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from .benchmark import format_table
+    from .pipeline import run_pipeline
 
-    from .compress import compress, post_training_config
-
-    recipe_path = Path(args.config)
-    if not recipe_path.is_file():
-        raise ValueError(f"--config {recipe_path}: no such file")
-    recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8")) or {}
-    model_path, output = args.model or recipe.get("model"), args.output or recipe.get("output")
-    if not model_path or not output:
-        raise ValueError("the recipe needs `model` and `output` (or pass --model/--output)")
-    steps = recipe.get("steps") or []
-    if not steps:
-        raise ValueError("the recipe has no `steps`")
-    model = AutoModelForSequenceClassification.from_pretrained(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    loader = None
-    for step in steps:
-        settings = dict(step)
-        config = post_training_config(settings.pop("method", None), settings)
-        if getattr(config, "requires_dataloader", False) and loader is None:
-            if "task" not in recipe:
-                raise ValueError(f"step {config.method!r} needs training batches (importance or calibration): "
-                                 "the recipe needs `task` (and data_dir)")
-            loader = _training_batches(tokenizer, recipe["task"], recipe.get("data_dir"), recipe.get("dev_split"),
-                                       recipe.get("max_seq_length", 128), recipe.get("importance_batches", 32))
-        compress(model, config, dataloader=loader)
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    return Path(output)
+    result = run_pipeline(args.config, model=args.model, output=args.output, task=args.task, data_dir=args.data_dir,
+                          measure=args.measure)
+    if result.results:
+        print(format_table(result.results["rows"], metric_name=result.results["metric"]))
+    loader = "OnnxSequenceClassifier.from_pretrained" if result.is_onnx else "AutoModelForSequenceClassification" \
+        ".from_pretrained"
+    print(f"wrote the compressed model, its card (README.md) and results to {result.output}/; load it with "
+          f"{loader}({str(result.output)!r}) after `import hfcompress`")
+    return result.output
 
 
 def _training_batches(tokenizer, task: str, data_dir: str | None, dev_split: float | None, max_length: int,
@@ -203,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.output:
                 write_results({"task": args.task, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
         elif args.command == "compress":
-            print(f"wrote {_compress(args)}")
+            _compress(args)
         elif args.command == "card":
             target = Path(args.output) if args.output else Path(args.model) / "README.md"
             _card(args).save(target)

@@ -46,6 +46,8 @@ class CompressCallback(CompressionCallback):
     DataLoader, or a function returning one when the callback fires (``CompressionTrainer``
     passes one over its train set).
 
+    Give a list of configs to apply several steps in order.
+
     Example:
         >>> trainer = Trainer(model=model, args=args, train_dataset=train,
         ...                   callbacks=[CompressCallback(WeightSharingConfig(group_size=2))])
@@ -53,17 +55,24 @@ class CompressCallback(CompressionCallback):
     """
 
     def __init__(self, config: Any, dataloader: Any | Callable[[], Any] = None) -> None:
-        if not is_post_training_config(config):
-            raise TypeError(f"CompressCallback takes a post-training config ({_post_training_names()}); "
-                            f"got {type(config).__name__}.")
-        self.config, self.dataloader, self.applied = config, dataloader, False
+        configs = list(config) if isinstance(config, (list, tuple)) else [config]
+        wrong = [type(c).__name__ for c in configs if not is_post_training_config(c)]
+        if wrong or not configs:
+            raise TypeError(f"CompressCallback takes post-training configs ({_post_training_names()}); "
+                            f"got {wrong or 'none'}.")
+        self.configs, self.dataloader, self.applied = configs, dataloader, False
+
+    @property
+    def config(self) -> Any:
+        return self.configs[0] if len(self.configs) == 1 else self.configs
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
         if not self.applied:
             dataloader = self.dataloader
-            if callable(dataloader):  # built only for configs that use it
-                dataloader = dataloader() if self.config.requires_dataloader else None
-            compress(model, self.config, dataloader=dataloader)
+            if callable(dataloader) and any(c.requires_dataloader for c in self.configs):
+                dataloader = dataloader()  # built only when a config uses it
+            for config in self.configs:  # in order: each step sees the model the previous one left
+                compress(model, config, dataloader=dataloader if config.requires_dataloader else None)
             self.applied = True
 
 

@@ -48,6 +48,17 @@ def _describe_step(step: dict[str, Any]) -> str:
     return f"- **{title}**" + (f": {text}" if text else "")
 
 
+def _describe_stage(number: int, stage: dict[str, Any]) -> str:
+    parts = []
+    for method in stage.get("methods", []):
+        settings = {k: v for k, v in method.items() if k != "method" and v is not None}
+        parts.append(f"`{method['method']}` " + json.dumps(settings))
+    for key in ("strategy", "format", "iterative", "distillation", "training"):
+        if stage.get(key) is not None:
+            parts.append(f"{key}: {json.dumps(stage[key])}")
+    return f"{number}. **{stage['stage']}** ({stage['name']})" + (": " + "; ".join(parts) if parts else "")
+
+
 def _row(rows: list[dict[str, Any]], name: str | None, default_index: int) -> dict[str, Any] | None:
     if not rows:
         return None
@@ -67,6 +78,7 @@ def build_model_card(
     baseline_row: str | None = None,
     base_model: str | None = None,
     model_name: str | None = None,
+    stages: list[dict[str, Any]] | None = None,
 ) -> ModelCard:
     """A card for a saved compressed model: metadata, each step with its settings, measured cost.
 
@@ -120,12 +132,22 @@ def build_model_card(
     lines += ["## What was done", ""]
     lines += [_describe_step(step) for step in steps] or ["- no compression steps are recorded in config.json"]
     lines += ["", "The full record (shapes per layer, settings) is `quantization_config` in `config.json`.", ""]
+    if stages:
+        lines += ["## How it was made", "", "An `hfcompress compress` pipeline (`recipe.yaml` beside the weights "
+                  "reproduces it), stage by stage:", ""]
+        lines += [_describe_stage(number, stage) for number, stage in enumerate(stages, start=1)] + [""]
     lines += ["## What it cost", ""]
     if compressed is None or baseline is None:
         lines += ["No measurements were supplied when this card was written, so none are shown.", ""]
     else:
         lines += _cost_table(compressed, baseline, spec, results or {})
     lines += ["## How to load", "", "```python"]
+    if (model_dir / "model.onnx").is_file():
+        lines += ["from hfcompress import OnnxSequenceClassifier  # ONNX Runtime; pip install hfcompress",
+                  "from transformers import AutoTokenizer", "",
+                  f'model = OnnxSequenceClassifier.from_pretrained("{name}")',
+                  f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", ""]
+        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
     if needs_import:
         lines += ["import hfcompress  # registers the layout rebuild; pip install hfcompress"]
     lines += ["from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",

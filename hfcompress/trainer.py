@@ -34,18 +34,22 @@ class CompressionTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         callbacks = list(kwargs.pop("callbacks", None) or [])
+        post_training, position = [], None
         for config in compression or []:
             spec = method_for_config(config)
             if spec is not None and spec.is_training_time:
                 callbacks.append(spec.callback(config))
             elif spec is not None and spec.is_post_training:
-                # Compress first, then the run fine-tunes the result; configs that need data
-                # calibrate on the train set.
-                callbacks.append(CompressCallback(config, dataloader=self._calibration_dataloader))
+                position = len(callbacks) if position is None else position
+                post_training.append(config)
             else:
                 known = ", ".join(s.config_cls.__name__ for s in methods() if s.config_cls is not None)
                 raise TypeError(f"CompressionTrainer cannot train with {type(config).__name__}; method configs: "
                                 f"{known}.")
+        if post_training:
+            # Compress (in the order given, where the first one stands), then the run fine-tunes the
+            # result; configs that need data calibrate on the train set.
+            callbacks.insert(position, CompressCallback(post_training, dataloader=self._calibration_dataloader))
         if distillation is not None and teacher is None:
             raise ValueError("distillation=... needs teacher=<the uncompressed fine-tuned model>.")
         self.teacher = teacher

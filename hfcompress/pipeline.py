@@ -1,0 +1,523 @@
+"""Staged recipes: layer reduction, training-time methods with distillation, post-training steps, export.
+
+A recipe is YAML (or a dict) with the task, the data it trains on, defaults for every training
+stage and an ordered list of ``stages``::
+
+    task: sst2
+    max_seq_length: 64
+    max_train_samples: 8000      # optional subset of train (shuffled with seed)
+    holdout: 0.0                 # fraction of train kept out of training (the search scores on it)
+    seed: 42
+    training: {per_device_train_batch_size: 32, learning_rate: 5.0e-5}    # TrainingArguments fields
+    stages:
+      - stage: layers            # layer reduction, then fine-tune
+        strategy: truncate       # truncate | theseus
+        layers: 3
+        keep: evenly             # truncate: first | evenly
+        training: {max_steps: 400}
+        distillation: {alpha: 0.5, temperature: 2.0, hidden_weight: 1.0, teacher: original}
+      - stage: train             # methods (post-training ones compress first) inside a fine-tune
+        methods: [{method: heads, target: 0.5}, {method: ffn, target: 0.5}]
+        iterative: {prune_every: 50}    # heads/ffn only: prune in config.iterations rounds while training
+        training: {max_steps: 400}
+        distillation: {teacher: original}
+      - stage: compress          # one post-training step
+        method: int8_dynamic
+        embeddings: true
+      - stage: export            # last, if present: onnx | onnx_int8
+        format: onnx_int8
+
+Each finished stage is saved to ``OUTPUT/stages/NN-name/`` (written to a temporary folder, then
+renamed, so a folder that exists is complete). Running the same recipe again continues after
+the last finished stage, and a training stage resumes from its last Trainer checkpoint in
+``OUTPUT/work/NN-name/``. The final model is copied to ``OUTPUT/`` with the tokenizer, the recipe,
+``results.json`` (teacher and final model measured in one run) and a model card listing every stage.
+
+Example:
+    >>> result = run_pipeline("configs/pipeline_sst2.yaml", model="my-sst2-model", output="out/")
+    >>> AutoModelForSequenceClassification.from_pretrained("out/")  # or OnnxSequenceClassifier for an export
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, TrainingArguments
+
+from .registry import config_from_dict, get_method, method_names
+
+logger = logging.getLogger(__name__)
+
+STAGE_KINDS = ("layers", "train", "compress", "export")
+TRAINING_STAGES = ("layers", "train")
+STRATEGIES = ("truncate", "theseus")
+EXPORT_FORMATS = ("onnx", "onnx_int8")
+RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "seed", "training",
+               "stages", "model", "output", "measure", "calibration_batches",
+               # the post-training-only format of earlier releases: `steps` + `importance_batches`
+               "steps", "importance_batches"}
+DISTILLATION_KEYS = {"teacher", "alpha", "temperature", "hidden_weight"}
+DEFAULT_TRAINING = {"per_device_train_batch_size": 32, "learning_rate": 5e-5, "max_steps": 200,
+                    "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1, "logging_steps": 50,
+                    "report_to": "none", "eval_strategy": "no"}
+# Truncation alone loses most of what the dropped layers knew: distil logits and every layer's output.
+DEFAULT_TRUNCATE_DISTILLATION = {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; raised before any work, with one line saying what and how to fix it."""
+
+
+@dataclass
+class Stage:
+    """One validated stage: its position, folder name, kind and settings."""
+
+    index: int
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    configs: list[Any] = field(default_factory=list)
+
+    @property
+    def folder(self) -> str:
+        return f"{self.index:02d}-{self.name}"
+
+
+@dataclass
+class PipelineResult:
+    """Where the final model is, its stages, and the measured rows (teacher first) when measured."""
+
+    output: Path
+    stages: list[dict[str, Any]]
+    results: dict[str, Any] | None
+    is_onnx: bool
+
+
+# --- recipes ---------------------------------------------------------------------------------------------------
+def load_recipe(recipe: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
+    """A recipe dict from a YAML path or a dict (copied); earlier releases' ``steps`` become compress stages."""
+    if isinstance(recipe, dict):
+        data = copy.deepcopy(recipe)
+    else:
+        path = Path(recipe)
+        if not path.is_file():
+            raise RecipeError(f"--config {path}: no such file")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe is a mapping with `stages` (see hfcompress.pipeline)")
+    if "steps" in data:
+        if "stages" in data:
+            raise RecipeError("the recipe has both `steps` and `stages`: write every step as a stage")
+        data["stages"] = [{"stage": "compress", **dict(step)} for step in data.pop("steps") or []]
+        if "importance_batches" in data:
+            data["calibration_batches"] = data.pop("importance_batches")
+    return data
+
+
+def validate_recipe(recipe: dict[str, Any]) -> list[Stage]:
+    """Check the whole recipe before any work; returns its stages. Raises :class:`RecipeError` (one line).
+
+    Example:
+        >>> validate_recipe({"stages": [{"stage": "compress", "method": "int8_dynamic"}, {"stage": "train",
+        ...                  "methods": [{"method": "heads"}]}]})
+        Traceback (most recent call last):
+        RecipeError: stage 1 (compress int8_dynamic) comes before training stage 2: ...
+    """
+    unknown = sorted(set(recipe) - RECIPE_KEYS)
+    if unknown:
+        raise RecipeError(f"unknown recipe key(s) {unknown}; recipe keys: {sorted(RECIPE_KEYS - {'steps'})}")
+    _check_training_fields("recipe `training`", recipe.get("training") or {})
+    holdout = recipe.get("holdout", 0.0) or 0.0
+    if not 0 <= holdout < 1:
+        raise RecipeError(f"holdout is the fraction of train kept out of training and must lie in [0, 1); got {holdout}")
+    raw = recipe.get("stages")
+    if not isinstance(raw, list) or not raw:
+        raise RecipeError("the recipe has no `stages` (a list of {stage: layers|train|compress|export, ...})")
+    stages = []
+    for index, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or "stage" not in item:
+            raise RecipeError(f"stage {index}: each stage is a mapping with `stage: {'|'.join(STAGE_KINDS)}`; "
+                              f"got {item!r}")
+        stages.append(_validate_stage(index, dict(item)))
+    for stage in stages:
+        if stage.kind == "export" and stage.index != len(stages):
+            raise RecipeError(f"stage {stage.index} (export) must be the last stage: an ONNX model does not take "
+                              "further steps")
+        if _is_int8(stage):
+            later = [s.index for s in stages if s.index > stage.index and s.kind in TRAINING_STAGES]
+            if later:
+                raise RecipeError(f"stage {stage.index} ({stage.name}) comes before training stage {later[0]}: int8 "
+                                  "models do not train; put int8 after every training stage")
+    return stages
+
+
+def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
+    kind = item.pop("stage")
+    if kind not in STAGE_KINDS:
+        raise RecipeError(f"stage {index}: unknown stage {kind!r}; stages: {', '.join(STAGE_KINDS)}")
+    name = str(item.pop("name", "") or "")
+    if kind in TRAINING_STAGES:
+        _check_training_fields(f"stage {index} ({kind}) `training`", item.get("training") or {})
+        distillation = item.get("distillation")
+        if distillation is not None:
+            if not isinstance(distillation, dict) or set(distillation) - DISTILLATION_KEYS:
+                raise RecipeError(f"stage {index}: distillation takes {sorted(DISTILLATION_KEYS)}; got {distillation!r}")
+            if distillation.get("teacher", "original") not in ("original", "input"):
+                raise RecipeError(f"stage {index}: distillation teacher is `original` (the model given to the "
+                                  f"pipeline) or `input` (this stage's input); got {distillation['teacher']!r}")
+    else:
+        stray = sorted(k for k in item if k in ("training", "distillation") or k in _TRAINING_FIELDS)
+        if stray:
+            raise RecipeError(f"stage {index} ({kind}): {stray} are training settings; a {kind} stage does not "
+                              "train (add a `train` stage after it to fine-tune)")
+    configs: list[Any] = []
+    try:
+        if kind == "layers":
+            strategy = item.get("strategy", "truncate")
+            if strategy not in STRATEGIES:
+                raise RecipeError(f"stage {index} (layers): strategy must be one of {STRATEGIES}; got {strategy!r}")
+            allowed = {"strategy", "layers", "keep", "theseus", "training", "distillation"}
+            _only(index, kind, item, allowed)
+            if strategy == "truncate":
+                configs = [config_from_dict("truncation", {"layers": item.get("layers", 3),
+                                                           "keep": item.get("keep", "evenly")})]
+            else:
+                configs = [config_from_dict("theseus", {"successor_layers": item.get("layers", 3),
+                                                        **(item.get("theseus") or {})})]
+            name = name or f"{strategy}{item.get('layers', 3)}"
+        elif kind == "train":
+            _only(index, kind, item, {"methods", "iterative", "training", "distillation"})
+            methods = item.get("methods") or []
+            if not isinstance(methods, list):
+                raise RecipeError(f"stage {index} (train): `methods` is a list of {{method: NAME, ...fields}}")
+            configs = [_method_config(index, m) for m in methods]
+            if _is_int8_configs(configs):
+                raise RecipeError(f"stage {index} (train): int8 models do not train; put int8_dynamic in a compress "
+                                  "stage after training")
+            if item.get("iterative") is not None:
+                if not configs or any(c.name not in ("heads", "ffn") for c in configs):
+                    raise RecipeError(f"stage {index} (train): `iterative` prunes heads/ffn in rounds while training; "
+                                      "its methods must be heads and/or ffn")
+                if set(item["iterative"]) - {"prune_every"}:
+                    raise RecipeError(f"stage {index} (train): iterative takes prune_every (steps between rounds)")
+            name = name or "train-" + "-".join(c.name for c in configs) if configs else name or "finetune"
+        elif kind == "compress":
+            methods = item.pop("methods", None)
+            configs = ([_method_config(index, m) for m in methods] if methods is not None
+                       else [_method_config(index, item)])
+            for config in configs:
+                if not get_method(config.name).is_post_training:
+                    raise RecipeError(f"stage {index} (compress): {config.name!r} trains; put it in a `train` stage")
+            name = name or "-".join(c.name for c in configs)
+        else:
+            _only(index, kind, item, {"format", "weight_bits", "keep_ffn_out_float", "per_channel", "optimize",
+                                      "ffn_per_token"})
+            fmt = item.get("format", "onnx_int8")
+            if fmt not in EXPORT_FORMATS:
+                raise RecipeError(f"stage {index} (export): format must be one of {EXPORT_FORMATS}; got {fmt!r}")
+            name = name or fmt
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"stage {index} ({kind}): {error}".splitlines()[0]) from error
+    return Stage(index, name.replace("/", "-"), kind, item, configs)
+
+
+def _only(index: int, kind: str, item: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise RecipeError(f"stage {index} ({kind}): unknown key(s) {unknown}; a {kind} stage takes {sorted(allowed)}")
+
+
+def _method_config(index: int, settings: Any) -> Any:
+    if not isinstance(settings, dict) or "method" not in settings:
+        raise RecipeError(f"stage {index}: a method is {{method: NAME, ...its config fields}}; got {settings!r}")
+    settings = dict(settings)
+    method = settings.pop("method")
+    if method not in method_names():
+        raise RecipeError(f"stage {index}: unknown method {method!r}; methods: {', '.join(method_names())}")
+    return config_from_dict(method, settings)
+
+
+_TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+
+def _check_training_fields(where: str, settings: dict[str, Any]) -> None:
+    if not isinstance(settings, dict):
+        raise RecipeError(f"{where} is a mapping of TrainingArguments fields; got {settings!r}")
+    unknown = sorted(set(settings) - _TRAINING_FIELDS)
+    if unknown:
+        raise RecipeError(f"{where}: {unknown} are not TrainingArguments fields")
+    if "output_dir" in settings:
+        raise RecipeError(f"{where}: output_dir is set by the pipeline (OUTPUT/work/NN-name)")
+
+
+def _is_int8_configs(configs: list[Any]) -> bool:
+    return any(getattr(c, "name", None) == "int8_dynamic" for c in configs)
+
+
+def _is_int8(stage: Stage) -> bool:
+    return _is_int8_configs(stage.configs) or stage.kind == "export" and stage.settings.get("format") == "onnx_int8"
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+def run_pipeline(
+    recipe: str | os.PathLike | dict[str, Any],
+    *,
+    model: str | None = None,
+    output: str | os.PathLike | None = None,
+    task: str | None = None,
+    data_dir: str | None = None,
+    measure: bool = True,
+) -> PipelineResult:
+    """Run (or continue) a recipe; see the module docstring for its format.
+
+    ``model``/``output``/``task``/``data_dir`` override the recipe's keys. With ``measure`` (and a
+    task), the original and final models are scored on the dev set and timed in one run
+    (``results.json``; the card shows it).
+
+    Example:
+        >>> run_pipeline("configs/pipeline_sst2.yaml", model="my-sst2-model", output="out")
+    """
+    recipe = load_recipe(recipe)
+    stages = validate_recipe(recipe)
+    model_path = model or recipe.get("model")
+    output = Path(output or recipe.get("output") or "")
+    task = task or recipe.get("task")
+    data_dir = data_dir if data_dir is not None else recipe.get("data_dir")
+    if not model_path or not str(output):
+        raise RecipeError("give the model and the output folder (--model/--output, or `model`/`output` in the recipe)")
+    needs_data = any(s.kind in TRAINING_STAGES or any(c.requires_dataloader for c in s.configs) for s in stages)
+    if needs_data and not task:
+        raise RecipeError("this recipe trains or calibrates: give the task (--task or `task:` in the recipe)")
+    output.mkdir(parents=True, exist_ok=True)
+    recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
+    (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    data = _load_data(recipe, task, data_dir, tokenizer) if task else None
+    original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+    current: Any = None
+    records: list[dict[str, Any]] = []
+    for stage in stages:
+        folder = output / "stages" / stage.folder
+        if folder.is_dir():
+            logger.info("stage %s: already finished (%s)", stage.folder, folder)
+            current = None  # loaded lazily: only the last finished stage's model is needed
+        else:
+            if current is None:
+                previous = _last_finished(output, stages, stage.index)
+                current = (copy.deepcopy(original) if previous is None
+                           else AutoModelForSequenceClassification.from_pretrained(previous))
+            print(f"stage {stage.index}/{len(stages)}: {stage.name}", flush=True)
+            current = _run_stage(stage, current, original, tokenizer, data, recipe, task, output)
+            _save_stage(stage, current, tokenizer, folder)
+            shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
+        records.append({"stage": stage.kind, "name": stage.name, "folder": str(Path("stages") / stage.folder),
+                        **_stage_summary(stage)})
+    final = output / "stages" / stages[-1].folder
+    is_onnx = (final / "model.onnx").is_file()
+    for item in final.iterdir():
+        if item.is_file() and item.name not in ("README.md", "stage.json"):
+            shutil.copy2(item, output / item.name)
+    results = None
+    if measure and task:
+        results = _measure(original, output, is_onnx, data, task, recipe)
+        results["stages"] = records
+        from .benchmark import write_results
+
+        write_results(results, output / "results.json", output / "results.md")
+    _write_card(output, results, records, model_path)
+    shutil.rmtree(output / "work", ignore_errors=True)
+    return PipelineResult(output, records, results, is_onnx)
+
+
+def _last_finished(output: Path, stages: list[Stage], before: int) -> Path | None:
+    done = [output / "stages" / s.folder for s in stages if s.index < before]
+    return done[-1] if done else None
+
+
+def _load_data(recipe: dict[str, Any], task: str, data_dir: str | None, tokenizer: Any):
+    from .data import load_task, tokenize_task
+
+    seed = int(recipe.get("seed", 42))
+    dataset = load_task(task, data_dir, dev_split=recipe.get("dev_split"), seed=seed)
+    train = dataset["train"].shuffle(seed=seed)
+    limit = recipe.get("max_train_samples")
+    if limit and train.num_rows > limit:
+        train = train.select(range(limit))
+    holdout = float(recipe.get("holdout", 0.0) or 0.0)
+    held = None
+    if holdout:
+        count = max(1, int(round(holdout * train.num_rows)))
+        held, train = train.select(range(count)), train.select(range(count, train.num_rows))
+    length = int(recipe.get("max_seq_length", 128))
+    out = {"train": tokenize_task(train, tokenizer, task, max_length=length),
+           "validation": tokenize_task(dataset["validation"], tokenizer, task, max_length=length)}
+    if held is not None:
+        out["holdout"] = tokenize_task(held, tokenizer, task, max_length=length)
+    return out
+
+
+def _training_args(recipe: dict[str, Any], stage: Stage, output: Path) -> TrainingArguments:
+    settings = {**DEFAULT_TRAINING, "seed": int(recipe.get("seed", 42)), **(recipe.get("training") or {}),
+                **(stage.settings.get("training") or {})}
+    return TrainingArguments(output_dir=str(output / "work" / stage.folder), **settings)
+
+
+def _calibration_loader(data, tokenizer, recipe: dict[str, Any]):
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    batches = int(recipe.get("calibration_batches", 32))
+    rows = data["train"].select(range(min(data["train"].num_rows, 32 * batches)))
+    rows = rows.rename_column("label", "labels") if "label" in rows.column_names else rows
+    return DataLoader(rows, batch_size=32, shuffle=False, collate_fn=DataCollatorWithPadding(tokenizer))
+
+
+def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: Any, data, recipe: dict[str, Any],
+               task: str | None, output: Path) -> Any:
+    from .compress import compress
+
+    if stage.kind == "compress":
+        loader = _calibration_loader(data, tokenizer, recipe) if any(c.requires_dataloader for c in stage.configs) \
+            else None
+        for config in stage.configs:
+            compress(model, config, dataloader=loader if config.requires_dataloader else None)
+        return model
+    if stage.kind == "export":
+        return _export(stage, model, tokenizer, output)
+    return _train(stage, model, original, tokenizer, data, recipe, task, output)
+
+
+def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, tokenizer: Any, data,
+           recipe: dict[str, Any], task: str, output: Path) -> PreTrainedModel:
+    from .finetune import build_trainer
+    from .importance import IterativePruningCallback
+    from .methods.distillation import DistillationConfig
+    from .trainer import CompressionTrainer
+
+    args = _training_args(recipe, stage, output)
+    distillation = stage.settings.get("distillation")
+    if distillation is None and stage.kind == "layers" and stage.settings.get("strategy", "truncate") == "truncate":
+        distillation = DEFAULT_TRUNCATE_DISTILLATION
+    kwargs: dict[str, Any] = {}
+    if distillation:
+        settings = dict(distillation)
+        teacher = original if settings.pop("teacher", "original") == "original" else copy.deepcopy(model).eval()
+        kwargs = {"teacher": teacher, "distillation": DistillationConfig(**settings)}
+    callbacks, compression = [], list(stage.configs)
+    iterative = stage.settings.get("iterative")
+    if iterative is not None:
+        callbacks.append(IterativePruningCallback(compression, _calibration_loader(data, tokenizer, recipe),
+                                                  prune_every=int(iterative.get("prune_every", 50))))
+        compression = []
+    trainer = build_trainer(model, tokenizer, task, args, data["train"], trainer_cls=CompressionTrainer,
+                            compression=compression, callbacks=callbacks, **kwargs)
+    checkpoint = _last_checkpoint(Path(args.output_dir))
+    if checkpoint is not None and iterative is not None:
+        # Rounds change the model's shape during the run: a checkpoint's shapes need not match a
+        # fresh start, so an interrupted iterative stage starts over.
+        logger.warning("stage %s: iterative pruning restarts the stage instead of resuming %s", stage.folder, checkpoint)
+        checkpoint = None
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer.model
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint; one cut short by a kill (no trainer_state.json yet) is removed."""
+    if not folder.is_dir():
+        return None
+    complete = []
+    for checkpoint in folder.glob("checkpoint-*"):
+        if not checkpoint.name.removeprefix("checkpoint-").isdigit():
+            continue
+        if _readable_json(checkpoint / "trainer_state.json"):  # the Trainer writes it last
+            complete.append(checkpoint)
+        else:
+            logger.warning("removing %s: written only in part when the run stopped", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return max(complete, key=lambda p: int(p.name.removeprefix("checkpoint-")), default=None)
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path) -> Path:
+    from .methods.quantization import export_onnx
+
+    settings = {k: v for k, v in stage.settings.items() if k != "format"}
+    work = output / "work" / stage.folder
+    shutil.rmtree(work, ignore_errors=True)
+    return export_onnx(model, work, int8=stage.settings.get("format", "onnx_int8") == "onnx_int8",
+                       tokenizer=tokenizer, **settings)
+
+
+def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path) -> None:
+    """Write to a temporary folder and rename: a stage folder that exists is complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    if isinstance(model, Path):  # an export wrote its own folder
+        shutil.copytree(model, partial)
+    else:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+    (partial / "stage.json").write_text(json.dumps({"stage": stage.kind, "name": stage.name,
+                                                    **_stage_summary(stage)}, indent=1), encoding="utf-8")
+    os.replace(partial, folder)
+
+
+def _stage_summary(stage: Stage) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    if stage.configs:
+        summary["methods"] = [{"method": c.name, **c.to_dict()} for c in stage.configs]
+    for key in ("strategy", "iterative", "distillation", "training", "format"):
+        if stage.settings.get(key) is not None:
+            summary[key] = stage.settings[key]
+    return summary
+
+
+def _measure(original: PreTrainedModel, output: Path, is_onnx: bool, data, task: str,
+             recipe: dict[str, Any]) -> dict[str, Any]:
+    from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes
+    from .data import get_task
+
+    if is_onnx:
+        from .methods.quantization import OnnxSequenceClassifier
+
+        final = OnnxSequenceClassifier.from_pretrained(output)
+    else:
+        final = AutoModelForSequenceClassification.from_pretrained(output).eval()
+    measure = recipe.get("measure") or {}
+    rows = benchmark_rows([{"name": "original", "model": original},
+                           {"name": "compressed", "model": final, "size_bytes": weights_size_bytes(output)}],
+                          eval_dataset=data["validation"], task=task,
+                          rounds={1: int(measure.get("rounds_bs1", 30)), 32: int(measure.get("rounds_bs32", 10))})
+    add_ratios(rows, "original")
+    return {"task": task, "metric": get_task(task).main_metric, "dev_rows": data["validation"].num_rows,
+            "train_rows": data["train"].num_rows, "rows": rows, "hardware": hardware()}
+
+
+def _write_card(output: Path, results: dict[str, Any] | None, stages: list[dict[str, Any]], base_model: str) -> None:
+    from .hub import build_model_card
+
+    base = base_model if not Path(base_model).exists() else None  # a local folder is not a Hub id
+    build_model_card(output, results=results, base_model=base, stages=stages).save(output / "README.md")
+
+
+__all__ = ["PipelineResult", "RecipeError", "Stage", "load_recipe", "run_pipeline", "validate_recipe"]

@@ -1,0 +1,167 @@
+"""Staged recipes through the CLI: run, reload, continue after a kill, refuse bad recipes before any work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+from hfcompress import OnnxSequenceClassifier
+from hfcompress.cli import main
+from hfcompress.data import sample_data_dir
+from hfcompress.pipeline import RecipeError, load_recipe, validate_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_base(tmp_path, minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
+
+
+def _recipe(tmp_path, stages, **extra):
+    recipe = {"max_seq_length": 32, "max_train_samples": 64, "calibration_batches": 1, "seed": 3,
+              "training": {"max_steps": 4, "per_device_train_batch_size": 16, "save_steps": 2, "use_cpu": True},
+              "measure": {"rounds_bs1": 2, "rounds_bs32": 1}, "stages": stages, **extra}
+    path = tmp_path / f"recipe{len(list(tmp_path.glob('recipe*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _cli(recipe, base, out, *more):
+    return ["compress", "--config", str(recipe), "--model", str(base), "--task", "sst2", "--data_dir",
+            sample_data_dir(), "--output", str(out), *more]
+
+
+def _inputs():
+    generator = torch.Generator().manual_seed(1)
+    return {"input_ids": torch.randint(1000, 5000, (3, 12), generator=generator),
+            "attention_mask": torch.ones(3, 12, dtype=torch.long),
+            "token_type_ids": torch.zeros(3, 12, dtype=torch.long)}
+
+
+def test_three_stages_train_compress_export_reload(tmp_path, tiny_base, capsys):
+    recipe = _recipe(tmp_path, [{"stage": "layers", "strategy": "truncate", "layers": 2},
+                                {"stage": "compress", "method": "lowrank", "rank": 4},
+                                {"stage": "export", "format": "onnx"}])
+    out = tmp_path / "out"
+    assert main(_cli(recipe, tiny_base, out)) == 0
+    printed = capsys.readouterr().out
+    assert "| original |" in printed and "| compressed |" in printed and str(out) in printed
+    stages = sorted(p.name for p in (out / "stages").iterdir())
+    assert stages == ["01-truncate2", "02-lowrank", "03-onnx"]
+    torch_model = AutoModelForSequenceClassification.from_pretrained(out / "stages" / "02-lowrank").eval()
+    assert torch_model.config.num_hidden_layers == 2
+    assert [s["method"] for s in torch_model.config.quantization_config.steps] == ["truncation", "lowrank"]
+    onnx_model = OnnxSequenceClassifier.from_pretrained(out)
+    with torch.no_grad():
+        expected = torch_model(**_inputs()).logits
+    torch.testing.assert_close(torch.as_tensor(onnx_model(**_inputs()).logits), expected, atol=1e-4, rtol=1e-4)
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results["rows"]] == ["original", "compressed"]
+    assert [s["stage"] for s in results["stages"]] == ["layers", "compress", "export"]
+    card = (out / "README.md").read_text()
+    assert "How it was made" in card and "layer truncation" in card and "OnnxSequenceClassifier" in card
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["stages"][0]["strategy"] == "truncate"
+    assert not (out / "work").exists()
+
+
+def test_torch_pipeline_reloads_with_identical_logits(tmp_path, tiny_base):
+    recipe = _recipe(tmp_path, [{"stage": "train", "methods": [{"method": "heads", "target": 0.25},
+                                                               {"method": "ffn", "target": 0.5}],
+                                 "distillation": {"teacher": "original", "alpha": 0.5}},
+                                {"stage": "compress", "method": "int8_dynamic", "weight_bits": 7}])
+    out = tmp_path / "out"
+    assert main(_cli(recipe, tiny_base, out, "--no-measure")) == 0
+    final = AutoModelForSequenceClassification.from_pretrained(out)
+    stage = AutoModelForSequenceClassification.from_pretrained(out / "stages" / "02-int8_dynamic")
+    assert [s["method"] for s in final.config.quantization_config.steps] == ["heads", "ffn", "int8_dynamic"]
+    with torch.no_grad():
+        assert torch.equal(final(**_inputs()).logits, stage(**_inputs()).logits)
+
+
+_KILL_STAGES = [{"stage": "layers", "strategy": "truncate", "layers": 2, "training": {"max_steps": 2}},
+                {"stage": "train", "methods": [{"method": "sharing", "group_size": 2}],
+                 "training": {"max_steps": 300, "save_steps": 20}},
+                {"stage": "compress", "method": "heads", "target": 0.25}]
+
+
+def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base):
+    recipe = _recipe(tmp_path, _KILL_STAGES)
+    reference = tmp_path / "reference"
+    assert main(_cli(recipe, tiny_base, reference, "--no-measure")) == 0
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hfcompress.cli", *_cli(recipe, tiny_base, out, "--no-measure")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 300
+    work = out / "work" / "02-train-sharing"
+    while time.time() < deadline and not list(work.glob("checkpoint-*")) and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (out / "stages" / "01-truncate2").is_dir() and not (out / "stages" / "02-train-sharing").exists(), \
+        "the kill must land inside stage 2"
+    first = (out / "stages" / "01-truncate2" / "model.safetensors").stat().st_mtime_ns
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage 1/3" not in result.stdout and "stage 2/3" in result.stdout  # stage 1 was not run again
+    assert (out / "stages" / "01-truncate2" / "model.safetensors").stat().st_mtime_ns == first
+    resumed = AutoModelForSequenceClassification.from_pretrained(out)
+    expected = AutoModelForSequenceClassification.from_pretrained(reference)
+    with torch.no_grad():
+        torch.testing.assert_close(resumed(**_inputs()).logits, expected(**_inputs()).logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stages, message", [
+    ([{"stage": "distil"}], "stage 1: unknown stage 'distil'"),
+    ([{"stage": "compress", "method": "lowrank", "rank": 4, "learning_rate": 1e-4}],
+     r"stage 1 \(compress\): \['learning_rate'\] are training settings"),
+    ([{"stage": "compress", "method": "lowrank", "rank": 4, "training": {"max_steps": 3}}],
+     r"stage 1 \(compress\): \['training'\] are training settings"),
+    ([{"stage": "compress", "method": "int8_dynamic"}, {"stage": "train", "methods": [{"method": "heads"}]}],
+     "comes before training stage 2: int8 models do not train"),
+    ([{"stage": "export"}, {"stage": "compress", "method": "lowrank", "rank": 4}], "must be the last stage"),
+    ([{"stage": "train", "methods": [{"method": "pruning"}]}], "unknown method 'pruning'"),
+    ([{"stage": "compress", "method": "heads", "target": 2}], r"target .* must lie in \(0, 1\); got 2"),
+    ([{"stage": "layers", "strategy": "distill"}], "strategy must be one of"),
+    ([{"stage": "train", "methods": [], "training": {"max_stepz": 3}}], "not TrainingArguments fields"),
+])
+def test_bad_recipes_fail_before_any_work_with_one_line(tmp_path, tiny_base, capsys, stages, message):
+    recipe = _recipe(tmp_path, stages)
+    out = tmp_path / "never"
+    assert main(_cli(recipe, tiny_base, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hfcompress compress:")
+    assert __import__("re").search(message, err), err
+    assert not out.exists()
+
+
+def test_earlier_steps_recipes_still_run_and_validate():
+    recipe = load_recipe({"task": "sst2", "importance_batches": 2, "steps": [{"method": "heads", "target": 0.25}]})
+    stages = validate_recipe(recipe)
+    assert [s.kind for s in stages] == ["compress"] and recipe["calibration_batches"] == 2
+    with pytest.raises(RecipeError, match="both `steps` and `stages`"):
+        load_recipe({"steps": [], "stages": []})
+
+
+def test_shipped_pipeline_recipes_validate():
+    for path in sorted((ROOT / "configs").glob("pipeline_*.yaml")):
+        validate_recipe(load_recipe(path))
