@@ -27,7 +27,9 @@ from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, Onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .methods.truncation import TruncationConfig
+from .pipeline import run_pipeline
 from .registry import MethodSpec, register_method
+from .search import search
 from .trainer import CompressionTrainer
 
 __version__ = "0.1.0"
@@ -60,6 +62,8 @@ __all__ = [
     "prune_ffn_neurons",
     "prune_heads",
     "register_method",
+    "run_pipeline",
+    "search",
     "store_sparse",
     "supported_model_types",
 ]

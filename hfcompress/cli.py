@@ -64,6 +64,34 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--no-measure", dest="measure", action="store_false",
                           help="skip timing and dev scoring of the original and final models")
 
+    search = commands.add_parser(
+        "search", help="find the fastest compressed model within an accuracy budget, measured on this machine",
+        description="Explores layer count, head/FFN fractions, low-rank and int8 (see hfcompress.search); scores each "
+                    "candidate on a held-out part of train (never the reported dev set) and times it here. Writes "
+                    "OUTPUT/front.md, front.json, chosen.yaml (rebuild with `hfcompress compress --config`), chosen/ "
+                    "and results.json (original vs pick on dev). Re-running continues the same study.")
+    search.add_argument("--model", required=True, help="the fine-tuned model (folder or Hub id)")
+    search.add_argument("--task", required=True, help="GLUE/CLUE task, e.g. sst2")
+    search.add_argument("--output", required=True, help="folder for trials, the front and the chosen model")
+    search.add_argument("--data_dir", default=None, help="local task folder; default: the Hub dataset")
+    search.add_argument("--max-drop", dest="max_drop", type=float, default=None,
+                        help="points of the task's main metric the model may lose (held-out split)")
+    search.add_argument("--max-latency-ms", dest="max_latency_ms", type=float, default=None,
+                        help="batch-1 latency (sequence 128) the model must not exceed on this machine")
+    search.add_argument("--budget-trials", dest="budget_trials", type=int, default=24,
+                        help="candidates to evaluate, counted over every worker of the study")
+    search.add_argument("--budget-hours", dest="budget_hours", type=float, default=None, help="stop this worker after")
+    search.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (default: "
+                                                        "sqlite:///OUTPUT/study.db)")
+    search.add_argument("--steps", type=int, default=200, help="training steps per training stage of a candidate")
+    search.add_argument("--holdout", type=float, default=0.1, help="fraction of train kept out to score candidates")
+    search.add_argument("--max_train_samples", type=int, default=None, help="train on a subset (shuffled)")
+    search.add_argument("--max_seq_length", type=int, default=128)
+    search.add_argument("--batch_size", type=int, default=32, help="training batch size")
+    search.add_argument("--layers", type=int, nargs="+", default=None, help="layer counts to try (default: about "
+                                                                             "1, 2/3, 1/2, 1/3 of the model's)")
+    search.add_argument("--seed", type=int, default=42)
+
     card = commands.add_parser("card", help="write README.md (model card) for a saved compressed model")
     card.add_argument("model", help="folder written by save_pretrained")
     _card_flags(card)
@@ -140,6 +168,23 @@ def _compress(args) -> Path:
     return result.output
 
 
+def _search(args) -> None:
+    from .search import SearchSpace, search
+
+    result = search(args.model, task=args.task, output=args.output, data_dir=args.data_dir, max_drop=args.max_drop,
+                    max_latency_ms=args.max_latency_ms, n_trials=args.budget_trials, budget_hours=args.budget_hours,
+                    storage=args.storage, steps=args.steps, holdout=args.holdout,
+                    max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
+                    training={"per_device_train_batch_size": args.batch_size}, space=SearchSpace(layers=args.layers),
+                    seed=args.seed)
+    if result.chosen is None:
+        raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
+                         "relax --max-drop/--max-latency-ms or raise --budget-trials")
+    print(f"chose trial {result.chosen['trial']}: held-out score {result.chosen['score']:.2f} (original "
+          f"{result.reference_score:.2f}), {1 / result.chosen['latency_ratio_bs1']:.2f}x faster at batch 1; model in "
+          f"{args.output}/chosen/, recipe {args.output}/chosen.yaml, dev-set comparison {args.output}/results.md")
+
+
 def _training_batches(tokenizer, task: str, data_dir: str | None, dev_split: float | None, max_length: int,
                       batches: int):
     """``batches`` shuffled batches of 32 training rows: importance scores and int8 calibration."""
@@ -191,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 write_results({"task": args.task, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
         elif args.command == "compress":
             _compress(args)
+        elif args.command == "search":
+            _search(args)
         elif args.command == "card":
             target = Path(args.output) if args.output else Path(args.model) / "README.md"
             _card(args).save(target)

@@ -15,7 +15,8 @@ stage and an ordered list of ``stages``::
         layers: 3
         keep: evenly             # truncate: first | evenly
         training: {max_steps: 400}
-        distillation: {alpha: 0.5, temperature: 2.0, hidden_weight: 1.0, teacher: original}
+        distillation: {alpha: 0.5, temperature: 2.0, hidden_weight: 1.0, teacher: original}   # the default
+                                 # for truncation; `false` fine-tunes without a teacher
       - stage: train             # methods (post-training ones compress first) inside a fine-tune
         methods: [{method: heads, target: 0.5}, {method: ffn, target: 0.5}]
         iterative: {prune_every: 50}    # heads/ffn only: prune in config.iterations rounds while training
@@ -168,7 +169,7 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
     if kind in TRAINING_STAGES:
         _check_training_fields(f"stage {index} ({kind}) `training`", item.get("training") or {})
         distillation = item.get("distillation")
-        if distillation is not None:
+        if distillation is not None and distillation is not False:  # false: no distillation
             if not isinstance(distillation, dict) or set(distillation) - DISTILLATION_KEYS:
                 raise RecipeError(f"stage {index}: distillation takes {sorted(DISTILLATION_KEYS)}; got {distillation!r}")
             if distillation.get("teacher", "original") not in ("original", "input"):

@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Pipelines against what a user would do instead, on the real MiniLM-L6, one run per task.
+
+Rows, all measured in this run (dev score, parameters, file size, latency at batch 1 and 32 timed in
+alternation): the fine-tuned teacher; plain ONNX Runtime dynamic int8 of the teacher (per-tensor
+weights, no fusions: `quantize_dynamic` as its docs show it); truncation to 3 layers + fine-tune
+without distillation; hfcompress pipelines run from configs/ recipes through `hfcompress.run_pipeline`
+(the same code as `hfcompress compress`); optionally a `hfcompress search` pick (--search_dir: a
+finished search's chosen/ folder).
+
+    python benchmarks/pipeline.py --tasks sst2 mrpc
+    python benchmarks/pipeline.py --tasks sst2 --pipelines kd3_int8 --tag _partial
+
+Writes results/pipeline_<task><tag>.json/.md and a Pareto plot results/pipeline_<task><tag>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run
+
+from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
+from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
+
+STEPS = {"sst2": 400, "mrpc": 345, "rte": 234}  # sst2: 1.6 epochs of the 8k subset; mrpc/rte: 3 epochs
+
+
+def _base(task: str) -> dict:
+    setup = TASK_SETUPS[task]
+    base = {"task": task, "data_dir": str(SHARED_DATA / setup.data_subdir), "max_seq_length": setup.max_length,
+            "seed": 42, "training": {"per_device_train_batch_size": 32, "learning_rate": 5e-5, "warmup_steps": 0.06},
+            "measure": {"rounds_bs1": 30, "rounds_bs32": 10}}
+    if setup.train_rows:
+        base["max_train_samples"] = setup.train_rows
+    return base
+
+
+def _truncate(task: str, layers: int, distill: bool) -> dict:
+    stage = {"stage": "layers", "strategy": "truncate", "layers": layers, "keep": "evenly",
+             "training": {"max_steps": STEPS[task]}}
+    stage["distillation"] = ({"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
+                             if distill else False)
+    return stage
+
+
+def pipelines(task: str) -> dict[str, dict]:
+    """name -> recipe. The full one is configs/pipeline_<task>.yaml; the others are its prefixes and variants."""
+    shipped = ROOT / "configs" / f"pipeline_{task}.yaml"
+    full = yaml.safe_load(shipped.read_text()) if shipped.is_file() else None
+    base = _base(task)
+    recipes = {
+        "kd3_int8": {**base, "stages": [_truncate(task, 3, True), {"stage": "export", "format": "onnx_int8"}]},
+        "kd2_int8": {**base, "stages": [_truncate(task, 2, True), {"stage": "export", "format": "onnx_int8"}]},
+    }
+    if full is not None:
+        recipes["kd3_heads_ffn_int8"] = {**base, "stages": full["stages"]}
+    return recipes
+
+
+def baseline_truncated(task: str) -> dict:
+    return {**_base(task), "stages": [_truncate(task, 3, False)]}
+
+
+def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None) -> None:
+    setup = TASK_SETUPS[task]
+    teacher, tokenizer, teacher_info = get_teacher(setup)
+    teacher_path = CACHE / "teachers" / task
+    data = load_data(setup, tokenizer)
+    work = CACHE / "pipeline" / task
+    entries = [{"name": "teacher (fine-tuned MiniLM-L6)", "model": teacher.eval(),
+                "extra": {"kind": "teacher"}}]
+
+    plain = export_onnx(teacher, work / "ort_plain_int8", int8=True, per_channel=False, optimize=False,
+                        weight_bits=8, tokenizer=tokenizer)
+    entries.append({"name": "ONNX Runtime quantize_dynamic (plain)", "model": OnnxSequenceClassifier.from_pretrained(plain),
+                    "size_bytes": weights_size_bytes(plain), "extra": {"kind": "peer"}})
+
+    def run(name: str, recipe: dict, kind: str) -> None:
+        out = work / name
+        result = run_pipeline(recipe, model=str(teacher_path), output=out, task=task, measure=False)
+        model = (OnnxSequenceClassifier.from_pretrained(out) if result.is_onnx
+                 else __import__("transformers").AutoModelForSequenceClassification.from_pretrained(out).eval())
+        (out / "used_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        entries.append({"name": name, "model": model, "size_bytes": weights_size_bytes(out),
+                        "extra": {"kind": kind, "recipe": recipe, "model_dir": str(out.relative_to(ROOT))
+                                  if out.is_relative_to(ROOT) else str(out)}})
+
+    run("truncate to 3 layers + fine-tune (no KD)", baseline_truncated(task), "peer")
+    chosen = pipelines(task)
+    for name in names or list(chosen):
+        recipe = chosen[name]
+        out = work / name
+        # Pipelines that start with the same stage share it: copy the finished first stage over.
+        donor = work / "kd3_int8" / "stages" / "01-truncate3"
+        if name != "kd3_int8" and recipe["stages"][0] == _truncate(task, 3, True) and donor.is_dir() \
+                and not (out / "stages" / "01-truncate3").exists():
+            shutil.copytree(donor, out / "stages" / "01-truncate3")
+        run(name, copy.deepcopy(recipe), "hfcompress")
+    if search_dir:
+        pick = Path(search_dir) / "chosen"
+        model = (OnnxSequenceClassifier.from_pretrained(pick) if (pick / "model.onnx").is_file()
+                 else __import__("transformers").AutoModelForSequenceClassification.from_pretrained(pick).eval())
+        entries.append({"name": "hfcompress search pick", "model": model, "size_bytes": weights_size_bytes(pick),
+                        "extra": {"kind": "hfcompress", "search_dir": search_dir}})
+
+    rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task, rounds={1: 30, 32: 10})
+    add_ratios(rows, entries[0]["name"])
+    payload = run_payload("pipeline", setup, teacher_info, data, rows, steps_per_training_stage=STEPS[task],
+                          note="pipelines and the truncation baseline train on the recipe's subset "
+                               "(max_train_samples, shuffled with seed 42); scores are on the full dev set")
+    save_run(payload, tag)
+    plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{tag}.png", task)
+
+
+def plot(rows: list[dict], metric: str, path: Path, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    styles = {"teacher": ("black", "s"), "peer": ("tab:gray", "^"), "hfcompress": ("tab:blue", "o")}
+    for row in rows:
+        color, marker = styles[row.get("kind", "hfcompress")]
+        axis.scatter(row["latency_bs1_ms"], 100 * row["score"], color=color, marker=marker, s=60)
+        axis.annotate(row["name"], (row["latency_bs1_ms"], 100 * row["score"]), fontsize=7,
+                      xytext=(4, 3), textcoords="offset points")
+    for kind, (color, marker) in styles.items():
+        axis.scatter([], [], color=color, marker=marker, label={"teacher": "teacher", "peer": "what a user would do",
+                                                                "hfcompress": "hfcompress"}[kind])
+    axis.set_xlabel("latency, batch 1, seq 128 (ms, this machine)")
+    axis.set_ylabel(f"dev {metric}")
+    axis.set_title(f"{task.upper()}: score vs batch-1 latency (up and left is better)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
+    parser.add_argument("--pipelines", nargs="+", default=None, help="default: all")
+    parser.add_argument("--tag", default="")
+    parser.add_argument("--search_dir", default=None, help="a finished `hfcompress search` output folder")
+    options = parser.parse_args()
+    for task_name in options.tasks:
+        run_task(task_name, options.pipelines, options.tag, options.search_dir)
+    sys.exit(0)

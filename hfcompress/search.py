@@ -1,0 +1,399 @@
+"""Budget search: the fastest compressed model within an accuracy budget, measured on this machine.
+
+Each candidate is a pipeline recipe (:mod:`hfcompress.pipeline`) built from a point of the search
+space: layer count (truncation with distillation, or Theseus), head and FFN fractions removed
+(then a distilled fine-tune), low-rank ratio, and int8 (torch, ONNX Runtime, or none) with its
+module set. A candidate is scored on a part of the training split held out for the search
+(never on the dev set that is reported) and timed at batch 1 and 32 against the original model
+in the same process. Weak candidates stop early: each first trains with a quarter of the step
+budget, and one already more than ``max_drop + early_stop_margin`` points below the original is
+pruned. An Optuna multi-objective study (score up, batch-1 latency down; the budget as a
+constraint) chooses the points, and lives in an SQLite (or any RDB) storage: an interrupted
+search resumes where it stopped, and several workers given the same ``storage`` share one study.
+
+Example:
+    >>> result = search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24)
+    >>> result.chosen["recipe"]          # also out/search/chosen.yaml: `hfcompress compress --config` rebuilds it
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+STUDY_NAME = "hfcompress-search"
+INT8_CHOICES = ("none", "torch", "onnxruntime")
+INT8_MODULES = {"attention+ffn": ["attention", "ffn"], "attention+ffn_in": ["attention", "ffn_in"]}
+
+
+@dataclass
+class SearchSpace:
+    """What the search may choose. ``layers=None``: about 1, 2/3, 1/2 and 1/3 of the model's layers."""
+
+    layers: list[int] | None = None
+    strategies: list[str] = field(default_factory=lambda: ["truncate"])
+    head_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    ffn_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    lowrank_ratios: list[float | None] = field(default_factory=lambda: [None, 0.75, 0.5])
+    int8: list[str] = field(default_factory=lambda: list(INT8_CHOICES))
+    int8_modules: list[str] = field(default_factory=lambda: list(INT8_MODULES))
+
+    def layer_choices(self, num_layers: int) -> list[int]:
+        if self.layers:
+            return sorted({int(n) for n in self.layers if 1 <= n <= num_layers}, reverse=True)
+        return sorted({num_layers, math.ceil(2 * num_layers / 3), max(1, num_layers // 2), max(1, num_layers // 3)},
+                      reverse=True)
+
+
+@dataclass
+class SearchResult:
+    """The Pareto front (feasible candidates, fastest first), the chosen candidate and where it was saved."""
+
+    front: list[dict[str, Any]]
+    chosen: dict[str, Any] | None
+    output: Path
+    reference_score: float
+    trials: list[dict[str, Any]]
+
+
+def candidate_recipe(params: dict[str, Any], num_layers: int, base: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The pipeline recipe of one point of the search space (training stages get ``steps`` steps each).
+
+    Example:
+        >>> candidate_recipe({"layers": 3, "strategy": "truncate", "heads": 0.5, "ffn": 0.0, "lowrank": None,
+        ...                   "int8": "onnxruntime", "int8_modules": "attention+ffn"}, 6, {"task": "sst2"}, 400)
+    """
+    stages: list[dict[str, Any]] = []
+    training = {"max_steps": steps, "save_steps": max(steps // 2, 1)}
+    if params["layers"] < num_layers:
+        stages.append({"stage": "layers", "strategy": params["strategy"], "layers": params["layers"], "keep": "evenly",
+                       "training": training,
+                       "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
+                       if params["strategy"] == "truncate" else {"teacher": "original", "alpha": 0.5,
+                                                                 "temperature": 2.0}})
+    methods = []
+    if params["heads"]:
+        methods.append({"method": "heads", "target": params["heads"], "max_batches": 16})
+    if params["ffn"]:
+        methods.append({"method": "ffn", "target": params["ffn"], "max_batches": 16})
+    if params["lowrank"]:
+        methods.append({"method": "lowrank", "param_ratio": params["lowrank"]})
+    if methods or not stages:
+        stages.append({"stage": "train", "methods": methods, "training": training,
+                       "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0}})
+    if params["int8"] == "torch":
+        stages.append({"stage": "compress", "method": "int8_dynamic", "modules": INT8_MODULES[params["int8_modules"]]})
+    elif params["int8"] == "onnxruntime":
+        stages.append({"stage": "export", "format": "onnx_int8",
+                       "keep_ffn_out_float": params["int8_modules"] == "attention+ffn_in"})
+    return {**copy.deepcopy(base), "stages": stages}
+
+
+def _suggest(trial: Any, space: SearchSpace, num_layers: int) -> dict[str, Any]:
+    params = {
+        "layers": trial.suggest_categorical("layers", space.layer_choices(num_layers)),
+        "strategy": trial.suggest_categorical("strategy", space.strategies),
+        "heads": trial.suggest_categorical("heads", space.head_fractions),
+        "ffn": trial.suggest_categorical("ffn", space.ffn_fractions),
+        "lowrank": trial.suggest_categorical("lowrank", space.lowrank_ratios),
+        "int8": trial.suggest_categorical("int8", space.int8),
+        "int8_modules": trial.suggest_categorical("int8_modules", space.int8_modules),
+    }
+    return params
+
+
+def search(
+    model: str,
+    *,
+    task: str,
+    output: str | os.PathLike,
+    data_dir: str | None = None,
+    max_drop: float | None = None,
+    max_latency_ms: float | None = None,
+    n_trials: int = 24,
+    budget_hours: float | None = None,
+    storage: str | None = None,
+    steps: int = 200,
+    holdout: float = 0.1,
+    max_train_samples: int | None = None,
+    max_seq_length: int = 128,
+    training: dict[str, Any] | None = None,
+    space: SearchSpace | None = None,
+    seed: int = 42,
+    early_stop_margin: float = 3.0,
+    latency_rounds: int = 20,
+    measure_dev: bool = True,
+) -> SearchResult:
+    """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
+
+    ``max_drop`` (points of the task's main metric, on the held-out split) and/or ``max_latency_ms``
+    (batch 1, sequence 128, on this machine) are the budget; without ``max_latency_ms`` the
+    fastest feasible candidate is chosen, with it alone the best-scoring one under it.
+    ``n_trials`` counts every worker's trials together; ``budget_hours`` stops this worker.
+
+    Example:
+        >>> search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24, steps=400)
+    """
+    import optuna
+    from transformers import AutoConfig
+
+    if max_drop is None and max_latency_ms is None:
+        raise ValueError("give the budget: max_drop (points of the task's metric) and/or max_latency_ms (batch 1)")
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must lie in (0, 1): the search scores on that part of train; got {holdout}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    space = space or SearchSpace()
+    num_layers = _num_layers(AutoConfig.from_pretrained(model))
+    base = {"task": task, "max_seq_length": max_seq_length, "holdout": holdout, "seed": seed,
+            "training": dict(training or {})}
+    if max_train_samples:
+        base["max_train_samples"] = max_train_samples
+    if data_dir:
+        base["data_dir"] = data_dir
+    evaluator = _Evaluator(model, task, data_dir, base, latency_rounds)
+    reference = evaluator.reference_score()
+
+    sampler = optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000, multivariate=True,
+                                         constraints_func=_constraints, n_startup_trials=min(8, n_trials))
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
+                                directions=["maximize", "minimize"], sampler=sampler)
+    study.set_user_attr("reference_score", reference)
+    study.set_user_attr("budget", {"max_drop": max_drop, "max_latency_ms": max_latency_ms})
+
+    def objective(trial: Any) -> tuple[float, float]:
+        params = _suggest(trial, space, num_layers)
+        duplicate = _finished_with(study, params, trial.number)
+        if duplicate is not None:  # the same candidate is evaluated once; its numbers are reused
+            for key, value in duplicate.user_attrs.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("duplicate_of", duplicate.number)
+            return tuple(duplicate.values)
+        folder = output / "trials" / f"trial-{trial.number:04d}"
+        recipe = candidate_recipe(params, num_layers, base, steps)
+        short = candidate_recipe(params, num_layers, base, max(1, steps // 4))
+        threshold = None if max_drop is None else reference - max_drop - early_stop_margin
+        if threshold is not None and any(s["stage"] in ("layers", "train") for s in recipe["stages"]):
+            early = evaluator.score(short, folder / "short")
+            trial.set_user_attr("short_score", early)
+            shutil.rmtree(folder / "short", ignore_errors=True)
+            if early < threshold:
+                trial.set_user_attr("constraints", [1.0])
+                raise optuna.TrialPruned(f"score after {max(1, steps // 4)} steps {early:.2f} < {threshold:.2f}")
+        measured = evaluator.measure(recipe, folder / "model")
+        trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("folder", str(folder / "model"))
+        trial.set_user_attr("params_dict", params)
+        for key, value in measured.items():
+            trial.set_user_attr(key, value)
+        violations = []
+        if max_drop is not None:
+            violations.append(reference - max_drop - measured["score"])
+        if max_latency_ms is not None:
+            violations.append(measured["latency_bs1_ms"] - max_latency_ms)
+        trial.set_user_attr("constraints", violations)
+        return measured["score"], measured["latency_ratio_bs1"]
+
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=None), _LiveTable(output)]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=n_trials, timeout=budget_hours * 3600 if budget_hours else None,
+                   callbacks=callbacks, catch=(), show_progress_bar=True)
+    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator if measure_dev else None)
+
+
+def _num_layers(config: Any) -> int:
+    from .adapters import get_adapter
+
+    return get_adapter(config).num_layers(config)
+
+
+def _constraints(trial: Any) -> list[float]:
+    return trial.user_attrs.get("constraints", [0.0])
+
+
+def _finished_with(study: Any, params: dict[str, Any], number: int) -> Any:
+    import optuna
+
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if other.number != number and other.user_attrs.get("params_dict") == params:
+            return other
+    return None
+
+
+class _Evaluator:
+    """Runs candidate recipes and measures them: held-out score, latency against the original in one process."""
+
+    def __init__(self, model: str, task: str, data_dir: str | None, base: dict[str, Any], rounds: int) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from .pipeline import _load_data
+
+        self.model_path, self.task, self.data_dir, self.rounds = model, task, data_dir, rounds
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.data = _load_data(base, task, data_dir, self.tokenizer)
+        self.original = AutoModelForSequenceClassification.from_pretrained(model).eval()
+
+    def reference_score(self) -> float:
+        return self._score(self.original)
+
+    def _score(self, model: Any) -> float:
+        from .benchmark import evaluate_model
+        from .data import get_task
+
+        metrics = evaluate_model(model, self.data["holdout"], self.task)
+        return 100.0 * metrics[get_task(self.task).main_metric]
+
+    def _run(self, recipe: dict[str, Any], folder: Path) -> Any:
+        from .pipeline import run_pipeline
+
+        result = run_pipeline(recipe, model=self.model_path, output=folder, task=self.task, data_dir=self.data_dir,
+                              measure=False)
+        return _load_final(folder, result.is_onnx)
+
+    def score(self, recipe: dict[str, Any], folder: Path) -> float:
+        return self._score(self._run(recipe, folder))
+
+    def measure(self, recipe: dict[str, Any], folder: Path) -> dict[str, Any]:
+        from .benchmark import count_parameters, paired_latency, weights_size_bytes
+
+        model = self._run(recipe, folder)
+        measured: dict[str, Any] = {"score": self._score(model), "size_bytes": weights_size_bytes(folder)}
+        measured["params"] = count_parameters(model) if hasattr(model, "parameters") else getattr(
+            model, "num_parameters", None)
+        for batch in (1, 32):
+            timing = paired_latency({"original": self.original, "candidate": model}, [("candidate", "original")],
+                                    batch_size=batch, seq_len=128, threads=2, warmup=3,
+                                    rounds=self.rounds if batch == 1 else max(3, self.rounds // 4))
+            measured[f"latency_bs{batch}_ms"] = timing["median_ms"]["candidate"]
+            measured[f"latency_ratio_bs{batch}"] = timing["ratios"]["candidate / original"]["median"]
+        return measured
+
+
+def _load_final(folder: Path, is_onnx: bool) -> Any:
+    if is_onnx:
+        from .methods.quantization import OnnxSequenceClassifier
+
+        return OnnxSequenceClassifier.from_pretrained(folder)
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+
+class _LiveTable:
+    """After every trial: the current front, printed and written to OUTPUT/front.md."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        front = pareto_front(_trial_rows(study))
+        table = format_front(front)
+        (self.output / "front.md").write_text(table + "\n", encoding="utf-8")
+        print(f"\nafter trial {trial.number} ({trial.state.name.lower()}): front of {len(front)}\n{table}", flush=True)
+
+
+def _trial_rows(study: Any) -> list[dict[str, Any]]:
+    import optuna
+
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        if "score" not in attrs:
+            continue
+        rows.append({"trial": trial.number, "candidate": attrs.get("params_dict", trial.params),
+                     "feasible": all(v <= 0 for v in attrs.get("constraints", [0.0])),
+                     **{k: attrs[k] for k in ("score", "latency_bs1_ms", "latency_bs32_ms", "latency_ratio_bs1",
+                                              "latency_ratio_bs32", "params", "size_bytes", "folder", "recipe",
+                                              "duplicate_of") if k in attrs}})
+    return rows
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Feasible rows no other feasible row beats on both score and batch-1 latency ratio; fastest first."""
+    feasible = [r for r in rows if r["feasible"] and "duplicate_of" not in r]
+    front = [r for r in feasible
+             if not any(o["score"] >= r["score"] and o["latency_ratio_bs1"] <= r["latency_ratio_bs1"]
+                        and (o["score"] > r["score"] or o["latency_ratio_bs1"] < r["latency_ratio_bs1"])
+                        for o in feasible)]
+    return sorted(front, key=lambda r: r["latency_ratio_bs1"])
+
+
+def format_front(front: list[dict[str, Any]]) -> str:
+    lines = ["| trial | layers | heads cut | FFN cut | low-rank | int8 | held-out score | bs1 ms | bs1 vs original | "
+             "bs32 vs original |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in front:
+        p = row["candidate"]
+        lines.append(f"| {row['trial']} | {p['layers']} ({p['strategy']}) | {p['heads']:.0%} | {p['ffn']:.0%} | "
+                     f"{p['lowrank'] or '-'} | {p['int8']}{'' if p['int8'] == 'none' else ' ' + p['int8_modules']} | "
+                     f"{row['score']:.2f} | {row['latency_bs1_ms']:.1f} | {1 / row['latency_ratio_bs1']:.2f}x faster | "
+                     f"{1 / row['latency_ratio_bs32']:.2f}x faster |")
+    return "\n".join(lines)
+
+
+def _finish(study: Any, output: Path, reference: float, max_drop: float | None, max_latency_ms: float | None,
+            evaluator: _Evaluator | None) -> SearchResult:
+    rows = _trial_rows(study)
+    front = pareto_front(rows)
+    chosen = None
+    if front:
+        chosen = (max(front, key=lambda r: r["score"]) if max_drop is None else front[0])
+    payload = {"reference_score": reference, "budget": {"max_drop": max_drop, "max_latency_ms": max_latency_ms},
+               "front": front, "chosen": chosen, "trials": rows}
+    (output / "front.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
+    (output / "front.md").write_text(format_front(front) + "\n", encoding="utf-8")
+    if chosen is not None:
+        recipe = {**chosen["recipe"], "measure": {"rounds_bs1": 30, "rounds_bs32": 10}}
+        (output / "chosen.yaml").write_text(
+            f"# Chosen by `hfcompress search` (trial {chosen['trial']}); rebuild it with\n"
+            f"#   hfcompress compress --config chosen.yaml --model MODEL --output OUT\n"
+            + yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        target = output / "chosen"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(chosen["folder"], target, ignore=shutil.ignore_patterns("stages", "work"))
+        if evaluator is not None:
+            _report_on_dev(evaluator, target, chosen, output)
+    else:
+        logger.warning("no candidate met the budget; see %s/front.json for every trial", output)
+    return SearchResult(front, chosen, output, reference, rows)
+
+
+def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], output: Path) -> None:
+    """The chosen model against the original on the dev set (reported; the search never saw it)."""
+    from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes, write_results
+    from .data import get_task
+    from .hub import build_model_card
+
+    final = _load_final(folder, (folder / "model.onnx").is_file())
+    rows = benchmark_rows([{"name": "original", "model": evaluator.original},
+                           {"name": "search pick", "model": final, "size_bytes": weights_size_bytes(folder)}],
+                          eval_dataset=evaluator.data["validation"], task=evaluator.task, rounds={1: 30, 32: 10})
+    add_ratios(rows, "original")
+    results = {"task": evaluator.task, "metric": get_task(evaluator.task).main_metric,
+               "dev_rows": evaluator.data["validation"].num_rows, "rows": rows, "hardware": hardware(),
+               "search": {"trial": chosen["trial"], "held_out_score": chosen["score"]}}
+    write_results(results, output / "results.json", output / "results.md")
+    stages = [{"stage": s["stage"], "name": s.get("name", s["stage"]),
+               **{k: v for k, v in s.items() if k not in ("stage", "name")}} for s in chosen["recipe"]["stages"]]
+    base = evaluator.model_path if not Path(evaluator.model_path).exists() else None
+    build_model_card(folder, results=results, base_model=base, stages=_card_stages(stages)).save(folder / "README.md")
+
+
+def _card_stages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"stage": s["stage"], "name": s["name"], **({"methods": s["methods"]} if s.get("methods") else {}),
+             **{k: s[k] for k in ("strategy", "format", "distillation", "training") if k in s}} for s in stages]
+
+
+__all__ = ["SearchResult", "SearchSpace", "candidate_recipe", "format_front", "pareto_front", "search"]

@@ -1,0 +1,115 @@
+"""hfcompress search on a tiny model: front, chosen recipe that rebuilds the chosen model, resume, two workers."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+from hfcompress import OnnxSequenceClassifier
+from hfcompress.cli import main
+from hfcompress.data import sample_data_dir
+from hfcompress.search import SearchSpace, candidate_recipe, pareto_front
+from hfcompress.pipeline import validate_recipe, load_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_base(tmp_path, minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
+
+
+def _search_args(base, out, trials, *more):
+    return ["search", "--model", str(base), "--task", "sst2", "--data_dir", sample_data_dir(), "--output", str(out),
+            "--max-drop", "60", "--budget-trials", str(trials), "--steps", "2", "--max_train_samples", "96",
+            "--max_seq_length", "16", "--batch_size", "16", "--layers", "3", "2", *more]
+
+
+def _load(folder):
+    if (folder / "model.onnx").is_file():
+        return OnnxSequenceClassifier.from_pretrained(folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+
+def _logits(model):
+    generator = torch.Generator().manual_seed(2)
+    inputs = {"input_ids": torch.randint(1000, 5000, (2, 9), generator=generator),
+              "attention_mask": torch.ones(2, 9, dtype=torch.long), "token_type_ids": torch.zeros(2, 9, dtype=torch.long)}
+    with torch.no_grad():
+        return torch.as_tensor(model(**inputs).logits)
+
+
+def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp_path, tiny_base, capsys):
+    out = tmp_path / "search"
+    assert main(_search_args(tiny_base, out, 4)) == 0
+    printed = capsys.readouterr().out
+    assert "chose trial" in printed and "| trial | layers |" in printed
+    payload = json.loads((out / "front.json").read_text())
+    assert len(payload["trials"]) <= 4 and payload["front"] and payload["chosen"]
+    assert all(t["feasible"] for t in payload["front"])
+    assert (out / "results.json").is_file() and (out / "chosen" / "README.md").is_file()
+    # The chosen recipe rebuilds the chosen model.
+    rebuilt = tmp_path / "rebuilt"
+    assert main(["compress", "--config", str(out / "chosen.yaml"), "--model", str(tiny_base), "--output", str(rebuilt),
+                 "--data_dir", sample_data_dir(), "--no-measure"]) == 0
+    torch.testing.assert_close(_logits(_load(rebuilt)), _logits(_load(out / "chosen")), atol=1e-5, rtol=0)
+    # Resuming the study: 5 trials in all means one more, the first four kept.
+    import optuna
+
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    before = len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials)
+    assert before == 4
+    assert main(_search_args(tiny_base, out, 5)) == 0
+    assert len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials) == 5
+
+
+def test_two_workers_share_one_study(tmp_path, tiny_base):
+    out = tmp_path / "shared"
+    storage = f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    command = [sys.executable, "-m", "hfcompress.cli", *_search_args(tiny_base, out, 4, "--storage", storage)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen(command + ["--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
+    outputs = [w.communicate(timeout=900) for w in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    import optuna
+
+    trials = optuna.load_study(study_name="hfcompress-search", storage=storage).trials
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) and 4 <= len(numbers) <= 5  # a worker may start one as the other ends
+    folders = sorted(p.name for p in (out / "trials").iterdir())
+    evaluated = [t for t in trials if "duplicate_of" not in t.user_attrs and t.state.name == "COMPLETE"]
+    assert {f"trial-{t.number:04d}" for t in evaluated} <= set(folders)  # each evaluated trial has its own folder
+    by_worker = [o.count("after trial") for o, _ in outputs]
+    assert all(count >= 1 for count in by_worker), by_worker  # both workers took trials
+
+
+def test_candidate_recipes_are_valid_pipelines():
+    base = {"task": "sst2", "holdout": 0.1, "seed": 1}
+    space = SearchSpace()
+    for layers in space.layer_choices(6):
+        for int8 in ("none", "torch", "onnxruntime"):
+            params = {"layers": layers, "strategy": "truncate", "heads": 0.5, "ffn": 0.25, "lowrank": 0.75,
+                      "int8": int8, "int8_modules": "attention+ffn_in"}
+            validate_recipe(load_recipe(candidate_recipe(params, 6, base, 10)))
+    assert space.layer_choices(6) == [6, 4, 3, 2]
+
+
+def test_pareto_front_keeps_only_undominated_feasible_points():
+    rows = [{"trial": 0, "score": 90, "latency_ratio_bs1": 0.5, "feasible": True},
+            {"trial": 1, "score": 89, "latency_ratio_bs1": 0.6, "feasible": True},   # dominated by 0
+            {"trial": 2, "score": 85, "latency_ratio_bs1": 0.2, "feasible": True},
+            {"trial": 3, "score": 99, "latency_ratio_bs1": 0.1, "feasible": False}]  # over budget
+    assert [r["trial"] for r in pareto_front(rows)] == [2, 0]
