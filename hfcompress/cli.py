@@ -214,8 +214,25 @@ def _dev(args, tokenizer):
     return tokenize_task(dataset, tokenizer, args.task, max_length=args.max_seq_length)
 
 
+def _quiet() -> None:
+    """The command prints its own lines and the Trainer's bar; libraries' bars, banners and warnings go."""
+    import logging
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice goes to the root logger
+    for category in (UserWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _quiet()
     try:
         from .benchmark import add_ratios, benchmark_model, evaluate_model, format_table, write_results
 

@@ -44,3 +44,22 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
     tiny_model().save_pretrained(tmp_path / "m")
     assert main(["evaluate", str(tmp_path / "m"), "--task", "nope"]) == 2
     assert "Unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_every_file_a_help_text_names_exists(capsys):
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from hfcompress import cli
+
+    root = Path(__file__).resolve().parent.parent
+    texts = [cli.__doc__ or ""]
+    for command in ("compress", "search", "evaluate", "benchmark", "export", "card", "push"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        texts.append(capsys.readouterr().out)
+    named = set(re.findall(r"configs/[\w.-]+\.ya?ml", "\n".join(texts)))
+    assert named, "the help texts should name at least one recipe"
+    assert [p for p in sorted(named) if not (root / p).is_file()] == []
