@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE.parent))
 from hfcompress.benchmark import format_table  # noqa: E402
 
 SECTIONS = [
+    ("pipeline", "Pipelines: this model, N times faster, at most X points lost"),
     ("theseus", "BERT-of-Theseus, 6 -> 3 layers"),
     ("theseus_script", "BERT-of-Theseus through scripts/theseus_glue.py"),
     ("quantization", "Dynamic int8 quantization"),
@@ -303,6 +304,35 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                     SHARING_CYCLE_NOTE, ""]
 
 
+def pipeline_summary(payloads: list[dict]) -> list[str]:
+    """Per run: the issue #25 targets (>= 5x at batch 1 and >= 3x at batch 32 within a 2% relative drop) and the
+    Pareto front (score vs batch-1 latency), with which kind of row each front point is."""
+    lines = []
+    for payload in payloads:
+        rows = payload["rows"]
+        teacher = next(r for r in rows if r.get("kind") == "teacher")
+        ours = [r for r in rows if r.get("kind") == "hfcompress"]
+        within = [r for r in ours if r["score"] >= 0.98 * teacher["score"]]
+        tag = f" (`{payload['tag']}`)" if payload.get("tag") else ""
+        if within:
+            best = min(within, key=lambda r: r["latency_bs1_ms"])
+            lines.append(f"- {payload['task']}{tag}: fastest hfcompress pipeline within a 2% relative drop: "
+                         f"**{best['name']}**, {100 * best['score']:.2f} vs {100 * teacher['score']:.2f} "
+                         f"({100 * best['score'] / teacher['score']:.1f}% of the teacher), "
+                         f"{teacher['latency_bs1_ms'] / best['latency_bs1_ms']:.2f}x faster at batch 1 (target 5x), "
+                         f"{teacher['latency_bs32_ms'] / best['latency_bs32_ms']:.2f}x at batch 32 (target 3x).")
+        else:
+            lines.append(f"- {payload['task']}{tag}: no hfcompress pipeline stayed within a 2% relative drop.")
+        front = [r for r in rows if not any(o["score"] >= r["score"] and o["latency_bs1_ms"] <= r["latency_bs1_ms"]
+                                            and (o["score"] > r["score"] or o["latency_bs1_ms"] < r["latency_bs1_ms"])
+                                            for o in rows)]
+        kinds = ", ".join(f"{r['name']} ({r.get('kind')})" for r in sorted(front, key=lambda r: r["latency_bs1_ms"]))
+        lines.append(f"  Pareto front (dev score vs batch-1 latency), fastest first: {kinds}.")
+        lines.append(f"  Plot: [pipeline_{payload['task']}{payload.get('tag', '')}.png]"
+                     f"(results/pipeline_{payload['task']}{payload.get('tag', '')}.png)")
+    return lines + [""]
+
+
 def _hardware_line(hardware: dict) -> str:
     """The small print under a table: where it was measured (with the int8 ISA when the JSON records it)."""
     isa = f" ({hardware['int8_isa']})" if hardware.get("int8_isa") else ""
@@ -451,6 +481,8 @@ def main() -> None:
             out += sharing_summary(payloads)
         if prefix == "quantization":
             out += quantization_summary(payloads)
+        if prefix == "pipeline":
+            out += pipeline_summary(payloads)
         out += paired_comparisons(prefix)
         for payload in payloads:
             rows, extra = payload["rows"], list(EXTRA_COLUMNS.get(prefix, ()))
