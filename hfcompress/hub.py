@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,6 +47,13 @@ def _describe_step(step: dict[str, Any]) -> str:
         settings.update(spec.describe(step))
     text = ", ".join(f"`{k}`={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items())
     return f"- **{title}**" + (f": {text}" if text else "")
+
+
+def _hub_id(name: str | None) -> str | None:
+    """``name`` if it can be a Hub model id; a local folder never becomes a link or card metadata."""
+    if not name or Path(name).exists() or os.path.isabs(name) or name.startswith((".", "~")):
+        return None
+    return name if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) else None
 
 
 def _describe_stage(number: int, stage: dict[str, Any]) -> str:
@@ -91,6 +99,7 @@ def build_model_card(
         >>> card.save("out/successor/README.md")
     """
     model_dir = Path(model_dir)
+    base_model = _hub_id(base_model)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{str(model_dir)!r} has no config.json; pass a folder written by save_pretrained.")

@@ -212,3 +212,13 @@ def test_card_describes_movement_and_sparse_storage(tmp_path):
     assert "movement pruning" in text and "compact sparse storage" in text
     assert "`sparse-stored linears`=12" in text and "nnz" not in text  # per-layer shapes stay in config.json
     assert {"movement-pruning", "sparse"} <= set(_metadata(text)["tags"])
+
+
+def test_card_of_a_local_base_model_has_no_hub_link(tmp_path):
+    model = AutoModelForSequenceClassification.from_config(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    model.save_pretrained(tmp_path / "small")
+    for local in (str(tmp_path / "small"), "./outputs/teacher", "/abs/path/model"):
+        text = str(build_model_card(tmp_path / "small", base_model=local))
+        assert "huggingface.co/" + local.lstrip("/") not in text and "base_model:" not in text, local
+    assert "https://huggingface.co/org/base" in str(build_model_card(tmp_path / "small", base_model="org/base"))
