@@ -192,7 +192,7 @@ def _cost_table(compressed: dict, baseline: dict, spec: Any, results: dict) -> l
     hardware = results.get("hardware") or {}
     where = ", ".join(f"{k}: {v}" for k, v in hardware.items() if v is not None)
     dev_rows = results.get("dev_rows") or (results.get("data") or {}).get("dev_rows")
-    lines += ["", f"Measured by `hfcompress.benchmark` in one run"
+    lines += ["", "Measured by `hfcompress.benchmark` in one run"
               + (f" on {dev_rows} dev examples" if dev_rows else "")
               + "; latency is the median of timed forward passes at sequence length 128"
               + (f" ({where})." if where else "."), ""]

@@ -210,7 +210,8 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
                                       "its methods must be heads and/or ffn")
                 if set(item["iterative"]) - {"prune_every"}:
                     raise RecipeError(f"stage {index} (train): iterative takes prune_every (steps between rounds)")
-            name = name or "train-" + "-".join(c.name for c in configs) if configs else name or "finetune"
+            if not name:
+                name = "train-" + "-".join(c.name for c in configs) if configs else "finetune"
         elif kind == "compress":
             methods = item.pop("methods", None)
             configs = ([_method_config(index, m) for m in methods] if methods is not None
