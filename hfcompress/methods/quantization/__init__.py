@@ -3,8 +3,8 @@
 from ...registry import MethodSpec, register_method
 from .callback import DynamicQuantCallback
 from .config import DynamicQuantConfig
-from .dynamic import (SHAPE_KEYS, Int8DynamicLinear, Int8StoredEmbedding, describe_int8, quantize_dynamic_int8,
-                      rebuild_int8)
+from .layers import Int8DynamicLinear, Int8StoredEmbedding
+from .model import SHAPE_KEYS, describe_int8, quantize_dynamic_int8, rebuild_int8
 from .onnx import OnnxSequenceClassifier, export_onnx
 
 register_method(MethodSpec(

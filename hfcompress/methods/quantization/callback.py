@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...callbacks import CompressionCallback
 
 from .config import DynamicQuantConfig
-from .dynamic import quantize_dynamic_int8
+from .model import quantize_dynamic_int8
 
 
 class DynamicQuantCallback(CompressionCallback):

@@ -26,7 +26,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ...adapters import get_adapter
 from ...calibration import check_max_batches
 from .config import ROUNDINGS, WEIGHT_BITS
-from .dynamic import _quantize_rows, require_calibration
+from .layers import _quantize_rows
+from .model import require_calibration
 from .kernels import default_ort_fusions
 from .rounding import gptq_linears
 from .smoothing import check_smoothing, smooth_linears, smoothing_targets

@@ -1,4 +1,4 @@
-"""Int8 dynamic quantization in torch that survives ``save_pretrained`` / ``from_pretrained``.
+"""Int8 modules that survive ``save_pretrained`` / ``from_pretrained``.
 
 ``torch.ao.quantization.quantize_dynamic`` keeps weights in opaque packed params, which
 ``save_pretrained`` cannot store: the model reloads at full size with wrong outputs. Here the
@@ -13,17 +13,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
-from ...adapters import expand_roles, get_adapter
-from ...integration import append_step, make_step
-from ...structure import replace_submodule
-from .config import WEIGHT_BITS, DynamicQuantConfig
-from .kernels import default_weight_bits, full_range_int8_kernels
-from .rounding import gptq_linears
-from .smoothing import smooth_linears, smoothing_targets
-
-SHAPE_KEYS = ("weight_bits", "linears", "smoothed", "embedding")
+from .config import WEIGHT_BITS
+from .kernels import full_range_int8_kernels
 
 
 def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,117 +152,3 @@ class Int8StoredEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(input_ids, self.weight, self.padding_idx)
-
-
-def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
-    """Full module names of the linears ``config.modules`` selects."""
-    adapter = get_adapter(model)
-    targets = []
-    for name in adapter.role_module_names(model, expand_roles(config.modules)):
-        module = model.get_submodule(name)
-        if isinstance(module, (nn.Linear, Int8DynamicLinear)):
-            targets.append(name)
-        elif any(isinstance(child, nn.Linear) for child in module.children()):
-            # A factorized linear (low-rank): quantize its factors.
-            targets += [f"{name}.{child_name}" for child_name, child in module.named_children()
-                        if isinstance(child, nn.Linear)]
-        else:
-            raise ValueError(f"int8 quantization needs Linear layers; {name!r} is a {type(module).__name__}. "
-                             "Quantize before converting layers to another storage form (e.g. store_sparse).")
-    if "pooler" in config.modules:
-        targets += adapter.pooler_linear_names(model)
-    if "classifier" in config.modules:
-        targets += adapter.head_linear_names(model)
-    return targets
-
-
-def require_calibration(dataloader):
-    """``dataloader``, or a clear error: ``rounding="gptq"`` and ``smoothing`` (both backends) need calibration batches."""
-    if dataloader is None:
-        raise ValueError("rounding='gptq' and smoothing fit the int8 model to the layers' inputs: pass dataloader= with "
-                         "batches of model inputs (compress(model, config, dataloader=...) or export_onnx(..., "
-                         "dataloader=...); a few dozen training batches are enough, limited by max_batches), or use "
-                         "rounding='nearest' and smoothing=None.")
-    return dataloader
-
-
-def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | None = None,
-                          dataloader=None) -> PreTrainedModel:
-    """Quantize ``model`` in place (torch backend) and record the layout for ``from_pretrained``.
-
-    ``dataloader`` (batches of model inputs) is needed with ``rounding="gptq"``.
-
-    Example:
-        >>> quantize_dynamic_int8(model, DynamicQuantConfig(embeddings=True))
-        >>> model.save_pretrained("int8")  # ~1/4 of the fp32 file; reloads as int8
-    """
-    config = config or DynamicQuantConfig()
-    weight_bits = config.weight_bits or default_weight_bits()
-    if config.backend != "torch":
-        raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
-    targets = _target_names(model, config)
-    targets = [name for name in targets if not isinstance(model.get_submodule(name), Int8DynamicLinear)]
-    if not targets:
-        raise ValueError("Nothing to quantize: the selected linears are already int8.")
-    if config.requires_dataloader:
-        require_calibration(dataloader)
-    smoothed = {}
-    if config.smoothing is not None:
-        smoothed = smooth_linears(model, smoothing_targets(model, among=targets), dataloader, config.smoothing,
-                                  config.max_batches)
-    # A smoothed linear's weight and (scaled) inputs are those of its inner Linear.
-    linear_name = {name: f"{name}.linear" if name in smoothed else name for name in targets}
-    rounded = {}
-    if config.rounding == "gptq":
-        rounded = gptq_linears(model, list(linear_name.values()), dataloader, 2 ** (weight_bits - 1) - 1,
-                               config.max_batches)
-        rounded = {name: (q.to(torch.int8), scale.float()) for name, (q, scale) in rounded.items()}
-    for name in targets:
-        replace_submodule(model, name, Int8DynamicLinear.from_linear(
-            model.get_submodule(linear_name[name]), weight_bits, rounded.get(linear_name[name]),
-            smoothed[name].input_smoothing if name in smoothed else None))
-    embedding_name = None
-    if config.embeddings:
-        embedding = model.get_input_embeddings()
-        embedding_name = next(n for n, m in model.named_modules() if m is embedding)
-        replace_submodule(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
-                                                       "smoothed": list(smoothed), "embedding": embedding_name}))
-    return model
-
-
-def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
-    """Swap the recorded linears (at their current, possibly pruned, shapes) for int8 skeletons."""
-    shape = step["shape"]
-    # Records written before weight_bits existed used 8-bit weights with 7-bit activations.
-    weight_bits = shape.get("weight_bits", 8)
-    smoothed = set(shape.get("smoothed", ()))
-    for name in shape["linears"]:
-        try:
-            linear = model.get_submodule(name)
-        except AttributeError as error:
-            raise ValueError(f"The int8 record names module {name!r}, which this model does not have: the "
-                             "checkpoint's config.json and record disagree.") from error
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"The int8 record expects a Linear at {name!r}; found {type(linear).__name__}.")
-        replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
-                                                         device=linear.weight.device, weight_bits=weight_bits,
-                                                         smoothed=name in smoothed))
-    if shape.get("embedding"):
-        embedding = model.get_submodule(shape["embedding"])
-        replace_submodule(model, shape["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
-                                                               embedding.padding_idx, device=embedding.weight.device))
-
-
-
-def describe_int8(step: dict) -> dict:
-    shape = step["shape"]
-    settings = {"int8 linears": len(shape.get("linears", []))}
-    if step["config"].get("backend", "torch") == "torch":
-        # Which activations the kernels can pair with these weights depends on the reader's CPU.
-        settings["activations"] = (
-            "8-bit on x86 CPUs with VNNI, 7-bit on others (re-quantize there for 7-bit weights and 8-bit "
-            "activations)" if shape.get("weight_bits", 8) == 8 else "8-bit on any x86 CPU")
-    return settings
