@@ -96,7 +96,7 @@ def test_torch_pipeline_reloads_with_identical_logits(tmp_path, tiny_base):
 
 _KILL_STAGES = [{"stage": "layers", "strategy": "truncate", "layers": 2, "training": {"max_steps": 2}},
                 {"stage": "train", "methods": [{"method": "sharing", "group_size": 2}],
-                 "training": {"max_steps": 300, "save_steps": 20}},
+                 "training": {"max_steps": 60, "save_steps": 10}},
                 {"stage": "compress", "method": "heads", "target": 0.25}]
 
 
@@ -111,8 +111,10 @@ def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base)
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 300
     work = out / "work" / "02-train-sharing"
-    while time.time() < deadline and not list(work.glob("checkpoint-*")) and process.poll() is None:
-        time.sleep(0.05)
+    # Kill as soon as one checkpoint is complete (the Trainer writes trainer_state.json last).
+    while time.time() < deadline and not list(work.glob("checkpoint-*/trainer_state.json")) \
+            and process.poll() is None:
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert (out / "stages" / "01-truncate2").is_dir() and not (out / "stages" / "02-train-sharing").exists(), \
