@@ -28,6 +28,7 @@ from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, 
 
 from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
 from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
+from hfcompress.pipeline import load_model
 
 STEPS = {"sst2": 400, "mrpc": 345, "rte": 234}  # sst2: 1.6 epochs of the 8k subset; mrpc/rte: 3 epochs
 LONG_STEPS = {"sst2": 750, "mrpc": 575, "rte": 390}  # sst2: the teacher's 3 epochs; mrpc/rte: 5 epochs
@@ -100,9 +101,8 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
 
     def run(name: str, recipe: dict, kind: str, label: str | None = None) -> None:
         out = work / name
-        result = run_pipeline(recipe, model=str(teacher_path), output=out, task=task, measure=False)
-        model = (OnnxSequenceClassifier.from_pretrained(out) if result.is_onnx
-                 else __import__("transformers").AutoModelForSequenceClassification.from_pretrained(out).eval())
+        run_pipeline(recipe, model=str(teacher_path), output=out, task=task, measure=False)
+        model = load_model(out)
         (out / "used_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         entries.append({"name": label or name, "model": model, "size_bytes": weights_size_bytes(out),
                         "extra": {"kind": kind, "pipeline": name, "recipe": recipe, "model_dir": str(out.relative_to(ROOT))
@@ -125,9 +125,7 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
         run(name, copy.deepcopy(recipe), "hfcompress", LABELS.get(name, name))
     if search_dir:
         pick = Path(search_dir) / "chosen"
-        model = (OnnxSequenceClassifier.from_pretrained(pick) if (pick / "model.onnx").is_file()
-                 else __import__("transformers").AutoModelForSequenceClassification.from_pretrained(pick).eval())
-        entries.append({"name": "hfcompress search pick", "model": model, "size_bytes": weights_size_bytes(pick),
+        entries.append({"name": "hfcompress search pick", "model": load_model(pick), "size_bytes": weights_size_bytes(pick),
                         "extra": {"kind": "hfcompress", "search_dir": search_dir}})
 
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task, rounds={1: 30, 32: 10})

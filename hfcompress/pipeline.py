@@ -309,7 +309,6 @@ def run_pipeline(
     data = _load_data(recipe, task, data_dir, tokenizer) if task else None
     original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
     current: Any = None
-    records: list[dict[str, Any]] = []
     for stage in stages:
         folder = output / "stages" / stage.folder
         if folder.is_dir():
@@ -324,8 +323,7 @@ def run_pipeline(
             current = _run_stage(stage, current, original, tokenizer, data, recipe, task, output)
             _save_stage(stage, current, tokenizer, folder)
             shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
-        records.append({"stage": stage.kind, "name": stage.name, "folder": str(Path("stages") / stage.folder),
-                        **_stage_summary(stage)})
+    records = [_stage_record(stage) for stage in stages]
     final = output / "stages" / stages[-1].folder
     is_onnx = (final / "model.onnx").is_file()
     for item in final.iterdir():
@@ -333,12 +331,17 @@ def run_pipeline(
             shutil.copy2(item, output / item.name)
     results = None
     if measure and task:
-        results = _measure(original, output, is_onnx, data, task, recipe)
-        results["stages"] = records
+        settings = recipe.get("measure") or {}
+        results = measure_against_original(original, output, data["validation"], task, "compressed",
+                                           rounds={1: int(settings.get("rounds_bs1", 30)),
+                                                   32: int(settings.get("rounds_bs32", 10))})
+        results.update({"train_rows": data["train"].num_rows, "stages": records})
         from .benchmark import write_results
 
         write_results(results, output / "results.json", output / "results.md")
-    _write_card(output, results, records, model_path)
+    from .hub import build_model_card
+
+    build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
     shutil.rmtree(output / "work", ignore_errors=True)
     return PipelineResult(output, records, results, is_onnx)
 
@@ -479,47 +482,49 @@ def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path) -> None:
     else:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
-    (partial / "stage.json").write_text(json.dumps({"stage": stage.kind, "name": stage.name,
-                                                    **_stage_summary(stage)}, indent=1), encoding="utf-8")
+    (partial / "stage.json").write_text(json.dumps(_stage_record(stage), indent=1), encoding="utf-8")
     os.replace(partial, folder)
 
 
-def _stage_summary(stage: Stage) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
+def _stage_record(stage: Stage) -> dict[str, Any]:
+    """What a stage did, as results.json, stage.json and the card's "How it was made" list show it."""
+    record: dict[str, Any] = {"stage": stage.kind, "name": stage.name, "folder": str(Path("stages") / stage.folder)}
     if stage.configs:
-        summary["methods"] = [{"method": c.name, **c.to_dict()} for c in stage.configs]
+        record["methods"] = [{"method": c.name, **c.to_dict()} for c in stage.configs]
     for key in ("strategy", "iterative", "distillation", "training", "format"):
         if stage.settings.get(key) is not None:
-            summary[key] = stage.settings[key]
-    return summary
+            record[key] = stage.settings[key]
+    return record
 
 
-def _measure(original: PreTrainedModel, output: Path, is_onnx: bool, data, task: str,
-             recipe: dict[str, Any]) -> dict[str, Any]:
+def stage_records(recipe: str | os.PathLike | dict[str, Any]) -> list[dict[str, Any]]:
+    """The stages of a recipe as a finished pipeline records them (for a card written elsewhere)."""
+    return [_stage_record(stage) for stage in validate_recipe(load_recipe(recipe))]
+
+
+def load_model(folder: str | os.PathLike) -> Any:
+    """A pipeline's result: an :class:`OnnxSequenceClassifier` for an ONNX export, else the Auto class model."""
+    folder = Path(folder)
+    if (folder / "model.onnx").is_file():
+        from .methods.quantization import OnnxSequenceClassifier
+
+        return OnnxSequenceClassifier.from_pretrained(folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+
+def measure_against_original(original: PreTrainedModel, folder: Path, dataset: Any, task: str, name: str,
+                             rounds: dict[int, int]) -> dict[str, Any]:
+    """The original and the model in ``folder`` scored on ``dataset`` and timed in alternation, in one run."""
     from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes
     from .data import get_task
 
-    if is_onnx:
-        from .methods.quantization import OnnxSequenceClassifier
-
-        final = OnnxSequenceClassifier.from_pretrained(output)
-    else:
-        final = AutoModelForSequenceClassification.from_pretrained(output).eval()
-    measure = recipe.get("measure") or {}
     rows = benchmark_rows([{"name": "original", "model": original},
-                           {"name": "compressed", "model": final, "size_bytes": weights_size_bytes(output)}],
-                          eval_dataset=data["validation"], task=task,
-                          rounds={1: int(measure.get("rounds_bs1", 30)), 32: int(measure.get("rounds_bs32", 10))})
+                           {"name": name, "model": load_model(folder), "size_bytes": weights_size_bytes(folder)}],
+                          eval_dataset=dataset, task=task, rounds=rounds)
     add_ratios(rows, "original")
-    return {"task": task, "metric": get_task(task).main_metric, "dev_rows": data["validation"].num_rows,
-            "train_rows": data["train"].num_rows, "rows": rows, "hardware": hardware()}
+    return {"task": task, "metric": get_task(task).main_metric, "dev_rows": dataset.num_rows, "rows": rows,
+            "hardware": hardware()}
 
 
-def _write_card(output: Path, results: dict[str, Any] | None, stages: list[dict[str, Any]], base_model: str) -> None:
-    from .hub import build_model_card
-
-    base = base_model if not Path(base_model).exists() else None  # a local folder is not a Hub id
-    build_model_card(output, results=results, base_model=base, stages=stages).save(output / "README.md")
-
-
-__all__ = ["PipelineResult", "RecipeError", "Stage", "load_recipe", "run_pipeline", "validate_recipe"]
+__all__ = ["PipelineResult", "RecipeError", "Stage", "load_model", "load_recipe", "measure_against_original",
+           "run_pipeline", "stage_records", "validate_recipe"]

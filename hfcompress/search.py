@@ -256,11 +256,11 @@ class _Evaluator:
         return 100.0 * metrics[get_task(self.task).main_metric]
 
     def _run(self, recipe: dict[str, Any], folder: Path) -> Any:
-        from .pipeline import run_pipeline
+        from .pipeline import load_model, run_pipeline
 
-        result = run_pipeline(recipe, model=self.model_path, output=folder, task=self.task, data_dir=self.data_dir,
-                              measure=False)
-        return _load_final(folder, result.is_onnx)
+        run_pipeline(recipe, model=self.model_path, output=folder, task=self.task, data_dir=self.data_dir,
+                     measure=False)
+        return load_model(folder)
 
     def score(self, recipe: dict[str, Any], folder: Path) -> float:
         return self._score(self._run(recipe, folder))
@@ -279,16 +279,6 @@ class _Evaluator:
             measured[f"latency_bs{batch}_ms"] = timing["median_ms"]["candidate"]
             measured[f"latency_ratio_bs{batch}"] = timing["ratios"]["candidate / original"]["median"]
         return measured
-
-
-def _load_final(folder: Path, is_onnx: bool) -> Any:
-    if is_onnx:
-        from .methods.quantization import OnnxSequenceClassifier
-
-        return OnnxSequenceClassifier.from_pretrained(folder)
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(folder).eval()
 
 
 class _LiveTable:
@@ -372,28 +362,16 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
 
 def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], output: Path) -> None:
     """The chosen model against the original on the dev set (reported; the search never saw it)."""
-    from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes, write_results
-    from .data import get_task
+    from .benchmark import write_results
     from .hub import build_model_card
+    from .pipeline import measure_against_original, stage_records
 
-    final = _load_final(folder, (folder / "model.onnx").is_file())
-    rows = benchmark_rows([{"name": "original", "model": evaluator.original},
-                           {"name": "search pick", "model": final, "size_bytes": weights_size_bytes(folder)}],
-                          eval_dataset=evaluator.data["validation"], task=evaluator.task, rounds={1: 30, 32: 10})
-    add_ratios(rows, "original")
-    results = {"task": evaluator.task, "metric": get_task(evaluator.task).main_metric,
-               "dev_rows": evaluator.data["validation"].num_rows, "rows": rows, "hardware": hardware(),
-               "search": {"trial": chosen["trial"], "held_out_score": chosen["score"]}}
+    results = measure_against_original(evaluator.original, folder, evaluator.data["validation"], evaluator.task,
+                                       "search pick", rounds={1: 30, 32: 10})
+    results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"]}
     write_results(results, output / "results.json", output / "results.md")
-    stages = [{"stage": s["stage"], "name": s.get("name", s["stage"]),
-               **{k: v for k, v in s.items() if k not in ("stage", "name")}} for s in chosen["recipe"]["stages"]]
-    base = evaluator.model_path if not Path(evaluator.model_path).exists() else None
-    build_model_card(folder, results=results, base_model=base, stages=_card_stages(stages)).save(folder / "README.md")
-
-
-def _card_stages(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"stage": s["stage"], "name": s["name"], **({"methods": s["methods"]} if s.get("methods") else {}),
-             **{k: s[k] for k in ("strategy", "format", "distillation", "training") if k in s}} for s in stages]
+    build_model_card(folder, results=results, base_model=evaluator.model_path,
+                     stages=stage_records(chosen["recipe"])).save(folder / "README.md")
 
 
 __all__ = ["SearchResult", "SearchSpace", "candidate_recipe", "format_front", "pareto_front", "search"]
