@@ -1,4 +1,4 @@
-"""FFN-neuron pruning: apply (by importance, or a given plan) and rebuild side by side."""
+"""FFN-neuron pruning by a given plan, and its rebuild at load (by importance: ..importance.prune_by_importance)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,11 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from ...importance import prune_by_importance
 from ...integration import append_step, make_step
 from ...structure import remove_ffn_neurons, set_ffn_widths
 from .config import FFNPruningConfig
 
 SHAPE_KEYS = ("ffn_before", "ffn_sizes")
-
-
-def apply_ffn_pruning(model: PreTrainedModel, config: FFNPruningConfig, dataloader=None) -> PreTrainedModel:
-    """``compress(model, FFNPruningConfig(...), dataloader)``: remove the least important FFN neurons."""
-    return prune_by_importance(model, config, dataloader)
 
 
 def prune_ffn_neurons(

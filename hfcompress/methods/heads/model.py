@@ -1,4 +1,4 @@
-"""Attention-head pruning: apply (by importance, or a given plan) and rebuild side by side.
+"""Attention-head pruning by a given plan, and its rebuild at load (by importance: ..importance.prune_by_importance).
 
 transformers v5 dropped ``PreTrainedModel.prune_heads`` and ignores ``config.pruned_heads``; this
 is the replacement, and the record step it writes lets ``from_pretrained`` rebuild uneven head
@@ -12,17 +12,11 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from ...importance import prune_by_importance
 from ...integration import append_step, make_step
 from ...structure import remove_heads, set_head_counts
 from .config import HeadPruningConfig
 
 SHAPE_KEYS = ("heads_before", "kept_heads")
-
-
-def apply_head_pruning(model: PreTrainedModel, config: HeadPruningConfig, dataloader=None) -> PreTrainedModel:
-    """``compress(model, HeadPruningConfig(...), dataloader)``: remove the least important heads."""
-    return prune_by_importance(model, config, dataloader)
 
 
 def prune_heads(
