@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,7 @@ def search(
 
     sampler = optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000, multivariate=True,
                                          constraints_func=_constraints, n_startup_trials=min(8, n_trials))
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
-                                directions=["maximize", "minimize"], sampler=sampler)
+    study = _open_study(storage, sampler)
     study.set_user_attr("reference_score", reference)
     study.set_user_attr("budget", {"max_drop": max_drop, "max_latency_ms": max_latency_ms})
 
@@ -211,6 +211,24 @@ def search(
     study.optimize(objective, n_trials=n_trials, timeout=budget_hours * 3600 if budget_hours else None,
                    callbacks=callbacks, catch=(), show_progress_bar=True)
     return _finish(study, output, reference, max_drop, max_latency_ms, evaluator if measure_dev else None)
+
+
+def _open_study(storage: str, sampler: Any, attempts: int = 5) -> Any:
+    """Create or join the study. Workers started together on a new database race to create its schema (the
+    loser gets an IntegrityError / "table already exists"): the loser waits and joins what the winner made."""
+    import optuna
+    import sqlalchemy.exc
+
+    def create() -> Any:
+        return optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
+                                   directions=["maximize", "minimize"], sampler=sampler)
+
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            time.sleep(0.5 * (attempt + 1))
+    return create()
 
 
 def _num_layers(config: Any) -> int:
