@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (default: "
                                                         "sqlite:///OUTPUT/study.db)")
     search.add_argument("--steps", type=int, default=200, help="training steps per training stage of a candidate")
+    search.add_argument("--final-steps", dest="final_steps", type=int, default=None,
+                        help="train the chosen candidate again with this many steps per training stage before "
+                             "saving it (explore cheaply with --steps, deliver at the full budget)")
     search.add_argument("--holdout", type=float, default=0.1, help="fraction of train kept out to score candidates")
     search.add_argument("--max_train_samples", type=int, default=None, help="train on a subset (shuffled)")
     search.add_argument("--max_seq_length", type=int, default=128)
@@ -173,7 +176,7 @@ def _search(args) -> None:
 
     result = search(args.model, task=args.task, output=args.output, data_dir=args.data_dir, max_drop=args.max_drop,
                     max_latency_ms=args.max_latency_ms, n_trials=args.budget_trials, budget_hours=args.budget_hours,
-                    storage=args.storage, steps=args.steps, holdout=args.holdout,
+                    storage=args.storage, steps=args.steps, final_steps=args.final_steps, holdout=args.holdout,
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
                     training={"per_device_train_batch_size": args.batch_size}, space=SearchSpace(layers=args.layers),
                     seed=args.seed)

@@ -135,6 +135,7 @@ def search(
     early_stop_margin: float = 3.0,
     latency_rounds: int = 20,
     measure_dev: bool = True,
+    final_steps: int | None = None,
 ) -> SearchResult:
     """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
 
@@ -142,6 +143,9 @@ def search(
     (batch 1, sequence 128, on this machine) are the budget; without ``max_latency_ms`` the
     fastest feasible candidate is chosen, with it alone the best-scoring one under it.
     ``n_trials`` counts every worker's trials together; ``budget_hours`` stops this worker.
+    ``final_steps``: candidates are compared after ``steps`` steps per training stage (cheap); the chosen
+    one is then trained again with ``final_steps`` steps before it is saved, so the search explores at a
+    short budget and delivers at the full one (``chosen.yaml`` holds the full-budget recipe).
 
     Example:
         >>> search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24, steps=400)
@@ -208,9 +212,14 @@ def search(
 
     callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=None), _LiveTable(output)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=n_trials, timeout=budget_hours * 3600 if budget_hours else None,
-                   callbacks=callbacks, catch=(), show_progress_bar=True)
-    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator if measure_dev else None)
+    remaining = n_trials - len(study.get_trials(deepcopy=False))
+    if remaining > 0:  # re-running a finished search only rebuilds its report
+        study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
+                       callbacks=callbacks, catch=(), show_progress_bar=True)
+    final = None
+    if final_steps and final_steps != steps:
+        final = lambda params: candidate_recipe(params, num_layers, base, final_steps)  # noqa: E731
+    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator, measure_dev, final)
 
 
 def _open_study(storage: str, sampler: Any, attempts: int = 5) -> Any:
@@ -351,7 +360,7 @@ def format_front(front: list[dict[str, Any]]) -> str:
 
 
 def _finish(study: Any, output: Path, reference: float, max_drop: float | None, max_latency_ms: float | None,
-            evaluator: _Evaluator | None) -> SearchResult:
+            evaluator: _Evaluator, measure_dev: bool, final_recipe: Any = None) -> SearchResult:
     rows = _trial_rows(study)
     front = pareto_front(rows)
     chosen = None
@@ -361,6 +370,10 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
                "front": front, "chosen": chosen, "trials": rows}
     (output / "front.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     (output / "front.md").write_text(format_front(front) + "\n", encoding="utf-8")
+    if chosen is not None and final_recipe is not None:
+        chosen = _train_final(chosen, final_recipe(chosen["candidate"]), evaluator, output)
+        payload["chosen"] = chosen
+        (output / "front.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
     if chosen is not None:
         recipe = {**chosen["recipe"], "measure": {"rounds_bs1": 30, "rounds_bs32": 10}}
         (output / "chosen.yaml").write_text(
@@ -371,11 +384,23 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(chosen["folder"], target, ignore=shutil.ignore_patterns("stages", "work"))
-        if evaluator is not None:
+        if measure_dev:
             _report_on_dev(evaluator, target, chosen, output)
     else:
         logger.warning("no candidate met the budget; see %s/front.json for every trial", output)
     return SearchResult(front, chosen, output, reference, rows)
+
+
+def _train_final(chosen: dict[str, Any], recipe: dict[str, Any], evaluator: _Evaluator,
+                 output: Path) -> dict[str, Any]:
+    """The chosen candidate trained again at the full budget; its held-out score and latency measured again.
+    Kept in OUTPUT/final/ (an interrupted run resumes there)."""
+    folder = output / "final" / f"trial-{chosen['trial']:04d}"
+    measured = evaluator.measure(recipe, folder / "model")
+    logger.info("trial %d trained again at the full budget: held-out %.2f (was %.2f)", chosen["trial"],
+                measured["score"], chosen["score"])
+    return {**chosen, **measured, "recipe": recipe, "folder": str(folder / "model"),
+            "search_score": chosen["score"], "search_recipe": chosen["recipe"]}
 
 
 def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], output: Path) -> None:
@@ -387,6 +412,8 @@ def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], 
     results = measure_against_original(evaluator.original, folder, evaluator.data["validation"], evaluator.task,
                                        "search pick", rounds={1: 30, 32: 10})
     results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"]}
+    if "search_score" in chosen:
+        results["search"]["held_out_score_at_search_budget"] = chosen["search_score"]
     write_results(results, output / "results.json", output / "results.md")
     build_model_card(folder, results=results, base_model=evaluator.model_path,
                      stages=stage_records(chosen["recipe"])).save(folder / "README.md")

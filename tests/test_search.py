@@ -68,6 +68,13 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
     assert before == 4
     assert main(_search_args(tiny_base, out, 5)) == 0
     assert len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials) == 5
+    # A finished search run again adds no trial; --final-steps trains the pick again at that budget.
+    assert main(_search_args(tiny_base, out, 5, "--final-steps", "3")) == 0
+    assert len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials) == 5
+    chosen = json.loads((out / "front.json").read_text())["chosen"]
+    assert "search_score" in chosen and chosen["folder"].startswith(str(out / "final"))
+    stages = load_recipe(out / "chosen.yaml")["stages"]
+    assert all(s["training"]["max_steps"] == 3 for s in stages if "training" in s)
 
 
 def test_two_workers_share_one_study(tmp_path, tiny_base):
