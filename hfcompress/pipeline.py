@@ -363,8 +363,11 @@ def _load_data(recipe: dict[str, Any], task: str, data_dir: str | None, tokenize
     holdout = float(recipe.get("holdout", 0.0) or 0.0)
     held = None
     if holdout:
+        # The last rows are held out, so the first ones are the same training rows with or without a holdout:
+        # max_train_samples = N / (1 - holdout) trains on exactly the N rows a recipe without it would.
         count = max(1, int(round(holdout * train.num_rows)))
-        held, train = train.select(range(count)), train.select(range(count, train.num_rows))
+        keep = train.num_rows - count
+        held, train = train.select(range(keep, train.num_rows)), train.select(range(keep))
     length = int(recipe.get("max_seq_length", 128))
     out = {"train": tokenize_task(train, tokenizer, task, max_length=length),
            "validation": tokenize_task(dataset["validation"], tokenizer, task, max_length=length)}
