@@ -242,25 +242,60 @@ def benchmark_rows(
     seq_len: int = 128,
     threads: int | None = 2,
     rounds: int | dict[int, int] = 30,
+    baseline: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for several models measured in one run: each scored and sized, all timed interleaved.
+    """Rows for several models measured in one run: each scored and sized, all timed in alternation.
 
     ``entries``: dicts with ``name`` and ``model``, optionally ``size_bytes`` and ``extra``.
     ``rounds``: timing rounds, or rounds per batch size (batch 1 is cheap and noisy: give it more).
+    Every model is timed against ``baseline`` (default: the first entry) round by round: each row
+    gets ``paired[bsN]`` with the median per-round speedup, its 95% interval and whether the
+    interval excludes 1 (``rankable``); :func:`add_ratios` uses it and :func:`unrankable` words it.
 
     Example:
         >>> rows = benchmark_rows([{"name": "fp32", "model": m}, {"name": "int8", "model": q}],
         ...                       eval_dataset=dev, task="sst2")
+        >>> rows[1]["paired"]["bs1"]   # {'baseline': 'fp32', 'speedup': 2.1, 'ci95': [1.9, 2.3], 'rankable': True}
     """
     rows = [benchmark_model(e["name"], e["model"], eval_dataset=eval_dataset, task=task, size_bytes=e.get("size_bytes"),
                             batch_sizes=(), extra=e.get("extra")) for e in entries]
     models = {e["name"]: e["model"] for e in entries}
+    baseline = baseline or entries[0]["name"]
+    if baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not among the entries {list(models)}")
+    pairs = [(name, baseline) for name in models if name != baseline]
     for batch_size in batch_sizes:
         count = rounds.get(batch_size, 30) if isinstance(rounds, dict) else rounds
-        medians = interleaved_latency(models, batch_size=batch_size, seq_len=seq_len, threads=threads, rounds=count)
+        timing = paired_latency(models, pairs, batch_size=batch_size, seq_len=seq_len, threads=threads, rounds=count)
         for row in rows:
-            row[f"latency_bs{batch_size}_ms"] = medians[row["name"]]
+            row[f"latency_bs{batch_size}_ms"] = timing["median_ms"][row["name"]]
+            ratio = timing["ratios"].get(f"{row['name']} / {baseline}")
+            if ratio is not None:  # time ratio candidate / baseline -> speedup baseline / candidate
+                low, high = ratio["ci95"]
+                row.setdefault("paired", {})[f"bs{batch_size}"] = {
+                    "baseline": baseline, "speedup": 1 / ratio["median"], "ci95": [1 / high, 1 / low],
+                    "rankable": not low <= 1.0 <= high, "rounds": count}
     return rows
+
+
+def unrankable(rows: list[dict[str, Any]]) -> list[str]:
+    """One warning per (row, batch size) whose paired speedup interval includes 1: the machine was too
+    noisy to tell which model is faster.
+
+    Example:
+        >>> for line in unrankable(rows): print(line)
+    """
+    lines = []
+    for row in rows:
+        for batch, paired in (row.get("paired") or {}).items():
+            if not paired["rankable"]:
+                low, high = paired["ci95"]
+                lines.append(
+                    f"{row['name']} vs {paired['baseline']} at batch {batch[2:]}: speedup {paired['speedup']:.2f}x, "
+                    f"95% interval {low:.2f}x-{high:.2f}x includes 1, so this run cannot rank them. For a quieter "
+                    f"measurement: more rounds (--repeats {max(100, 3 * paired['rounds'])}), fewer threads "
+                    "(--threads 1), an idle machine.")
+    return lines
 
 
 def predict(model: nn.Module | Any, dataset: Any, batch_size: int = 64) -> np.ndarray:
@@ -369,8 +404,12 @@ def add_ratios(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]
         raise ValueError(f"No row named {baseline!r} among {[r['name'] for r in rows]}.")
     for row in rows:
         for key in [k for k in base if k.startswith("latency_bs")]:
-            if row.get(key):
-                row["speedup_" + key[len("latency_"):-3]] = base[key] / row[key]
+            batch = key[len("latency_"):-3]
+            paired = (row.get("paired") or {}).get(batch)
+            if paired and paired["baseline"] == baseline:  # measured round by round: the better estimate
+                row["speedup_" + batch] = paired["speedup"]
+            elif row.get(key):
+                row["speedup_" + batch] = base[key] / row[key]
         if base.get("size_bytes") and row.get("size_bytes"):
             row["size_ratio"] = row["size_bytes"] / base["size_bytes"]
         if base.get("params") and row.get("params"):
@@ -405,13 +444,22 @@ def format_table(
                 size="" if row.get("size_bytes") is None else f"{row['size_bytes'] / 2**20:.1f}",
                 bs1=_fmt(row.get("latency_bs1_ms"), "{:.1f}"),
                 bs32=_fmt(row.get("latency_bs32_ms"), "{:.0f}"),
-                s1=_fmt(row.get("speedup_bs1"), "{:.2f}x"),
-                s32=_fmt(row.get("speedup_bs32"), "{:.2f}x"),
+                s1=_speedup(row, "bs1"),
+                s32=_speedup(row, "bs32"),
                 ratio=_fmt(row.get("size_ratio"), "{:.2f}"),
             )
             + extras
         )
     return "\n".join(lines)
+
+
+def _speedup(row: dict[str, Any], batch: str) -> str:
+    value = row.get("speedup_" + batch)
+    paired = (row.get("paired") or {}).get(batch)
+    if value is None or not paired or abs(paired["speedup"] - value) > 1e-9:
+        return _fmt(value, "{:.2f}x")
+    low, high = paired["ci95"]
+    return f"{value:.2f}x ({low:.2f}-{high:.2f}){'' if paired['rankable'] else ' ?'}"
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -427,4 +475,5 @@ def write_results(payload: dict[str, Any], json_path: str | os.PathLike, markdow
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, json_path)
     if markdown_path is not None:
-        Path(markdown_path).write_text(format_table(payload["rows"]) + "\n", encoding="utf-8")
+        Path(markdown_path).write_text(format_table(payload["rows"], payload.get("metric", "score")) + "\n",
+                                       encoding="utf-8")

@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     benchmark.add_argument("models", nargs="+", help="model folders; the first is the baseline for ratios")
     data_flags(benchmark)
     benchmark.add_argument("--threads", type=int, default=2, help="torch threads while timing")
-    benchmark.add_argument("--repeats", type=int, default=10, help="timed forward passes per measurement")
+    benchmark.add_argument("--repeats", type=int, default=60,
+                           help="timing rounds at batch 1 (a third of them at batch 32); each round times every "
+                                "model once, in alternation")
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
 
     compress = commands.add_parser(
@@ -237,23 +239,32 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet()
     try:
-        from .benchmark import add_ratios, benchmark_model, evaluate_model, format_table, write_results
+        from .benchmark import add_ratios, benchmark_rows, evaluate_model, format_table, unrankable, write_results
+        from .data import get_task
 
         if args.command == "evaluate":
             model, tokenizer = _load(args.model)
             for name, value in evaluate_model(model, _dev(args, tokenizer), args.task).items():
                 print(f"{name}\t{value:.4f}")
         elif args.command == "benchmark":
-            rows, dev = [], None
+            entries, dev = [], None
             for path in args.models:
                 model, tokenizer = _load(path)
                 dev = dev if dev is not None else _dev(args, tokenizer)
-                rows.append(benchmark_model(Path(path).name or path, model, eval_dataset=dev, task=args.task,
-                                            threads=args.threads, repeats=args.repeats))
+                name = Path(path).name or path
+                if any(e["name"] == name for e in entries):
+                    name = path
+                entries.append({"name": name, "model": model})
+            rows = benchmark_rows(entries, eval_dataset=dev, task=args.task, threads=args.threads,
+                                  rounds={1: args.repeats, 32: max(3, args.repeats // 3)})
             add_ratios(rows, rows[0]["name"])
-            print(format_table(rows))
+            print(format_table(rows, get_task(args.task).main_metric))
+            print(f"speedup: median of per-round time ratios against {rows[0]['name']} (models timed in "
+                  "alternation), 95% interval in brackets; ? = the interval includes 1")
+            for line in unrankable(rows):
+                print(f"warning: {line}", file=sys.stderr)
             if args.output:
-                write_results({"task": args.task, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
+                write_results({"task": args.task, "metric": get_task(args.task).main_metric, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
         elif args.command == "compress":
             _compress(args)
         elif args.command == "search":

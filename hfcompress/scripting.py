@@ -20,7 +20,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from .benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
+from .benchmark import add_ratios, benchmark_rows, format_table, hardware, unrankable, write_results
 from .data import get_task, load_task, tokenize_task
 from .finetune import build_trainer
 
@@ -152,7 +152,8 @@ def report(
 ) -> dict[str, Any]:
     """Benchmark each (name, model), print the table and write ``results.json`` / ``results.md``."""
     rows = benchmark_rows([{"name": name, "model": model} for name, model in rows_models],
-                          eval_dataset=data["validation"], task=args.task_name, rounds=args.benchmark_repeats)
+                          eval_dataset=data["validation"], task=args.task_name, rounds=args.benchmark_repeats,
+                          baseline=baseline)
     add_ratios(rows, baseline)
     spec = get_task(args.task_name)
     payload = {
@@ -169,6 +170,10 @@ def report(
     print(f"\n{args.task_name} ({spec.main_metric}, dev {data['validation'].num_rows} rows, "
           f"train {data['train'].num_rows} rows)\n")
     print(format_table(rows, metric_name=spec.main_metric))
+    print(f"speedup: median of per-round time ratios against {baseline} (timed in alternation), 95% interval in "
+          "brackets; ? = the interval includes 1")
+    for line in unrankable(rows):
+        print(f"warning: {line}")
     return payload
 
 

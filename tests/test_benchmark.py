@@ -99,3 +99,32 @@ def test_paired_latency_reports_ratio_quartiles_and_interval():
     assert ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]
     assert ratio["quartiles"][0] <= ratio["median"] <= ratio["quartiles"][1]
     assert result["rounds"] == 12 and set(result["median_ms"]) == {"slow", "fast"}
+
+
+def test_rows_flag_a_pair_the_noise_cannot_rank():
+    import random
+    import time
+
+    from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, unrankable
+
+    class Sleeper(torch.nn.Module):
+        def __init__(self, low, high, seed=0):
+            super().__init__()
+            self.low, self.high, self.random = low, high, random.Random(seed)
+            self.config = tiny_model("bert", layers=1).config
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, **inputs):
+            time.sleep(self.random.uniform(self.low, self.high))
+
+    # "noisy" takes 0-12 ms at random, the baseline 6 ms: no honest ranking; "slow" (20 ms) is plainly slower.
+    entries = [{"name": name, "model": model, "size_bytes": 1} for name, model in
+               [("base", Sleeper(0.006, 0.006)), ("noisy", Sleeper(0.0, 0.012)), ("slow", Sleeper(0.02, 0.02))]]
+    rows = benchmark_rows(entries, batch_sizes=(1,), seq_len=8, threads=1, rounds=20)
+    add_ratios(rows, "base")
+    noisy, slow = rows[1]["paired"]["bs1"], rows[2]["paired"]["bs1"]
+    assert not noisy["rankable"] and noisy["ci95"][0] < 1 < noisy["ci95"][1]
+    assert slow["rankable"] and slow["ci95"][1] < 0.5 and rows[2]["speedup_bs1"] == slow["speedup"]
+    warnings = unrankable(rows)
+    assert len(warnings) == 1 and warnings[0].startswith("noisy vs base at batch 1") and "--repeats" in warnings[0]
+    assert " ?" in format_table(rows).splitlines()[3]

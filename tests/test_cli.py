@@ -32,9 +32,13 @@ def test_benchmark_and_evaluate(tmp_path, minilm_path, capsys):
     assert main(["benchmark", str(tmp_path / "base"), str(tmp_path / "pruned"), *common, "--repeats", "2",
                  "--output", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| base |" in table and "| pruned |" in table
+    assert "| base |" in table and "| pruned |" in table and "95% interval" in table
     rows = json.loads(out.read_text())["rows"]
     assert rows[1]["params"] < rows[0]["params"]
+    # The second model was timed against the first round by round: a paired speedup with its interval.
+    paired = rows[1]["paired"]["bs1"]
+    assert paired["baseline"] == "base" and paired["ci95"][0] <= paired["speedup"] <= paired["ci95"][1]
+    assert rows[1]["speedup_bs1"] == paired["speedup"] and "accuracy" in out.with_suffix(".md").read_text()
 
 
 def test_errors_are_one_line_exit_2(tmp_path, capsys):
