@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     TrainingArguments,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .benchmark import add_ratios, benchmark_rows, format_table, hardware, unrankable, write_results
 from .data import get_task, load_task, tokenize_task
@@ -123,22 +125,24 @@ def load_predecessor(args: TaskArguments, training: TrainingArguments, tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, num_labels=spec.num_labels)
     if args.teacher_epochs <= 0:
         return model
+    # The last epoch is kept, not the best one on the dev set: that set is where the results are reported.
     teacher_args = TrainingArguments(**{
         **training.to_dict(),
         "output_dir": os.path.join(training.output_dir, "teacher"),
         "num_train_epochs": args.teacher_epochs,
         "max_steps": -1,
         "learning_rate": args.teacher_learning_rate,
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "save_total_limit": 1,
-        "load_best_model_at_end": True,
-        "metric_for_best_model": spec.main_metric,
+        "eval_strategy": "no",
+        "load_best_model_at_end": False,
         "push_to_hub": False,
     })
     trainer = build_trainer(model, tokenizer, args.task_name, teacher_args, data["train"], data["validation"])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(teacher_args.output_dir)
+                  if os.path.isdir(teacher_args.output_dir) else None)
     trainer.save_model(teacher_args.output_dir)
+    # Checkpoints only serve resuming the teacher's fine-tune; once it is saved they are optimizer state nobody needs.
+    for checkpoint in Path(teacher_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        shutil.rmtree(checkpoint)
     return trainer.model
 
 
@@ -177,4 +181,13 @@ def report(
     return payload
 
 
-__all__ = ["TaskArguments", "load_predecessor", "load_tokenized", "parse_with_recipe", "report"]
+def print_produced(model_dir: str | os.PathLike, output_dir: str | os.PathLike, args: TaskArguments) -> None:
+    """The run's last line: what it produced, where, and the command to try next."""
+    baseline = (os.path.join(output_dir, "teacher") if args.teacher_epochs > 0 else args.model_name_or_path)
+    data = f" --data_dir {args.data_dir}" if args.data_dir else ""
+    print(f"\nProduced {model_dir} (a model that loads with AutoModelForSequenceClassification after "
+          f"`import hfcompress`, its card in README.md) and {Path(output_dir) / 'results.md'}. Try next: "
+          f"hfcompress benchmark {baseline} {model_dir} --task {args.task_name}{data}")
+
+
+__all__ = ["TaskArguments", "load_predecessor", "load_tokenized", "parse_with_recipe", "print_produced", "report"]

@@ -30,7 +30,7 @@ from hfcompress.methods.movement.config import PRUNING_METHODS
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card
 from hfcompress.scripting import (DistillArguments, TaskArguments, load_predecessor, load_tokenized,
-                                  parse_with_recipe, read_recipe, report)
+                                  parse_with_recipe, print_produced, read_recipe, report)
 
 
 def main() -> None:
@@ -81,6 +81,7 @@ def main() -> None:
                      training.output_dir, baseline="unpruned", extra={"pruning": config.to_dict()})
     build_model_card(pruned_dir, results=results, base_model=task_args.model_name_or_path).save(
         os.path.join(pruned_dir, "README.md"))
+    print_produced(pruned_dir, training.output_dir, task_args)
 
 
 if __name__ == "__main__":

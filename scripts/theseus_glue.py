@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 from hfcompress import CompressionTrainer, TheseusConfig
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card, push_to_hub
-from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, report
+from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, print_produced, report
 
 
 def main() -> None:
@@ -60,6 +60,7 @@ def main() -> None:
         repo_id = training.hub_model_id or os.path.basename(os.path.abspath(training.output_dir))
         print(push_to_hub(successor_dir, repo_id, card=card, token=training.hub_token,
                           private=training.hub_private_repo))
+    print_produced(successor_dir, training.output_dir, task_args)
 
 
 if __name__ == "__main__":

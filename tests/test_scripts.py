@@ -62,6 +62,11 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     assert payload["rows"][1]["params"] < payload["rows"][0]["params"]
     successor = AutoModelForSequenceClassification.from_pretrained(out / "successor")
     assert successor.config.num_hidden_layers == 2
+    # The demo's contract: no optimizer state left behind, the table names the metric, the last line says where.
+    assert not list(out.rglob("optimizer.pt")) and not list(out.rglob("checkpoint-*"))
+    assert "| model | accuracy |" in (out / "results.md").read_text()
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"Produced {out / 'successor'}") and "hfcompress benchmark" in last
 
 
 @pytest.mark.parametrize("method_flags, ran, steps", [
