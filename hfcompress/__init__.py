@@ -31,6 +31,9 @@ from .pipeline import run_pipeline
 from .registry import MethodSpec, register_method
 from .search import search
 from .trainer import CompressionTrainer
+from .hub import install_model_push_card
+
+install_model_push_card()  # model.push_to_hub of a compressed model uploads hfcompress's card
 
 __version__ = "0.1.0"
 

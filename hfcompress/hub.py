@@ -147,7 +147,9 @@ def build_model_card(
         lines += [_describe_stage(number, stage) for number, stage in enumerate(stages, start=1)] + [""]
     lines += ["## What it cost", ""]
     if compressed is None or baseline is None:
-        lines += ["No measurements were supplied when this card was written, so none are shown.", ""]
+        lines += ["No measurements were supplied when this card was written, so none are shown (`hfcompress "
+                  "benchmark ORIGINAL THIS --task T --output r.json`, then `hfcompress push THIS --results r.json`, "
+                  "adds them).", ""]
     else:
         lines += _cost_table(compressed, baseline, spec, results or {})
     lines += ["## How to load", "", "```python"]
@@ -245,3 +247,49 @@ def push_to_hub(
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_name, repo_type="model",
                                    commit_message=commit_message)
     return str(getattr(commit, "commit_url", commit))
+
+
+def install_model_push_card() -> None:
+    """Make ``PreTrainedModel.push_to_hub`` upload hfcompress's card for a model that carries a record.
+
+    transformers writes a generic card there ("a 🤗 transformers model that has been pushed on the
+    Hub"), which says nothing of what was compressed. For a model with an hfcompress record the card
+    that transformers would create is replaced by :func:`build_model_card` of the model (steps and
+    settings; measured cost needs a results payload: use ``hfcompress push --results``). Every other
+    model, and every argument of ``push_to_hub``, goes through unchanged. Called on ``import hfcompress``.
+    """
+    import functools
+
+    import transformers.utils.hub as transformers_hub
+    from transformers import PreTrainedModel
+
+    original = PreTrainedModel.push_to_hub
+    if getattr(original, "_hfcompress_card", False):
+        return
+    if not hasattr(transformers_hub, "create_and_tag_model_card"):  # another transformers layout: leave it alone
+        return
+
+    @functools.wraps(original)
+    def push_to_hub(self: Any, repo_id: str, *args: Any, **kwargs: Any) -> Any:
+        from .integration import get_record
+
+        if get_record(self) is None:
+            return original(self, repo_id, *args, **kwargs)
+        with tempfile.TemporaryDirectory() as folder:
+            self.config.save_pretrained(folder)
+            card = build_model_card(folder, base_model=getattr(self.config, "_name_or_path", None),
+                                    model_name=repo_id)
+        generic = transformers_hub.create_and_tag_model_card
+
+        def ours(repo: str, tags: list[str] | None = None, *more: Any, **options: Any) -> ModelCard:
+            card.data.tags = list(dict.fromkeys([*(card.data.tags or []), *(tags or [])]))
+            return card
+
+        transformers_hub.create_and_tag_model_card = ours
+        try:
+            return original(self, repo_id, *args, **kwargs)
+        finally:
+            transformers_hub.create_and_tag_model_card = generic
+
+    push_to_hub._hfcompress_card = True
+    PreTrainedModel.push_to_hub = push_to_hub

@@ -222,3 +222,32 @@ def test_card_of_a_local_base_model_has_no_hub_link(tmp_path):
         text = str(build_model_card(tmp_path / "small", base_model=local))
         assert "huggingface.co/" + local.lstrip("/") not in text and "base_model:" not in text, local
     assert "https://huggingface.co/org/base" in str(build_model_card(tmp_path / "small", base_model="org/base"))
+
+
+def test_model_push_to_hub_uploads_our_card_for_a_compressed_model(monkeypatch, tmp_path):
+    import transformers.utils.hub as transformers_hub
+
+    from tests.conftest import tiny_model
+
+    class Api:  # stands in for the Hub: no network
+        def create_repo(self, repo_id, **kwargs):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+    uploaded = {}
+
+    def upload(self, working_dir, repo_id, **kwargs):
+        uploaded[repo_id] = {p.name: p.read_text(errors="ignore") for p in Path(working_dir).iterdir()
+                             if p.suffix in (".md", ".json")}
+        return "commit"
+
+    monkeypatch.setattr(transformers_hub, "hf_api", lambda: Api())
+    monkeypatch.setattr(transformers_hub.PushToHubMixin, "_upload_modified_files", upload)
+    pruned = prune_heads(tiny_model(), {0: [0]})
+    plain = tiny_model()
+    pruned.push_to_hub("me/pruned", tags=["mine"])
+    plain.push_to_hub("me/plain")
+    card = uploaded["me/pruned"]["README.md"]
+    assert "attention-head pruning" in card and "- mine" in card and "from_pretrained(\"me/pruned\")" in card
+    assert "hfcompress" in uploaded["me/pruned"]["config.json"]
+    assert "hfcompress" not in uploaded["me/plain"]["README.md"]  # other models keep transformers' card
+    assert transformers_hub.create_and_tag_model_card.__module__ == "transformers.utils.hub"  # restored
