@@ -1,0 +1,46 @@
+"""The summary at the top of benchmarks/RESULTS.md and in the README regenerates from the results JSON."""
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make_results():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import make_results
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return make_results
+
+
+def test_summary_rows_come_from_the_named_json_rows(tmp_path):
+    make_results = _make_results()
+    chosen = yaml.safe_load((ROOT / "benchmarks" / "summary.yaml").read_text())
+    lines = make_results.summary_table()
+    assert len(lines) == 2 + sum(len(entries) for entries in chosen.values())
+    # Change one committed number: the table follows it.
+    first = chosen["sst2"][0]
+    results = tmp_path / "results"
+    results.mkdir()
+    for path in (ROOT / "benchmarks" / "results").glob("*.json"):
+        (results / path.name).write_text(path.read_text())
+    payload = json.loads((results / f"{first['file']}.json").read_text())
+    for row in payload["rows"]:
+        if make_results.label_pipeline_rows({"rows": [row]})["rows"][0]["name"] == first["row"]:
+            row["score"] = 0.12345
+    (results / f"{first['file']}.json").write_text(json.dumps(payload))
+    changed = make_results.summary_table(results)
+    assert "| 12.35 |" in changed[2] and "| 12.35 |" not in lines[2]
+
+
+def test_readme_shows_the_current_summary():
+    make_results = _make_results()
+    readme = (ROOT / "README.md").read_text()
+    block = "\n".join(make_results.summary_block("benchmarks/RESULTS.md", "benchmarks/"))
+    assert block in readme, "README summary is stale: run python benchmarks/make_results.py"
+    assert "\n".join(make_results.summary_block("", "")) in (ROOT / "benchmarks" / "RESULTS.md").read_text()
