@@ -54,6 +54,7 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
     payload = json.loads((out / "front.json").read_text())
     assert len(payload["trials"]) <= 4 and payload["front"] and payload["chosen"]
     assert all(t["feasible"] for t in payload["front"])
+    assert all(t["retimed"] for t in payload["front"])  # the choice is among candidates timed side by side
     assert (out / "results.json").is_file() and (out / "chosen" / "README.md").is_file()
     # The chosen recipe rebuilds the chosen model.
     rebuilt = tmp_path / "rebuilt"
