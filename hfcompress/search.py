@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ def search(
     latency_rounds: int = 20,
     measure_dev: bool = True,
     final_steps: int | None = None,
+    heartbeat_seconds: int = 60,
 ) -> SearchResult:
     """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
 
@@ -173,7 +175,7 @@ def search(
 
     sampler = optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000, multivariate=True,
                                          constraints_func=_constraints, n_startup_trials=min(8, n_trials))
-    study = _open_study(storage, sampler)
+    study = _open_study(storage, sampler, heartbeat_seconds=heartbeat_seconds)
     study.set_user_attr("reference_score", reference)
     study.set_user_attr("budget", {"max_drop": max_drop, "max_latency_ms": max_latency_ms})
 
@@ -185,14 +187,19 @@ def search(
                 trial.set_user_attr(key, value)
             trial.set_user_attr("duplicate_of", duplicate.number)
             return tuple(duplicate.values)
-        folder = output / "trials" / f"trial-{trial.number:04d}"
+        # A retried trial (its worker died) carries the first attempt's attributes: same folder, same short score.
+        number = trial.user_attrs.get("folder_number", trial.number)
+        trial.set_user_attr("folder_number", number)
+        folder = output / "trials" / f"trial-{number:04d}"
         recipe = candidate_recipe(params, num_layers, base, steps)
         short = candidate_recipe(params, num_layers, base, max(1, steps // 4))
         threshold = None if max_drop is None else reference - max_drop - early_stop_margin
         if threshold is not None and any(s["stage"] in ("layers", "train") for s in recipe["stages"]):
-            early = evaluator.score(short, folder / "short")
-            trial.set_user_attr("short_score", early)
-            shutil.rmtree(folder / "short", ignore_errors=True)
+            early = trial.user_attrs.get("short_score")
+            if early is None:
+                early = evaluator.score(short, folder / "short")
+                trial.set_user_attr("short_score", early)
+                shutil.rmtree(folder / "short", ignore_errors=True)
             if early < threshold:
                 trial.set_user_attr("constraints", [1.0])
                 raise optuna.TrialPruned(f"score after {max(1, steps // 4)} steps {early:.2f} < {threshold:.2f}")
@@ -210,9 +217,12 @@ def search(
         trial.set_user_attr("constraints", violations)
         return measured["score"], measured["latency_ratio_bs1"]
 
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=None), _LiveTable(output)]
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING,
+               optuna.trial.TrialState.WAITING)
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=counted), _LiveTable(output)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    remaining = n_trials - len(study.get_trials(deepcopy=False))
+    optuna.storages.fail_stale_trials(study)  # a killed worker's trial (no heartbeat): failed, and queued again
+    remaining = n_trials - _counted(study)
     if remaining > 0:  # re-running a finished search only rebuilds its report
         study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
                        callbacks=callbacks, catch=(), show_progress_bar=True)
@@ -222,22 +232,45 @@ def search(
     return _finish(study, output, reference, max_drop, max_latency_ms, evaluator, measure_dev, final)
 
 
-def _open_study(storage: str, sampler: Any, attempts: int = 5) -> Any:
+def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds: int = 60) -> Any:
     """Create or join the study. Workers started together on a new database race to create its schema (the
-    loser gets an IntegrityError / "table already exists"): the loser waits and joins what the winner made."""
+    loser gets an IntegrityError / "table already exists"): the loser waits and joins what the winner made.
+
+    SQL storages get a heartbeat: a trial whose worker stopped beating (killed, machine lost) is marked
+    failed by the next worker that starts a trial and queued again with the same candidate, which then
+    continues in the same trial folder from its last checkpoint.
+    """
     import optuna
     import sqlalchemy.exc
 
     def create() -> Any:
-        return optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
+        backend: Any = storage
+        if storage.startswith(("sqlite", "postgresql", "mysql", "oracle", "mssql")):
+            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+                optuna.storages.RetryFailedTrialCallback
+            backend = optuna.storages.RDBStorage(storage, heartbeat_interval=heartbeat_seconds,
+                                                 grace_period=3 * heartbeat_seconds,
+                                                 failed_trial_callback=retry(max_retry=2))
+        return optuna.create_study(study_name=STUDY_NAME, storage=backend, load_if_exists=True,
                                    directions=["maximize", "minimize"], sampler=sampler)
 
-    for attempt in range(attempts - 1):
-        try:
-            return create()
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
-            time.sleep(0.5 * (attempt + 1))
-    return create()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+        warnings.simplefilter("ignore", FutureWarning)
+        for attempt in range(attempts - 1):
+            try:
+                return create()
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+                time.sleep(0.5 * (attempt + 1))
+        return create()
+
+
+def _counted(study: Any) -> int:
+    """Trials that count toward ``n_trials``: failed ones do not (their retry does)."""
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _num_layers(config: Any) -> int:

@@ -220,6 +220,19 @@ def test_onnx_int8_matches_torch(tmp_path, optimize):
     assert (folder / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size / 2
 
 
+@pytest.mark.parametrize("pruned", [{layer: [0] for layer in range(4)}, {0: [0], 2: [1, 2]}])
+def test_fused_onnx_export_of_a_head_pruned_model(tmp_path, pruned):
+    # Even pruning (3 of 4 heads everywhere) once passed num_heads=3 with hidden 32 to the fuser, which asserts.
+    model = prune_heads(tiny_model("bert"), pruned)
+    inputs = tiny_inputs()
+    expected = model(**inputs).logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = export_onnx(model, tmp_path / "onnx", int8=False, optimize=True)
+    torch.testing.assert_close(OnnxSequenceClassifier.from_pretrained(folder)(**inputs).logits, expected,
+                               atol=1e-4, rtol=0)
+
+
 def test_per_token_matmul_gives_each_row_its_own_scale():
     import numpy as np
     import onnxruntime as ort

@@ -117,3 +117,33 @@ def test_pareto_front_keeps_only_undominated_feasible_points():
             {"trial": 2, "score": 85, "latency_ratio_bs1": 0.2, "feasible": True},
             {"trial": 3, "score": 99, "latency_ratio_bs1": 0.1, "feasible": False}]  # over budget
     assert [r["trial"] for r in pareto_front(rows)] == [2, 0]
+
+
+def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_base):
+    import time
+
+    import optuna
+
+    from hfcompress.search import STUDY_NAME, _suggest, search
+
+    out = tmp_path / "search"
+    out.mkdir()
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    space = SearchSpace(layers=[3, 2], int8=["none"])
+    # A worker that started a trial, beat once, and died.
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["maximize", "minimize"])
+    dead = study.ask()
+    params = _suggest(dead, space, 3)
+    dead.set_user_attr("folder_number", dead.number)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(4)
+    search(str(tiny_base), task="sst2", output=out, data_dir=sample_data_dir(), max_drop=60, n_trials=2, steps=2,
+           max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16}, space=space,
+           heartbeat_seconds=1, measure_dev=False)
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=url).trials
+    assert trials[0].state.name == "FAIL"
+    retry = next(t for t in trials[1:] if t.user_attrs.get("folder_number") == dead.number)
+    assert retry.state.name == "COMPLETE" and retry.user_attrs["params_dict"] == params
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # the failed attempt is not counted
+    assert (out / "trials" / f"trial-{dead.number:04d}" / "model").is_dir()

@@ -289,12 +289,19 @@ def _optimize(source: Path, target: Path, model: PreTrainedModel) -> Path:
     adapter = get_adapter(model)
     if adapter.onnx_fusion_type is None:
         return source
-    heads = {adapter.layer_num_heads(layer, model.config) for layer in adapter.layers(model)}
-    # Fusions assume one head count for the whole model; uneven (pruned) heads skip them.
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    config = model.config
+    heads = {adapter.layer_num_heads(layer, config) for layer in adapter.layers(model)}
+    options = FusionOptions(adapter.onnx_fusion_type)
     num_heads = heads.pop() if len(heads) == 1 else 0
+    if num_heads * adapter.head_size(config) != adapter.hidden_size(config):
+        # The fused Attention op takes Q/K/V as wide as the hidden state; after head pruning they are narrower
+        # (and per layer uneven), so attention stays unfused. LayerNorm, GELU and the rest still fuse.
+        options.enable_attention, num_heads = False, 0
     optimized = optimizer.optimize_model(
-        str(source), model_type=adapter.onnx_fusion_type, num_heads=num_heads, hidden_size=adapter.hidden_size(model.config) if num_heads else 0,
-        opt_level=1,
+        str(source), model_type=adapter.onnx_fusion_type, num_heads=num_heads,
+        hidden_size=adapter.hidden_size(config) if num_heads else 0, opt_level=1, optimization_options=options,
     )
     optimized.save_model_to_file(str(target))
     return target
