@@ -13,7 +13,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from transformers import PreTrainedModel
 from transformers.quantizers.auto import register_quantization_config, register_quantizer
@@ -153,6 +156,31 @@ def _runtime_quantized(steps: list[dict[str, Any]]) -> bool:
     return any(getattr(find_method(step["method"]), "runtime_quantized", False) for step in steps)
 
 
+def check_checkpoint_files(model: PreTrainedModel, files: list[str]) -> None:
+    """Before any weight is read: every safetensors file opens, and every tensor it holds has the shape the
+    record rebuilt. Both failures otherwise surface as messages that name neither the file nor the cause."""
+    from safetensors import safe_open
+
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    wrong = []
+    for file in files:
+        if not str(file).endswith(".safetensors"):
+            continue
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+        except Exception as error:  # safetensors raises its own error types for bad headers and short files
+            raise OSError(f"{file} cannot be read ({str(error).splitlines()[0]}): the file is truncated or "
+                          "corrupted. Save the model again, or download it again.") from error
+        wrong += [f"{key} {shape} (record: {expected[key]})" for key, shape in shapes.items()
+                  if key in expected and expected[key] != shape]
+    if wrong:
+        raise ValueError(f"The weights in {Path(files[0]).parent} do not have the shapes its config.json (with the "
+                         f"hfcompress record) describes ({len(wrong)} tensors, e.g. {wrong[0]}): config.json and the weights "
+                         "come from different saves. Save the model again, or put back the config.json saved with "
+                         "these weights.")
+
+
 @register_quantizer(QUANT_METHOD)
 class HfCompressQuantizer(HfQuantizer):
     """Rebuilds the compressed skeleton before ``from_pretrained`` loads the weights."""
@@ -171,8 +199,16 @@ class HfCompressQuantizer(HfQuantizer):
     def validate_environment(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    def update_dtype(self, dtype: Any) -> Any:
+        if self._runtime_quantized() and dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(f"This checkpoint holds hfcompress int8 weights, whose CPU kernels take float32 "
+                             f"activations; it cannot run in dtype={dtype}. Load it without dtype= (or with "
+                             "dtype=torch.float32).")
+        return dtype
+
     def _process_model_before_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:
         rebuild_structure(model, self.quantization_config.steps)
+        check_checkpoint_files(model, kwargs.get("checkpoint_files") or [])
         return model
 
     def _process_model_after_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:

@@ -52,8 +52,23 @@ class MethodConfig:
         known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(settings) - known)
         if unknown:
-            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; its fields are {sorted(known)}.")
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown}{did_you_mean(unknown, known)}; its fields are "
+                             f"{sorted(known)}.")
         return cls(**settings)
+
+
+def did_you_mean(unknown: list[str] | str, known: Any) -> str:
+    """`` (did you mean 'x'?)`` for the nearest known names of misspelt ones, or ``""``.
+
+    Example:
+        >>> did_you_mean(["lerning_rate"], ["learning_rate", "seed"])
+        " (did you mean 'learning_rate'?)"
+    """
+    import difflib
+
+    names = [unknown] if isinstance(unknown, str) else list(unknown)
+    close = [match for name in names for match in difflib.get_close_matches(str(name), [str(k) for k in known], n=1)]
+    return f" (did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?)" if close else ""
 
 
 def _plain(value: Any) -> Any:

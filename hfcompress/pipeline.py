@@ -54,6 +54,7 @@ from typing import Any
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, TrainingArguments
 
+from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, method_names
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ def validate_recipe(recipe: dict[str, Any]) -> list[Stage]:
     """
     unknown = sorted(set(recipe) - RECIPE_KEYS)
     if unknown:
-        raise RecipeError(f"unknown recipe key(s) {unknown}; recipe keys: {sorted(RECIPE_KEYS - {'steps'})}")
+        raise RecipeError(f"unknown recipe key(s) {unknown}{did_you_mean(unknown, RECIPE_KEYS)}; recipe keys: "
+                          f"{sorted(RECIPE_KEYS - {'steps'})}")
     _check_training_fields("recipe `training`", recipe.get("training") or {})
     holdout = recipe.get("holdout", 0.0) or 0.0
     if not 0 <= holdout < 1:
@@ -164,7 +166,8 @@ def validate_recipe(recipe: dict[str, Any]) -> list[Stage]:
 def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
     kind = item.pop("stage")
     if kind not in STAGE_KINDS:
-        raise RecipeError(f"stage {index}: unknown stage {kind!r}; stages: {', '.join(STAGE_KINDS)}")
+        raise RecipeError(f"stage {index}: unknown stage {kind!r}{did_you_mean(str(kind), STAGE_KINDS)}; stages: "
+                          f"{', '.join(STAGE_KINDS)}")
     name = str(item.pop("name", "") or "")
     if kind in TRAINING_STAGES:
         _check_training_fields(f"stage {index} ({kind}) `training`", item.get("training") or {})
@@ -237,7 +240,8 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
 def _only(index: int, kind: str, item: dict, allowed: set[str]) -> None:
     unknown = sorted(set(item) - allowed)
     if unknown:
-        raise RecipeError(f"stage {index} ({kind}): unknown key(s) {unknown}; a {kind} stage takes {sorted(allowed)}")
+        raise RecipeError(f"stage {index} ({kind}): unknown key(s) {unknown}{did_you_mean(unknown, allowed)}; a {kind} "
+                          f"stage takes {sorted(allowed)}")
 
 
 def _method_config(index: int, settings: Any) -> Any:
@@ -246,7 +250,8 @@ def _method_config(index: int, settings: Any) -> Any:
     settings = dict(settings)
     method = settings.pop("method")
     if method not in method_names():
-        raise RecipeError(f"stage {index}: unknown method {method!r}; methods: {', '.join(method_names())}")
+        raise RecipeError(f"stage {index}: unknown method {method!r}{did_you_mean(str(method), method_names())}; "
+                          f"methods: {', '.join(method_names())}")
     return config_from_dict(method, settings)
 
 
@@ -258,7 +263,7 @@ def _check_training_fields(where: str, settings: dict[str, Any]) -> None:
         raise RecipeError(f"{where} is a mapping of TrainingArguments fields; got {settings!r}")
     unknown = sorted(set(settings) - _TRAINING_FIELDS)
     if unknown:
-        raise RecipeError(f"{where}: {unknown} are not TrainingArguments fields")
+        raise RecipeError(f"{where}: {unknown} are not TrainingArguments fields{did_you_mean(unknown, _TRAINING_FIELDS)}")
     if "output_dir" in settings:
         raise RecipeError(f"{where}: output_dir is set by the pipeline (OUTPUT/work/NN-name)")
 
