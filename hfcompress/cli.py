@@ -222,17 +222,11 @@ def _dev(args, tokenizer):
 def _quiet() -> None:
     """The command prints its own lines and the Trainer's bar; libraries' bars, banners and warnings go."""
     import logging
-    import warnings
 
-    import datasets
-    from transformers.utils import logging as hf_logging
+    from .scripting import quiet_libraries
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    quiet_libraries()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice goes to the root logger
-    for category in (UserWarning, FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,6 +181,23 @@ def report(
     return payload
 
 
+def quiet_libraries() -> None:
+    """For scripts and the CLI, not the library: keep the Trainer's bar and our own lines, drop the libraries'
+    loading and saving bars, load reports and warnings (users of the library choose their own logging)."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    for category in (UserWarning, FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for ours in (r"hfcompress", r"__main__"):  # our own deprecations still reach the user
+        warnings.filterwarnings("default", category=FutureWarning, module=ours)
+
+
 def print_produced(model_dir: str | os.PathLike, output_dir: str | os.PathLike, args: TaskArguments) -> None:
     """The run's last line: what it produced, where, and the command to try next."""
     baseline = (os.path.join(output_dir, "teacher") if args.teacher_epochs > 0 else args.model_name_or_path)
@@ -190,4 +207,5 @@ def print_produced(model_dir: str | os.PathLike, output_dir: str | os.PathLike, 
           f"hfcompress benchmark {baseline} {model_dir} --task {args.task_name}{data}")
 
 
-__all__ = ["TaskArguments", "load_predecessor", "load_tokenized", "parse_with_recipe", "print_produced", "report"]
+__all__ = ["TaskArguments", "load_predecessor", "load_tokenized", "parse_with_recipe", "print_produced",
+           "quiet_libraries", "report"]

@@ -30,11 +30,14 @@ from hfcompress.methods.movement.config import PRUNING_METHODS
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card
 from hfcompress.scripting import (DistillArguments, TaskArguments, load_predecessor, load_tokenized,
-                                  parse_with_recipe, print_produced, read_recipe, report)
+                                  parse_with_recipe, print_produced, quiet_libraries,
+                                  read_recipe, report)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("hfcompress").setLevel(logging.INFO)  # our one line per stage; the libraries stay quiet
+    quiet_libraries()
     selector = argparse.ArgumentParser(add_help=False)
     selector.add_argument("--method", default=None)
     known, argv = selector.parse_known_args(sys.argv[1:])

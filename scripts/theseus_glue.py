@@ -20,11 +20,13 @@ from transformers import AutoTokenizer, TrainingArguments, set_seed
 from hfcompress import CompressionTrainer, TheseusConfig
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card, push_to_hub
-from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, print_produced, report
+from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, print_produced, quiet_libraries, report
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("hfcompress").setLevel(logging.INFO)  # our one line per stage; the libraries stay quiet
+    quiet_libraries()
     task_args, theseus, distill, training = parse_with_recipe(
         (TaskArguments, TheseusConfig, DistillArguments, TrainingArguments)
     )

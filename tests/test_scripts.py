@@ -65,6 +65,8 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     # The demo's contract: no optimizer state left behind, the table names the metric, the last line says where.
     assert not list(out.rglob("optimizer.pt")) and not list(out.rglob("checkpoint-*"))
     assert "| model | accuracy |" in (out / "results.md").read_text()
+    noise = ("Writing model shards", "Loading weights", "LOAD REPORT", "pin_memory", "\x1b[")
+    assert not [n for n in noise if n in result.stdout + result.stderr], result.stderr[-2000:]
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith(f"Produced {out / 'successor'}") and "hfcompress benchmark" in last
 
