@@ -52,8 +52,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, TrainingArguments
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
+                          TrainingArguments)
 
+from .adapters import get_adapter, supported_model_types
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, method_names
 
@@ -306,6 +308,12 @@ def run_pipeline(
     needs_data = any(s.kind in TRAINING_STAGES or any(c.requires_dataloader for c in s.configs) for s in stages)
     if needs_data and not task:
         raise RecipeError("this recipe trains or calibrates: give the task (--task or `task:` in the recipe)")
+    model_config = AutoConfig.from_pretrained(model_path)
+    if model_config.model_type in supported_model_types():
+        try:
+            get_adapter(model_config).check_length(model_config, int(recipe.get("max_seq_length", 128)))
+        except ValueError as error:
+            raise RecipeError(str(error)) from error
     output.mkdir(parents=True, exist_ok=True)
     recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
     (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
@@ -373,6 +381,9 @@ def _load_data(recipe: dict[str, Any], task: str, data_dir: str | None, tokenize
         count = max(1, int(round(holdout * train.num_rows)))
         keep = train.num_rows - count
         held, train = train.select(range(keep, train.num_rows)), train.select(range(keep))
+    if train.num_rows == 0:
+        raise RecipeError(f"the {task} training split has no rows left to train on (data_dir={data_dir!r}, "
+                          f"max_train_samples={limit!r}, holdout={holdout!r}); give it rows, or lower the holdout")
     length = int(recipe.get("max_seq_length", 128))
     out = {"train": tokenize_task(train, tokenizer, task, max_length=length),
            "validation": tokenize_task(dataset["validation"], tokenizer, task, max_length=length)}

@@ -111,6 +111,13 @@ def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None, ski
 
 def load_tokenized(args: TaskArguments, tokenizer: Any, seed: int):
     """The task's train/validation splits, subset as asked and tokenized."""
+    from transformers import AutoConfig
+
+    from .adapters import get_adapter, supported_model_types
+
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
+    if config.model_type in supported_model_types():
+        get_adapter(config).check_length(config, args.max_seq_length)
     dataset = load_task(args.task_name, args.data_dir, dev_split=args.dev_split, seed=seed)
     if args.max_train_samples and dataset["train"].num_rows > args.max_train_samples:
         dataset["train"] = dataset["train"].shuffle(seed=seed).select(range(args.max_train_samples))

@@ -59,3 +59,45 @@ def test_int8_checkpoint_in_half_precision_is_refused_at_load(tmp_path, dtype):
 def test_recipe_typos_name_the_nearest_valid_name(recipe, expected):
     with pytest.raises(RecipeError, match=expected):
         validate_recipe(recipe)
+
+
+def test_sequence_longer_than_the_positions_fails_before_any_work(tmp_path):
+    from hfcompress import run_pipeline
+    from hfcompress.data import sample_data_dir
+
+    tiny_model().save_pretrained(tmp_path / "tiny")  # 64 positions
+    recipe = {"task": "sst2", "max_seq_length": 100, "stages": [{"stage": "export", "format": "onnx"}]}
+    with pytest.raises(RecipeError, match=r"max_seq_length=100 is longer than this model's 64 positions.*<= 64"):
+        run_pipeline(recipe, model=str(tmp_path / "tiny"), output=tmp_path / "out", data_dir=sample_data_dir())
+    assert not (tmp_path / "out").exists()
+
+
+def test_roberta_positions_leave_out_the_reserved_ones():
+    from hfcompress import get_adapter
+
+    config = tiny_model("roberta").config
+    assert get_adapter(config).max_positions(config) == config.max_position_embeddings - 2
+
+
+def test_no_training_rows_left_is_named(tmp_path, minilm_path):
+    from hfcompress import run_pipeline
+    from hfcompress.data import sample_data_dir
+
+    from .conftest import save_tiny_bert
+
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=2)
+    recipe = {"task": "sst2", "max_train_samples": 1, "holdout": 0.5, "max_seq_length": 16,
+              "stages": [{"stage": "train", "methods": [], "training": {"max_steps": 1}}]}
+    with pytest.raises(RecipeError, match=r"training split has no rows left.*lower the holdout"):
+        run_pipeline(recipe, model=str(base), output=tmp_path / "out", data_dir=sample_data_dir())
+
+
+def test_importance_needs_labels_and_batches():
+    from hfcompress.importance import compute_importance
+
+    model = tiny_model()
+    batch = {"input_ids": torch.randint(5, 100, (2, 8)), "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    with pytest.raises(ValueError, match="must include 'labels'"):
+        compute_importance(model, [batch])
+    with pytest.raises(ValueError, match="no batches"):
+        compute_importance(model, [])

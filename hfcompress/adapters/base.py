@@ -67,6 +67,8 @@ class ModelAdapter:
     token_type_ids: bool = False
     # onnxruntime.transformers.optimizer's model_type whose fusions fit this family (None: no fusions).
     onnx_fusion_type: str | None = "bert"
+    # Position ids a family reserves below the first token (RoBERTa counts from padding_idx + 1).
+    reserved_positions: int = 0
 
     # --- modules -------------------------------------------------------------------------
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -151,6 +153,18 @@ class ModelAdapter:
     # --- shapes --------------------------------------------------------------------------
     def num_layers(self, config: PretrainedConfig) -> int:
         return int(getattr(config, self.config_num_layers))
+
+    def max_positions(self, config: PretrainedConfig) -> int | None:
+        """The longest sequence the position embeddings cover (None: the family has no such limit)."""
+        positions = getattr(config, "max_position_embeddings", None)
+        return None if positions is None else int(positions) - self.reserved_positions
+
+    def check_length(self, config: PretrainedConfig, length: int) -> None:
+        """A clear error before any work when inputs of ``length`` tokens would overrun the position embeddings."""
+        limit = self.max_positions(config)
+        if limit is not None and length > limit:
+            raise ValueError(f"max_seq_length={length} is longer than this model's {limit} positions "
+                             f"(max_position_embeddings in config.json); use max_seq_length <= {limit}.")
 
     def num_heads(self, config: PretrainedConfig) -> int:
         return int(getattr(config, self.config_num_heads))

@@ -21,6 +21,7 @@ _BERT_LAYOUT = dict(
 
 BERT = register_adapter(ModelAdapter(name="bert", model_types=("bert",), token_type_ids=True, **_BERT_LAYOUT))
 ROBERTA = register_adapter(
-    ModelAdapter(name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), **_BERT_LAYOUT)
+    ModelAdapter(name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), reserved_positions=2,
+                 **_BERT_LAYOUT)
 )
 ELECTRA = register_adapter(ModelAdapter(name="electra", model_types=("electra",), token_type_ids=True, **_BERT_LAYOUT))
