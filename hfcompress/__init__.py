@@ -25,6 +25,7 @@ from .methods.lowrank import LowRankConfig
 from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
+from .methods.structured import StructuredPruningConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .methods.truncation import TruncationConfig
 from .pipeline import run_pipeline
@@ -54,6 +55,7 @@ __all__ = [
     "MovementPruningCallback",
     "MovementPruningConfig",
     "OnnxSequenceClassifier",
+    "StructuredPruningConfig",
     "TheseusCallback",
     "TheseusConfig",
     "TruncationConfig",

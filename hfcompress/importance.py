@@ -56,7 +56,9 @@ class UnitPruningConfig(MethodConfig):
 
 
 @contextmanager
-def _gates(model: PreTrainedModel, kind: str) -> Iterator[list[torch.Tensor]]:
+def unit_gates(model: PreTrainedModel, kind: str) -> Iterator[list[torch.Tensor]]:
+    """Gates of ones on every head's (or FFN neuron's) output, one tensor per layer: their gradients are the units'
+    importance. The model's outputs are unchanged while the gates are 1."""
     adapter = get_adapter(model)
     head_size = adapter.head_size(model.config)
     gates, handles = [], []
@@ -106,7 +108,7 @@ def compute_importance(
     scores: list[torch.Tensor] | None = None
     batches = 0
     try:
-        with _gates(model, kind) as gates:
+        with unit_gates(model, kind) as gates:
             for batch in dataloader:
                 if max_batches is not None and batches >= max_batches:
                     break

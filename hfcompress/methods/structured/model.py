@@ -1,0 +1,278 @@
+"""Retraining-free structured pruning: Fisher importance of head and neuron masks, a joint search under a FLOPs
+budget, physical removal, and layer-wise least-squares reconstruction of the output projections.
+
+The record step keeps both shapes (kept heads per layer, FFN width per layer); the rebuild at load gives a fresh
+model those shapes, exactly as the ``heads`` and ``ffn`` steps do.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...adapters import get_adapter
+from ...importance import unit_gates
+from ...integration import append_step, make_step
+from ...structure import remove_ffn_neurons, remove_heads, set_ffn_widths, set_head_counts
+from .config import StructuredPruningConfig
+
+logger = logging.getLogger(__name__)
+SHAPE_KEYS = ("heads_before", "kept_heads", "ffn_before", "ffn_sizes")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _batches(dataloader: Iterable[dict[str, Any]], max_batches: int | None) -> list[dict[str, Any]]:
+    batches = []
+    for batch in dataloader:
+        if max_batches is not None and len(batches) >= max_batches:
+            break
+        batches.append(batch)
+    if not batches:
+        raise ValueError("The calibration dataloader yielded no batches; retraining-free pruning needs at least one.")
+    return batches
+
+
+def _inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Diagonal Fisher of every head mask and FFN-neuron mask: per layer, the squared loss gradient of the mask,
+    summed over batches. Batches without ``labels`` are labelled with the model's own predictions.
+
+    Example:
+        >>> heads, neurons = fisher_information(model, list(loader)[:16])
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    heads: list[torch.Tensor] | None = None
+    neurons: list[torch.Tensor] | None = None
+    try:
+        with unit_gates(model, "heads") as head_gates, unit_gates(model, "ffn") as neuron_gates:
+            for batch in batches:
+                inputs = _inputs(batch, device)
+                labels = batch.get("labels")
+                if labels is None:
+                    with torch.no_grad():
+                        labels = model(**inputs).logits.argmax(-1)
+                loss = model(**inputs, labels=labels.to(device)).loss
+                grads = torch.autograd.grad(loss, [*head_gates, *neuron_gates])
+                squares = [g.detach().double().pow(2) for g in grads]
+                split = len(head_gates)
+                heads = squares[:split] if heads is None else [a + b for a, b in zip(heads, squares[:split])]
+                neurons = squares[split:] if neurons is None else [a + b for a, b in zip(neurons, squares[split:])]
+    finally:
+        model.train(was_training)
+    return [h.cpu() for h in heads], [n.cpu() for n in neurons]
+
+
+def unit_flops(model: PreTrainedModel, seq_length: int) -> tuple[float, float]:
+    """FLOPs per token of one attention head and of one FFN neuron at ``seq_length`` (multiply-adds x 2).
+
+    A head: its Q, K, V columns and output-projection rows (4 d dh) plus its scores and weighted sum
+    (2 L dh). A neuron: one FFN-in column and one FFN-out row (2 d).
+    """
+    adapter = get_adapter(model)
+    hidden, head = adapter.hidden_size(model.config), adapter.head_size(model.config)
+    return 2.0 * (4 * hidden * head + 2 * seq_length * head), 2.0 * (2 * hidden)
+
+
+def search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tensor], head_cost: float,
+                 neuron_cost: float, kept_flops: float) -> tuple[list[list[int]], list[list[int]], float]:
+    """The kept heads and neurons per layer that keep the most Fisher mass within ``kept_flops`` of the FLOPs.
+
+    Every layer keeps at least its best head and its best neuron (the removal code keeps layers whole). With a
+    diagonal Fisher the loss a removed unit adds is proportional to its score, and every head (every neuron)
+    costs the same, so for each count of kept heads the best set is the top heads and the budget left buys
+    the top neurons; the count with the largest kept mass wins. Returns (kept heads, kept neurons, kept fraction).
+    """
+    def order(scores: list[torch.Tensor]) -> tuple[list[tuple[int, int]], torch.Tensor, int]:
+        mandatory = [(layer, int(s.argmax())) for layer, s in enumerate(scores)]
+        rest = [(float(s[i]), layer, i) for layer, s in enumerate(scores) for i in range(len(s))
+                if (layer, i) not in set(mandatory)]
+        rest.sort(key=lambda item: -item[0])
+        units = mandatory + [(layer, i) for _, layer, i in rest]
+        values = torch.tensor([float(scores[layer][i]) for layer, i in units], dtype=torch.float64)
+        prefix = torch.cat([torch.zeros(1, dtype=torch.float64), values.cumsum(0)])
+        return units, prefix, len(mandatory)
+
+    head_units, head_prefix, head_min = order(head_scores)
+    neuron_units, neuron_prefix, neuron_min = order(neuron_scores)
+    total = len(head_units) * head_cost + len(neuron_units) * neuron_cost
+    budget = kept_flops * total
+    best = None
+    for kept_heads in range(head_min, len(head_units) + 1):
+        left = budget - kept_heads * head_cost
+        kept_neurons = min(len(neuron_units), int(left // neuron_cost)) if left > 0 else 0
+        if kept_neurons < neuron_min:
+            break
+        mass = float(head_prefix[kept_heads] + neuron_prefix[kept_neurons])
+        if best is None or mass > best[0]:
+            best = (mass, kept_heads, kept_neurons)
+    if best is None:
+        minimum = (head_min * head_cost + neuron_min * neuron_cost) / total
+        raise ValueError(f"kept_flops={kept_flops} is below what one head and one neuron per layer need "
+                         f"({minimum:.3f}); raise kept_flops.")
+    _, kept_heads, kept_neurons = best
+    heads = [sorted(i for layer_, i in head_units[:kept_heads] if layer_ == layer) for layer in range(len(head_scores))]
+    neurons = [sorted(i for layer_, i in neuron_units[:kept_neurons] if layer_ == layer)
+               for layer in range(len(neuron_scores))]
+    return heads, neurons, (kept_heads * head_cost + kept_neurons * neuron_cost) / total
+
+
+def _projection_targets(model: PreTrainedModel) -> list[tuple[nn.Linear, nn.Linear]]:
+    adapter = get_adapter(model)
+    return [(adapter.attention_linears(layer)["output"], adapter.ffn_linears(layer)["out"])
+            for layer in adapter.layers(model)]
+
+
+def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
+                ridge: float = 1e-3) -> list[dict[str, float]]:
+    """Refit every attention-output and FFN-output projection of ``pruned``, bottom layer first, so that its
+    output on the calibration tokens matches what ``dense``'s same projection produced.
+
+    Each fit is ridge least squares on [kept inputs, 1] -> dense outputs, solved in float64, with the ridge
+    term ``ridge`` times the mean diagonal of the inputs' Gram matrix. Later layers are fitted on inputs
+    that already went through the refitted earlier ones, so errors do not pile up. Returns per projection
+    the relative output error before and after its refit.
+
+    Example:
+        >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
+    """
+    device = next(pruned.parameters()).device
+    targets_pruned, targets_dense = _projection_targets(pruned), _projection_targets(dense)
+    errors = []
+    was_training = pruned.training
+    pruned.eval()
+    dense.eval()
+    try:
+        for layer in range(len(targets_pruned)):
+            for which in (0, 1):
+                module, reference = targets_pruned[layer][which], targets_dense[layer][which]
+                gram, cross, energy, before = None, None, 0.0, 0.0
+                captured: dict[str, torch.Tensor] = {}
+
+                def take_input(mod, args, key="x"):
+                    captured[key] = args[0].detach()
+
+                def take_output(mod, args, output, key="y"):
+                    captured[key] = output.detach()
+
+                handles = [module.register_forward_pre_hook(take_input),
+                           module.register_forward_hook(lambda m, a, o: captured.__setitem__("current", o.detach())),
+                           reference.register_forward_hook(take_output)]
+                try:
+                    with torch.no_grad():
+                        for batch in batches:
+                            inputs = _inputs(batch, device)
+                            dense(**inputs)
+                            pruned(**inputs)
+                            mask = inputs.get("attention_mask")
+                            keep = (mask.bool() if mask is not None else
+                                    torch.ones(captured["x"].shape[:2], dtype=torch.bool, device=device))
+                            x = captured["x"][keep].double()
+                            y = captured["y"][keep].double()
+                            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+                            gram = x.T @ x if gram is None else gram + x.T @ x
+                            cross = x.T @ y if cross is None else cross + x.T @ y
+                            energy += float(y.pow(2).sum())
+                            before += float((captured["current"][keep].double() - y).pow(2).sum())
+                finally:
+                    for handle in handles:
+                        handle.remove()
+                width = gram.shape[0] - 1
+                regulariser = torch.zeros_like(gram)
+                regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
+                    ridge * float(gram.diagonal()[:width].mean()))
+                solution = torch.linalg.solve(gram + regulariser, cross)  # (width + 1, out)
+                with torch.no_grad():
+                    module.weight.copy_(solution[:width].T.to(module.weight.dtype))
+                    if module.bias is not None:
+                        module.bias.copy_(solution[width].to(module.bias.dtype))
+                    else:  # a projection without bias: refit without the constant column
+                        module.weight.copy_(torch.linalg.solve(
+                            gram[:width, :width] + regulariser[:width, :width], cross[:width]).T.to(module.weight.dtype))
+                after = _residual(gram, cross, solution, energy)
+                errors.append({"layer": layer, "projection": ("attention output", "FFN output")[which],
+                               "relative_error_before": (before / max(energy, 1e-30)) ** 0.5,
+                               "relative_error_after": after})
+    finally:
+        pruned.train(was_training)
+    return errors
+
+
+def _residual(gram: torch.Tensor, cross: torch.Tensor, solution: torch.Tensor, energy: float) -> float:
+    """sqrt(||X W - Y||^2 / ||Y||^2) from the accumulated Gram and cross terms (no second pass)."""
+    squared = energy - 2 * float((solution * cross).sum()) + float((solution * (gram @ solution)).sum())
+    return max(squared, 0.0) ** 0.5 / max(energy, 1e-30) ** 0.5
+
+
+def _mean_length(batches: list[dict[str, Any]]) -> int:
+    lengths = [b["attention_mask"].sum(-1).float() for b in batches if "attention_mask" in b]
+    if not lengths:
+        return int(batches[0]["input_ids"].shape[-1])
+    return max(1, int(round(float(torch.cat(lengths).mean()))))
+
+
+def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfig,
+                          dataloader: Iterable[dict[str, Any]] | None = None) -> PreTrainedModel:
+    """Fisher mask search under ``config.kept_flops``, removal, and (``config.reconstruct``) refitting; in place.
+
+    Example:
+        >>> prune_retraining_free(model, StructuredPruningConfig(kept_flops=0.5), calibration_loader)
+        >>> model.save_pretrained("out")   # reloads with AutoModelForSequenceClassification after `import hfcompress`
+    """
+    if dataloader is None:
+        raise ValueError("StructuredPruningConfig scores heads and neurons on calibration data: "
+                         "compress(model, config, dataloader=...) (labels optional).")
+    start = time.perf_counter()
+    batches = _batches(dataloader, config.max_batches)
+    dense = copy.deepcopy(model) if config.reconstruct else None
+    head_scores, neuron_scores = fisher_information(model, batches)
+    seq_length = config.seq_length or _mean_length(batches)
+    head_cost, neuron_cost = unit_flops(model, seq_length)
+    kept_heads, kept_neurons, kept = search_masks(head_scores, neuron_scores, head_cost, neuron_cost,
+                                                  config.kept_flops)
+    head_plan = {layer: [h for h in range(len(s)) if h not in set(keep)]
+                 for layer, (s, keep) in enumerate(zip(head_scores, kept_heads))}
+    neuron_plan = {layer: [n for n in range(len(s)) if n not in set(keep)]
+                   for layer, (s, keep) in enumerate(zip(neuron_scores, kept_neurons))}
+    shape = {**remove_heads(model, {k: v for k, v in head_plan.items() if v}),
+             **remove_ffn_neurons(model, {k: v for k, v in neuron_plan.items() if v})}
+    info: dict[str, Any] = {"kept_flops_measured": round(kept, 4), "seq_length": seq_length,
+                            "calibration_rows": sum(int(b["input_ids"].shape[0]) for b in batches),
+                            "fine_tuned": False}
+    if dense is not None:
+        errors = reconstruct(model, dense, batches, config.ridge)
+        info["reconstruction_error"] = {"before": round(sum(e["relative_error_before"] for e in errors) / len(errors), 4),
+                                        "after": round(sum(e["relative_error_after"] for e in errors) / len(errors), 4)}
+        del dense
+    info["seconds"] = round(time.perf_counter() - start, 1)
+    append_step(model, make_step(StructuredPruningConfig.name, config, shape, info))
+    logger.info("retraining-free pruning: kept %.1f%% of head+FFN FLOPs in %.0f s", 100 * kept, info["seconds"])
+    return model
+
+
+def rebuild_structured(model: PreTrainedModel, step: dict) -> None:
+    """Give a freshly built model the head counts and FFN widths a ``structured`` step left."""
+    if "kept_heads" in step["shape"]:
+        set_head_counts(model, step["shape"]["kept_heads"])
+    if "ffn_sizes" in step["shape"]:
+        set_ffn_widths(model, step["shape"]["ffn_sizes"])
+
+
+def describe_structured(step: dict) -> dict[str, Any]:
+    info = step.get("info", {})
+    described = {"heads kept per layer": [len(k) for k in step["shape"].get("kept_heads", [])],
+                 "FFN width per layer": step["shape"].get("ffn_sizes"),
+                 "calibration rows": info.get("calibration_rows"),
+                 "head+FFN FLOPs kept": info.get("kept_flops_measured"),
+                 "fine-tuned": "no" if info.get("fine_tuned") is False else None}
+    return {k: v for k, v in described.items() if v is not None}

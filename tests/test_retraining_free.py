@@ -1,0 +1,107 @@
+"""Retraining-free structured pruning: Fisher mask search under a FLOPs budget, then reconstruction."""
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import hfcompress  # noqa: F401
+from hfcompress import StructuredPruningConfig, compress, get_record
+from hfcompress.methods.structured import fisher_information, reconstruct, search_masks
+from hfcompress.methods.structured.model import unit_flops
+from hfcompress.structure import remove_ffn_neurons, remove_heads
+
+from .conftest import tiny_model
+
+
+def _batches(count=4, batch=8, length=12, labels=True, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        item = {"input_ids": torch.randint(5, 110, (batch, length), generator=generator),
+                "attention_mask": torch.ones(batch, length, dtype=torch.long)}
+        item["attention_mask"][:2, -3:] = 0  # some padding: left out of every statistic
+        if labels:
+            item["labels"] = torch.randint(0, 3, (batch,), generator=generator)
+        out.append(item)
+    return out
+
+
+def _trained_tiny():
+    model = tiny_model("bert", hidden=64, ffn=128)
+    with torch.no_grad():  # larger weights than the init's 0.02 so that units matter unequally
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5)
+    return model
+
+
+def test_fisher_is_deterministic_and_works_without_labels():
+    model = _trained_tiny()
+    first = fisher_information(model, _batches())
+    second = fisher_information(model, _batches())
+    for a, b in zip(first[0] + first[1], second[0] + second[1]):
+        torch.testing.assert_close(a, b)
+    heads, neurons = fisher_information(model, _batches(labels=False))
+    assert len(heads) == 4 and heads[0].shape == (4,) and neurons[0].shape == (128,)
+    assert all(float(h.sum()) > 0 for h in heads)
+
+
+def test_mask_search_keeps_the_budget_and_the_best_units():
+    heads = [torch.tensor([4.0, 1.0, 0.5, 3.0]), torch.tensor([0.1, 0.2, 0.3, 0.4])]
+    neurons = [torch.arange(8, dtype=torch.float64), torch.zeros(8)]
+    kept_heads, kept_neurons, kept = search_masks(heads, neurons, head_cost=4.0, neuron_cost=1.0, kept_flops=0.5)
+    total = 8 * 4.0 + 16 * 1.0
+    used = sum(map(len, kept_heads)) * 4.0 + sum(map(len, kept_neurons)) * 1.0
+    assert used <= 0.5 * total and abs(kept - used / total) < 1e-9
+    assert 0 in kept_heads[0] and all(kept_heads) and all(kept_neurons)  # best head kept; no layer emptied
+    assert kept_neurons[0][-1] == 7
+    with pytest.raises(ValueError, match="raise kept_flops"):
+        search_masks(heads, neurons, 4.0, 1.0, kept_flops=0.01)
+
+
+def test_reconstruction_is_exact_with_nothing_removed_and_lowers_error_after_removal():
+    model = _trained_tiny()
+    batches = _batches()
+    errors = reconstruct(copy.deepcopy(model), model, batches, ridge=1e-9)
+    assert max(e["relative_error_after"] for e in errors) < 1e-4
+
+    pruned = copy.deepcopy(model)
+    remove_heads(pruned, {0: [0, 1], 2: [3]})
+    remove_ffn_neurons(pruned, {layer: list(range(0, 128, 2)) for layer in range(4)})
+    plain = copy.deepcopy(pruned)
+    errors = reconstruct(pruned, model, batches)
+    assert all(e["relative_error_after"] <= e["relative_error_before"] + 1e-9 for e in errors)
+    inputs = {k: v for k, v in _batches(seed=9)[0].items() if k != "labels"}
+    with torch.no_grad():
+        dense_logits = model(**inputs).logits
+        gap_plain = (plain(**inputs).logits - dense_logits).norm()
+        gap_fitted = (pruned(**inputs).logits - dense_logits).norm()
+    assert gap_fitted < gap_plain  # held-out rows: the refit generalises
+
+
+def test_compress_meets_the_flops_budget_records_and_reloads(tmp_path):
+    model = _trained_tiny()
+    config = StructuredPruningConfig(kept_flops=0.5, seq_length=12)
+    compress(model, config, dataloader=_batches())
+    step = get_record(model).steps[-1]
+    assert step["method"] == "structured" and step["info"]["fine_tuned"] is False
+    head_cost, neuron_cost = unit_flops(model, 12)
+    kept = sum(len(k) for k in step["shape"]["kept_heads"]) * head_cost + sum(step["shape"]["ffn_sizes"]) * neuron_cost
+    assert kept <= 0.5 * (16 * head_cost + 4 * 128 * neuron_cost) + 1e-6
+    assert step["info"]["kept_flops_measured"] > 0.45  # the budget is used, not wasted
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    inputs = {k: v for k, v in _batches(seed=3)[0].items() if k != "labels"}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model.eval()(**inputs).logits, atol=1e-6, rtol=0)
+    card = hfcompress.hub.build_model_card(tmp_path / "out")
+    assert "retraining-free" in str(card) and "`fine-tuned`=no" in str(card) and "calibration rows" in str(card)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="kept_flops"):
+        StructuredPruningConfig(kept_flops=1.0)
+    with pytest.raises(ValueError, match="needs data|calibration data"):
+        compress(tiny_model(), StructuredPruningConfig())
