@@ -105,3 +105,22 @@ def test_bad_settings():
         StructuredPruningConfig(kept_flops=1.0)
     with pytest.raises(ValueError, match="needs data|calibration data"):
         compress(tiny_model(), StructuredPruningConfig())
+
+
+def test_shipped_recipe_runs_from_the_cli_without_training(tmp_path, minilm_path):
+    from pathlib import Path
+
+    from hfcompress import OnnxSequenceClassifier
+    from hfcompress.cli import main
+    from hfcompress.data import sample_data_dir
+
+    from .conftest import save_tiny_bert
+
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=2)
+    recipe = Path(__file__).resolve().parent.parent / "configs" / "pipeline_retraining_free_sst2.yaml"
+    assert main(["compress", "--config", str(recipe), "--model", str(base), "--output", str(tmp_path / "out"),
+                 "--data_dir", sample_data_dir(), "--no-measure"]) == 0
+    stage = tmp_path / "out" / "stages"
+    assert not list(stage.rglob("trainer_state.json"))  # nothing trained
+    OnnxSequenceClassifier.from_pretrained(tmp_path / "out")
+    assert "retraining-free structured pruning" in (tmp_path / "out" / "README.md").read_text()
