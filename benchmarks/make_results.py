@@ -26,12 +26,15 @@ SECTIONS = [
     ("theseus_script", "BERT-of-Theseus through scripts/theseus_glue.py"),
     ("quantization", "Dynamic int8 quantization"),
     ("structured", "Attention-head and FFN-neuron pruning"),
+    ("retraining_free", "Retraining-free structured pruning (Fisher mask search + reconstruction)"),
     ("movement", "Movement pruning"),
     ("sharing_lowrank", "Weight sharing and low-rank factorization"),
 ]
 
 
 EXTRA_COLUMNS = {
+    "retraining_free": [("kept_flops_measured", "head+FFN FLOPs kept", "{:.2f}".format),
+                        ("prune_seconds", "pruning time (s)", "{:.0f}".format)],
     "movement": [("remaining_encoder_weights", "encoder weights kept", "{:.1%}".format),
                  ("sparse_size_bytes", "sparse form (MB)", lambda b: f"{b / 2**20:.1f}")],
     "sharing_lowrank": [("encoder_params", "encoder params", lambda n: f"{n / 1e6:.2f}M")],
@@ -348,6 +351,33 @@ def pipeline_summary(payloads: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def retraining_free_summary(payloads: list[dict]) -> list[str]:
+    """Issue #30's targets per run: at half the head+FFN FLOPs with no fine-tuning, the drop against the teacher
+    (SST-2 <= 1.0 point; MRPC <= 1.5 F1 and <= 2.0 accuracy), the margin over today's one-shot pruning, and the
+    pruning time (< 5 minutes)."""
+    lines = [note("retraining_free"), ""]
+    for payload in payloads:
+        rows = payload["rows"]
+        teacher = rows[0]
+        half = next((r for r in rows if r["name"] == "Fisher + reconstruction, FLOPs 0.5"), None)
+        oneshot = next((r for r in rows if r["name"].startswith("one-shot")), None)
+        if half is None:
+            continue
+        drop = 100 * (teacher["score"] - half["score"])
+        text = (f"- {payload['task']}{' (`' + payload['tag'] + '`)' if payload.get('tag') else ''}: at half the "
+                f"head+FFN FLOPs, no fine-tuning: **{100 * half['score']:.2f}** vs teacher {100 * teacher['score']:.2f} "
+                f"({drop:.2f} points")
+        metrics, base = half.get("metrics", {}), teacher.get("metrics", {})
+        if payload["task"] == "mrpc" and "accuracy" in metrics:
+            text += f" of F1, {100 * (base['accuracy'] - metrics['accuracy']):.2f} of accuracy"
+        text += f"), pruned in {half.get('prune_seconds', float('nan')):.0f} s"
+        if oneshot is not None:
+            text += f"; one-shot heads/FFN 50% by gate gradients: {100 * oneshot['score']:.2f}"
+        lines.append(text + f"; speedup {half.get('speedup_bs1', 0):.2f}x / {half.get('speedup_bs32', 0):.2f}x "
+                            "at batch 1 / 32.")
+    return lines + [""]
+
+
 def _hardware_line(hardware: dict) -> str:
     """The small print under a table: where it was measured (with the int8 ISA when the JSON records it)."""
     isa = f" ({hardware['int8_isa']})" if hardware.get("int8_isa") else ""
@@ -467,7 +497,8 @@ def kernel_timing() -> list[str]:
 
 
 SHORT_TITLES = {"pipeline": "pipelines", "theseus": "Theseus / truncation", "quantization": "int8",
-                "structured": "heads / FFN", "movement": "movement", "sharing_lowrank": "sharing / low-rank"}
+                "structured": "heads / FFN", "movement": "movement", "sharing_lowrank": "sharing / low-rank",
+                "retraining_free": "retraining-free"}
 SUMMARY_START, SUMMARY_END = "<!-- summary:start (benchmarks/make_results.py) -->", "<!-- summary:end -->"
 
 
@@ -562,6 +593,8 @@ def main() -> None:
             out += quantization_summary(payloads)
         if prefix == "pipeline":
             out += pipeline_summary(payloads)
+        if prefix == "retraining_free":
+            out += retraining_free_summary(payloads)
         out += paired_comparisons(prefix)
         for payload in payloads:
             rows, extra = payload["rows"], list(EXTRA_COLUMNS.get(prefix, ()))
