@@ -9,6 +9,8 @@ rows, labels used); its wall time on this machine is recorded as `prune_seconds`
 
     python benchmarks/retraining_free.py --tasks sst2 mrpc
     python benchmarks/retraining_free.py --tasks sst2 --finetune_steps 200
+    python benchmarks/retraining_free.py --tasks sst2 --variants one-shot "fisher+reconstruct 0.5" \
+        --calibration_batches 32 --tag _1024rows
 
 Writes results/retraining_free_<task><tag>.json/.md.
 """
@@ -31,7 +33,8 @@ LEVELS = (0.6, 0.5, 0.4)
 VARIANTS = ["one-shot", "fisher", *[f"fisher+reconstruct {k}" for k in LEVELS], *[f"+ KD {k}" for k in LEVELS]]
 
 
-def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | None, tag: str) -> None:
+def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | None, tag: str,
+             calibration_batches: int = CALIBRATION_BATCHES) -> None:
     setup = TASK_SETUPS[task]
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
@@ -54,19 +57,19 @@ def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | Non
     wanted = set(names or VARIANTS)
     entries = [{"name": "teacher (fine-tuned MiniLM-L6)", "model": teacher}]
     if "one-shot" in wanted:
-        model, seconds = pruned([HeadPruningConfig(target=0.5, max_batches=CALIBRATION_BATCHES),
-                                 FFNPruningConfig(target=0.5, max_batches=CALIBRATION_BATCHES)])
+        model, seconds = pruned([HeadPruningConfig(target=0.5, max_batches=calibration_batches),
+                                 FFNPruningConfig(target=0.5, max_batches=calibration_batches)])
         entries.append(keep_variant("retraining_free" + tag, task, "one-shot heads 50% + FFN 50% (gate gradients)",
                                     model, {"prune_seconds": seconds}))
     if "fisher" in wanted:
         model, seconds = pruned([StructuredPruningConfig(kept_flops=0.5, reconstruct=False,
-                                                         max_batches=CALIBRATION_BATCHES)])
+                                                         max_batches=calibration_batches)])
         entries.append(keep_variant("retraining_free" + tag, task, "Fisher mask search, FLOPs 0.5, no reconstruction",
                                     model, {"prune_seconds": seconds, **info(model)}))
     for level in LEVELS:
         if f"fisher+reconstruct {level}" not in wanted and f"+ KD {level}" not in wanted:
             continue
-        model, seconds = pruned([StructuredPruningConfig(kept_flops=level, max_batches=CALIBRATION_BATCHES)])
+        model, seconds = pruned([StructuredPruningConfig(kept_flops=level, max_batches=calibration_batches)])
         if f"fisher+reconstruct {level}" in wanted:
             entries.append(keep_variant("retraining_free" + tag, task, f"Fisher + reconstruction, FLOPs {level}",
                                         copy.deepcopy(model), {"prune_seconds": seconds, **info(model)}))
@@ -81,7 +84,7 @@ def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | Non
         print(f"[{task}] kept FLOPs {level}: done", flush=True)
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, rows[0]["name"])
-    payload = run_payload("retraining_free", setup, teacher_info, data, rows, calibration_rows=32 * CALIBRATION_BATCHES,
+    payload = run_payload("retraining_free", setup, teacher_info, data, rows, calibration_rows=32 * calibration_batches,
                           finetune_steps=steps, finetune_lr=lr, seed=seed,
                           note="kept FLOPs count the encoder's attention heads and FFN neurons at the calibration "
                                "rows' mean length; no row but the '+ KD' ones saw any training step")
@@ -90,6 +93,8 @@ def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | Non
 
 if __name__ == "__main__":
     parser = benchmark_parser(__doc__, VARIANTS)
+    parser.add_argument("--calibration_batches", type=int, default=CALIBRATION_BATCHES, help="batches of 32 rows")
     options = parser.parse_args()
     for task_name in options.tasks:
-        run_task(task_name, options.finetune_steps or 200, options.lr, options.seed, options.variants, options.tag)
+        run_task(task_name, options.finetune_steps or 200, options.lr, options.seed, options.variants, options.tag,
+                 options.calibration_batches)
