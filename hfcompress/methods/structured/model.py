@@ -43,8 +43,10 @@ def _inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tens
 
 
 def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Diagonal Fisher of every head mask and FFN-neuron mask: per layer, the squared loss gradient of the mask,
-    summed over batches. Batches without ``labels`` are labelled with the model's own predictions.
+    """Diagonal (empirical) Fisher of every head mask and FFN-neuron mask: per layer, the squared loss gradient of
+    the mask for each calibration row, summed over rows. Rows without ``labels`` are labelled with the model's own
+    predictions. Per row, not per batch: the square of a batch's mean gradient lets rows that pull a unit in
+    opposite directions cancel, and ranks units by the batch's average direction instead of their information.
 
     Example:
         >>> heads, neurons = fisher_information(model, list(loader)[:16])
@@ -62,12 +64,18 @@ def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) ->
                 if labels is None:
                     with torch.no_grad():
                         labels = model(**inputs).logits.argmax(-1)
-                loss = model(**inputs, labels=labels.to(device)).loss
-                grads = torch.autograd.grad(loss, [*head_gates, *neuron_gates])
-                squares = [g.detach().double().pow(2) for g in grads]
-                split = len(head_gates)
-                heads = squares[:split] if heads is None else [a + b for a, b in zip(heads, squares[:split])]
-                neurons = squares[split:] if neurons is None else [a + b for a, b in zip(neurons, squares[split:])]
+                labels = labels.to(device)
+                mask = inputs.get("attention_mask")
+                for row in range(int(inputs["input_ids"].shape[0])):
+                    real = mask[row].bool() if mask is not None else slice(None)
+                    # Padding dropped (either side): the same loss, with less work.
+                    single = {k: v[row:row + 1][:, real] if v.dim() == 2 else v[row:row + 1] for k, v in inputs.items()}
+                    loss = model(**single, labels=labels[row:row + 1]).loss
+                    grads = torch.autograd.grad(loss, [*head_gates, *neuron_gates])
+                    squares = [g.detach().double().pow(2) for g in grads]
+                    split = len(head_gates)
+                    heads = squares[:split] if heads is None else [a + b for a, b in zip(heads, squares[:split])]
+                    neurons = squares[split:] if neurons is None else [a + b for a, b in zip(neurons, squares[split:])]
     finally:
         model.train(was_training)
     return [h.cpu() for h in heads], [n.cpu() for n in neurons]
