@@ -221,7 +221,9 @@ def search(
                optuna.trial.TrialState.WAITING)
     callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=counted), _LiveTable(output)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.storages.fail_stale_trials(study)  # a killed worker's trial (no heartbeat): failed, and queued again
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a killed worker's trial (no heartbeat): failed, and queued again
     remaining = n_trials - _counted(study)
     if remaining > 0:  # re-running a finished search only rebuilds its report
         study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
