@@ -351,6 +351,27 @@ def pipeline_summary(payloads: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def search_runs() -> list[str]:
+    """Real `hfcompress search` runs (results/search_*.json): every trial with its held-out score and its
+    batch-1 speedup as timed during the trial and as re-timed side by side before the choice."""
+    lines = []
+    for path in sorted((HERE / "results").glob("search_*.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        chosen = (payload.get("chosen") or {}).get("trial")
+        lines += [f"`hfcompress search`, {payload['task']} ({path.name}): {payload['note']} Reference (the original "
+                  f"on the held-out rows): {payload['reference_score']:.2f}.", "",
+                  "| trial | layers | heads cut | FFN cut | low-rank | int8 | held-out score | bs1 speedup at trial | "
+                  "bs1 speedup re-timed | bs32 speedup re-timed | chosen |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in payload["trials"]:
+            p = row["candidate"]
+            at_trial = row.get("latency_ratio_bs1_at_trial", row["latency_ratio_bs1"])
+            lines.append(f"| {row['trial']} | {p['layers']} | {p['heads']:.0%} | {p['ffn']:.0%} | {p['lowrank'] or '-'} | "
+                         f"{p['int8']} | {row['score']:.2f} | {1 / at_trial:.2f}x | {1 / row['latency_ratio_bs1']:.2f}x | "
+                         f"{1 / row['latency_ratio_bs32']:.2f}x | {'yes' if row['trial'] == chosen else ''} |")
+        lines.append("")
+    return lines
+
+
 def retraining_free_summary(payloads: list[dict]) -> list[str]:
     """Issue #30's targets per run: at half the head+FFN FLOPs with no fine-tuning, the drop against the teacher
     (SST-2 <= 1.0 point; MRPC <= 1.5 F1 and <= 2.0 accuracy), the margin over today's one-shot pruning, and the
@@ -593,6 +614,7 @@ def main() -> None:
             out += quantization_summary(payloads)
         if prefix == "pipeline":
             out += pipeline_summary(payloads)
+            out += search_runs()
         if prefix == "retraining_free":
             out += retraining_free_summary(payloads)
         out += paired_comparisons(prefix)
