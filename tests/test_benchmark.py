@@ -102,25 +102,26 @@ def test_paired_latency_reports_ratio_quartiles_and_interval():
 
 
 def test_rows_flag_a_pair_the_noise_cannot_rank():
-    import random
+    import itertools
     import time
 
     from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, unrankable
 
     class Sleeper(torch.nn.Module):
-        def __init__(self, low, high, seed=0):
+        def __init__(self, *seconds):
             super().__init__()
-            self.low, self.high, self.random = low, high, random.Random(seed)
+            self.seconds = itertools.cycle(seconds)
             self.config = tiny_model("bert", layers=1).config
             self.anchor = torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, **inputs):
-            time.sleep(self.random.uniform(self.low, self.high))
+            time.sleep(next(self.seconds))
 
-    # "noisy" takes 0-12 ms at random, the baseline 6 ms: no honest ranking; "slow" (20 ms) is plainly slower.
+    # "noisy" takes 2 ms or 10 ms in turn against the baseline's 6 ms: half its rounds are 3x faster, half 1.7x
+    # slower, so no honest ranking exists; "slow" (20 ms) is plainly slower.
     entries = [{"name": name, "model": model, "size_bytes": 1} for name, model in
-               [("base", Sleeper(0.006, 0.006)), ("noisy", Sleeper(0.0, 0.012)), ("slow", Sleeper(0.02, 0.02))]]
-    rows = benchmark_rows(entries, batch_sizes=(1,), seq_len=8, threads=1, rounds=20)
+               [("base", Sleeper(0.006)), ("noisy", Sleeper(0.002, 0.010)), ("slow", Sleeper(0.02))]]
+    rows = benchmark_rows(entries, batch_sizes=(1,), seq_len=8, threads=1, rounds=40)
     add_ratios(rows, "base")
     noisy, slow = rows[1]["paired"]["bs1"], rows[2]["paired"]["bs1"]
     assert not noisy["rankable"] and noisy["ci95"][0] < 1 < noisy["ci95"][1]
