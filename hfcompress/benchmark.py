@@ -278,6 +278,12 @@ def benchmark_rows(
     return rows
 
 
+def speedup_legend(baseline: str) -> str:
+    """The line under a table of paired speedups that says how to read them."""
+    return (f"speedup: median of per-round time ratios against {baseline} (timed in alternation), 95% interval in "
+            "brackets; ? = the interval includes 1")
+
+
 def unrankable(rows: list[dict[str, Any]]) -> list[str]:
     """One warning per (row, batch size) whose paired speedup interval includes 1: the machine was too
     noisy to tell which model is faster.

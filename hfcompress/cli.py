@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet()
     try:
-        from .benchmark import add_ratios, benchmark_rows, evaluate_model, format_table, unrankable, write_results
+        from .benchmark import (add_ratios, benchmark_rows, evaluate_model, format_table, speedup_legend, unrankable,
+                                write_results)
         from .data import get_task
 
         if args.command == "evaluate":
@@ -253,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                                   rounds={1: args.repeats, 32: max(3, args.repeats // 3)})
             add_ratios(rows, rows[0]["name"])
             print(format_table(rows, get_task(args.task).main_metric))
-            print(f"speedup: median of per-round time ratios against {rows[0]['name']} (models timed in "
-                  "alternation), 95% interval in brackets; ? = the interval includes 1")
+            print(speedup_legend(rows[0]["name"]))
             for line in unrankable(rows):
                 print(f"warning: {line}", file=sys.stderr)
             if args.output:

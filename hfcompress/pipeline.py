@@ -55,7 +55,7 @@ import yaml
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           TrainingArguments)
 
-from .adapters import get_adapter, supported_model_types
+from .adapters import check_sequence_length
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, method_names
 
@@ -308,12 +308,10 @@ def run_pipeline(
     needs_data = any(s.kind in TRAINING_STAGES or any(c.requires_dataloader for c in s.configs) for s in stages)
     if needs_data and not task:
         raise RecipeError("this recipe trains or calibrates: give the task (--task or `task:` in the recipe)")
-    model_config = AutoConfig.from_pretrained(model_path)
-    if model_config.model_type in supported_model_types():
-        try:
-            get_adapter(model_config).check_length(model_config, int(recipe.get("max_seq_length", 128)))
-        except ValueError as error:
-            raise RecipeError(str(error)) from error
+    try:
+        check_sequence_length(AutoConfig.from_pretrained(model_path), int(recipe.get("max_seq_length", 128)))
+    except ValueError as error:
+        raise RecipeError(str(error)) from error
     output.mkdir(parents=True, exist_ok=True)
     recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
     (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")

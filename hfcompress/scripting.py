@@ -22,7 +22,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .benchmark import add_ratios, benchmark_rows, format_table, hardware, unrankable, write_results
+from .benchmark import add_ratios, benchmark_rows, format_table, hardware, speedup_legend, unrankable, write_results
 from .data import get_task, load_task, tokenize_task
 from .finetune import build_trainer
 
@@ -113,11 +113,9 @@ def load_tokenized(args: TaskArguments, tokenizer: Any, seed: int):
     """The task's train/validation splits, subset as asked and tokenized."""
     from transformers import AutoConfig
 
-    from .adapters import get_adapter, supported_model_types
+    from .adapters import check_sequence_length
 
-    config = AutoConfig.from_pretrained(args.model_name_or_path)
-    if config.model_type in supported_model_types():
-        get_adapter(config).check_length(config, args.max_seq_length)
+    check_sequence_length(AutoConfig.from_pretrained(args.model_name_or_path), args.max_seq_length)
     dataset = load_task(args.task_name, args.data_dir, dev_split=args.dev_split, seed=seed)
     if args.max_train_samples and dataset["train"].num_rows > args.max_train_samples:
         dataset["train"] = dataset["train"].shuffle(seed=seed).select(range(args.max_train_samples))
@@ -181,8 +179,7 @@ def report(
     print(f"\n{args.task_name} ({spec.main_metric}, dev {data['validation'].num_rows} rows, "
           f"train {data['train'].num_rows} rows)\n")
     print(format_table(rows, metric_name=spec.main_metric))
-    print(f"speedup: median of per-round time ratios against {baseline} (timed in alternation), 95% interval in "
-          "brackets; ? = the interval includes 1")
+    print(speedup_legend(baseline))
     for line in unrankable(rows):
         print(f"warning: {line}")
     return payload

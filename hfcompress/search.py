@@ -217,9 +217,9 @@ def search(
         trial.set_user_attr("constraints", violations)
         return measured["score"], measured["latency_ratio_bs1"]
 
-    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING,
-               optuna.trial.TrialState.WAITING)
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=counted), _LiveTable(output)]
+    # Queued retries count toward the cap too, so workers stop starting new candidates while one waits.
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=(*_counted_states(), optuna.trial.TrialState.WAITING)),
+                 _LiveTable(output)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -267,12 +267,15 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
         return create()
 
 
-def _counted(study: Any) -> int:
+def _counted_states() -> tuple:
     """Trials that count toward ``n_trials``: failed ones do not (their retry does)."""
     import optuna
 
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+
+
+def _counted(study: Any) -> int:
+    return len(study.get_trials(deepcopy=False, states=_counted_states()))
 
 
 def _num_layers(config: Any) -> int:
@@ -397,8 +400,7 @@ def format_front(front: list[dict[str, Any]]) -> str:
 def _finish(study: Any, output: Path, reference: float, max_drop: float | None, max_latency_ms: float | None,
             evaluator: _Evaluator, measure_dev: bool, final_recipe: Any = None) -> SearchResult:
     rows = _trial_rows(study)
-    if evaluator is not None:
-        _retime(rows, evaluator)
+    _retime(rows, evaluator)
     retimed = [r for r in rows if r.get("retimed")]
     front = pareto_front(retimed or rows)  # choose among candidates timed side by side
     chosen = None

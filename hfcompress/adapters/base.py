@@ -229,6 +229,19 @@ def supported_model_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_sequence_length(config: PretrainedConfig, length: int) -> None:
+    """Refuse, before any work, inputs longer than the model's position embeddings (families without an
+    adapter are left to the model).
+
+    Example:
+        >>> check_sequence_length(AutoConfig.from_pretrained("bert-base-uncased"), 1024)
+        Traceback (most recent call last):
+        ValueError: max_seq_length=1024 is longer than this model's 512 positions ...
+    """
+    if getattr(config, "model_type", None) in _REGISTRY:
+        get_adapter(config).check_length(config, length)
+
+
 def get_adapter(model_or_config: nn.Module | PretrainedConfig | str) -> ModelAdapter:
     """The adapter for a model, its config, or a ``model_type`` string.
 

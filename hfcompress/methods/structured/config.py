@@ -15,9 +15,8 @@ class StructuredPruningConfig(MethodConfig):
     FLOPs remain, with no fine-tuning (Kwon et al. 2022, "A Fast Post-Training Pruning Framework for
     Transformers").
 
-    Each head and neuron gets the diagonal Fisher information of a mask on its output (squared loss
-    gradients, summed over the calibration batches; without ``labels`` the model's own predictions
-    stand in). The kept set maximises the kept Fisher mass under the FLOPs budget, heads and neurons
+    Each head and neuron gets the diagonal Fisher information of a mask on its output (the squared loss
+    gradient of each calibration row, summed; without ``labels`` the model's own predictions stand in). The kept set maximises the kept Fisher mass under the FLOPs budget, heads and neurons
     solved jointly across layers. With ``reconstruct`` each layer's attention-output and FFN-output
     projections are then refitted, layer by layer from the bottom, by ridge least squares so that on
     the calibration tokens the pruned layer reproduces the dense layer's projection outputs.

@@ -154,7 +154,6 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     Example:
         >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
     """
-    device = next(pruned.parameters()).device
     targets_pruned, targets_dense = _projection_targets(pruned), _projection_targets(dense)
     errors = []
     was_training = pruned.training
@@ -162,58 +161,60 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     dense.eval()
     try:
         for layer in range(len(targets_pruned)):
-            for which in (0, 1):
-                module, reference = targets_pruned[layer][which], targets_dense[layer][which]
-                gram, cross, energy, before = None, None, 0.0, 0.0
-                captured: dict[str, torch.Tensor] = {}
-
-                def take_input(mod, args, key="x"):
-                    captured[key] = args[0].detach()
-
-                def take_output(mod, args, output, key="y"):
-                    captured[key] = output.detach()
-
-                handles = [module.register_forward_pre_hook(take_input),
-                           module.register_forward_hook(lambda m, a, o: captured.__setitem__("current", o.detach())),
-                           reference.register_forward_hook(take_output)]
-                try:
-                    with torch.no_grad():
-                        for batch in batches:
-                            inputs = _inputs(batch, device)
-                            dense(**inputs)
-                            pruned(**inputs)
-                            mask = inputs.get("attention_mask")
-                            keep = (mask.bool() if mask is not None else
-                                    torch.ones(captured["x"].shape[:2], dtype=torch.bool, device=device))
-                            x = captured["x"][keep].double()
-                            y = captured["y"][keep].double()
-                            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
-                            gram = x.T @ x if gram is None else gram + x.T @ x
-                            cross = x.T @ y if cross is None else cross + x.T @ y
-                            energy += float(y.pow(2).sum())
-                            before += float((captured["current"][keep].double() - y).pow(2).sum())
-                finally:
-                    for handle in handles:
-                        handle.remove()
-                width = gram.shape[0] - 1
-                regulariser = torch.zeros_like(gram)
-                regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
-                    ridge * float(gram.diagonal()[:width].mean()))
-                solution = torch.linalg.solve(gram + regulariser, cross)  # (width + 1, out)
-                with torch.no_grad():
-                    module.weight.copy_(solution[:width].T.to(module.weight.dtype))
-                    if module.bias is not None:
-                        module.bias.copy_(solution[width].to(module.bias.dtype))
-                    else:  # a projection without bias: refit without the constant column
-                        module.weight.copy_(torch.linalg.solve(
-                            gram[:width, :width] + regulariser[:width, :width], cross[:width]).T.to(module.weight.dtype))
-                after = _residual(gram, cross, solution, energy)
-                errors.append({"layer": layer, "projection": ("attention output", "FFN output")[which],
-                               "relative_error_before": (before / max(energy, 1e-30)) ** 0.5,
+            for which, projection in enumerate(("attention output", "FFN output")):
+                before, after = _refit(targets_pruned[layer][which], targets_dense[layer][which], pruned, dense,
+                                       batches, ridge)
+                errors.append({"layer": layer, "projection": projection, "relative_error_before": before,
                                "relative_error_after": after})
     finally:
         pruned.train(was_training)
     return errors
+
+
+def _refit(module: nn.Linear, reference: nn.Linear, pruned: PreTrainedModel, dense: PreTrainedModel,
+           batches: list[dict[str, Any]], ridge: float) -> tuple[float, float]:
+    """One projection of ``pruned`` refitted to ``reference``'s outputs in ``dense``; relative errors before, after."""
+    device = next(pruned.parameters()).device
+    with_bias = module.bias is not None  # the constant column fits the bias
+    captured: dict[str, torch.Tensor] = {}
+
+    def take_pruned(mod, args, output):
+        captured["x"], captured["current"] = args[0].detach(), output.detach()
+
+    def take_dense(mod, args, output):
+        captured["y"] = output.detach()
+
+    gram, cross, energy, before = None, None, 0.0, 0.0
+    handles = [module.register_forward_hook(take_pruned), reference.register_forward_hook(take_dense)]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                inputs = _inputs(batch, device)
+                dense(**inputs)
+                pruned(**inputs)
+                mask = inputs.get("attention_mask")
+                keep = mask.bool() if mask is not None else torch.ones(captured["x"].shape[:2], dtype=torch.bool,
+                                                                       device=device)
+                x, y = captured["x"][keep].double(), captured["y"][keep].double()
+                if with_bias:
+                    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+                gram = x.T @ x if gram is None else gram + x.T @ x
+                cross = x.T @ y if cross is None else cross + x.T @ y
+                energy += float(y.pow(2).sum())
+                before += float((captured["current"][keep].double() - y).pow(2).sum())
+    finally:
+        for handle in handles:
+            handle.remove()
+    width = module.in_features
+    regulariser = torch.zeros_like(gram)
+    regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
+        ridge * float(gram.diagonal()[:width].mean()))
+    solution = torch.linalg.solve(gram + regulariser, cross)  # (width [+ 1], out)
+    with torch.no_grad():
+        module.weight.copy_(solution[:width].T.to(module.weight.dtype))
+        if with_bias:
+            module.bias.copy_(solution[width].to(module.bias.dtype))
+    return (before / max(energy, 1e-30)) ** 0.5, _residual(gram, cross, solution, energy)
 
 
 def _residual(gram: torch.Tensor, cross: torch.Tensor, solution: torch.Tensor, energy: float) -> float:
