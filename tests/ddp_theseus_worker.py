@@ -38,3 +38,8 @@ Trainer(model=model, args=args, train_dataset=rows, callbacks=[callback]).train(
 rank = int(os.environ.get("RANK", 0))
 state = {k: v.contiguous() for k, v in model.state_dict().items()}
 save_file(state, os.path.join(out, f"rank{rank}.safetensors"), metadata={"world_size": os.environ.get("WORLD_SIZE", "1"), "draws": json.dumps(draws)})
+# Leaving with the gloo group alive lets its threads outlive the interpreter: now and then a rank aborts at exit
+# ("terminate called without an active exception") after saving everything. Close it first.
+if torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
