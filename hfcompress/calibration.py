@@ -19,6 +19,23 @@ def check_max_batches(max_batches: int | None) -> None:
         raise ValueError(f"max_batches must be a positive integer or None (all batches); got {max_batches!r}.")
 
 
+def first_batches(dataloader: Iterable[dict[str, Any]], max_batches: int | None, purpose: str) -> list[dict[str, Any]]:
+    """The first ``max_batches`` batches of ``dataloader`` (all when None) as a list, for methods that pass over
+    the same calibration data several times; an empty dataloader is an error naming ``purpose``.
+
+    Example:
+        >>> batches = first_batches(loader, 8, "retraining-free pruning")
+    """
+    batches = []
+    for batch in dataloader:
+        if max_batches is not None and len(batches) >= max_batches:
+            break
+        batches.append(batch)
+    if not batches:
+        raise ValueError(f"The calibration dataloader yielded no batches; {purpose} needs at least one.")
+    return batches
+
+
 def _over_inputs(
     model: PreTrainedModel,
     names: list[str],

@@ -10,6 +10,7 @@ code changes and the model's outputs are untouched (the gates are 1).
 
 from __future__ import annotations
 
+import copy
 import logging
 from contextlib import contextmanager
 from typing import Any, ClassVar, Iterable, Iterator, Sequence
@@ -21,10 +22,11 @@ from transformers import PreTrainedModel
 from dataclasses import dataclass, field
 
 from .adapters import get_adapter
-from .calibration import check_max_batches
+from .calibration import check_max_batches, first_batches
 from .callbacks import CompressionCallback
-from .integration import append_step, make_step
+from .integration import annotate_last_step, append_step, make_step
 from .method_config import MethodConfig, check_choice, check_range
+from .reconstruction import reconstruct, summarise
 from .structure import remove_ffn_neurons, remove_heads
 
 logger = logging.getLogger(__name__)
@@ -207,16 +209,21 @@ class IterativePruningCallback(CompressionCallback):
     Round r runs at step ``r * prune_every`` (the first at step 0, before any update), with
     importance recomputed on ``dataloader``; the Trainer fine-tunes between rounds. The
     optimizer keeps working on the new, smaller parameters (their state restarts). Give a list
-    of configs (heads and FFN) to prune both in each round from one callback.
+    of configs (heads and FFN) to prune both in each round from one callback. With ``reconstruct`` each round
+    is followed by a least-squares refit of the attention-output and FFN-output projections to the outputs the
+    model had before the round, on the first ``max_batches`` batches of ``dataloader`` (see
+    :func:`hfcompress.reconstruction.reconstruct`), so training resumes from a closer starting point.
 
     Example:
         >>> callback = IterativePruningCallback(HeadPruningConfig(target=0.5, iterations=3), loader, prune_every=100)
         >>> Trainer(model=model, args=args, train_dataset=train, callbacks=[callback]).train()
         >>> IterativePruningCallback([HeadPruningConfig(target=0.5, iterations=3),
-        ...                           FFNPruningConfig(target=0.5, iterations=3)], loader, prune_every=100)
+        ...                           FFNPruningConfig(target=0.5, iterations=3)], loader, prune_every=100,
+        ...                          reconstruct=True)
     """
 
-    def __init__(self, config: Any, dataloader: Any, prune_every: int) -> None:
+    def __init__(self, config: Any, dataloader: Any, prune_every: int, reconstruct: bool = False,
+                 ridge: float = 1e-3) -> None:
         if prune_every < 1:
             raise ValueError(f"prune_every must be >= 1 step; got {prune_every}.")
         configs = list(config) if isinstance(config, (list, tuple)) else [config]
@@ -226,7 +233,10 @@ class IterativePruningCallback(CompressionCallback):
         if not configs or len({c.iterations for c in configs}) != 1:
             raise ValueError("Give one or more pruning configs with the same number of iterations; got "
                              f"{[c.iterations for c in configs]}.")
+        if ridge <= 0:
+            raise ValueError(f"ridge must be > 0 (it keeps the refit well-posed); got {ridge}.")
         self.configs, self.dataloader, self.prune_every = configs, dataloader, prune_every
+        self.reconstruct, self.ridge = reconstruct, ridge
         self.iterations = configs[0].iterations
         self.rounds_done = 0
         self._totals: list[int | None] = [None] * len(configs)
@@ -243,9 +253,15 @@ class IterativePruningCallback(CompressionCallback):
             for index, group in enumerate(optimizer.param_groups):
                 for parameter in group["params"]:
                     names_to_group[by_id.get(id(parameter))] = index
+        before = copy.deepcopy(model) if self.reconstruct else None
         for index, config in enumerate(self.configs):
             self._totals[index] = prune_by_importance_round(model, config, self.dataloader, self.rounds_done,
                                                             self._totals[index])
+        if before is not None:
+            batches = first_batches(self.dataloader, self.configs[0].max_batches, "reconstruction")
+            errors = reconstruct(model, before, batches, self.ridge)
+            annotate_last_step(model, {"reconstruction_error": summarise(errors)})
+            del before
         self.rounds_done += 1
         if optimizer is not None:
             # Pruned linears are new Parameter objects: give them to the same groups, fresh state.

@@ -131,6 +131,16 @@ def append_step(model: PreTrainedModel, step: dict[str, Any]) -> None:
     _set_record(model, record)
 
 
+def annotate_last_step(model: PreTrainedModel, info: dict[str, Any]) -> None:
+    """Add ``info`` to the newest step of the model's record (something done to that step's result afterwards,
+    such as a reconstruction)."""
+    record = get_record(model)
+    if record is None or not record.steps:
+        raise ValueError("annotate_last_step needs a model whose record has a step.")
+    record.steps[-1]["info"].update(copy.deepcopy(info))
+    _set_record(model, record)
+
+
 def _set_record(model: PreTrainedModel, record: HfCompressConfig) -> None:
     model.config.quantization_config = record
     base = getattr(model, "base_model", None)

@@ -20,6 +20,7 @@ stage and an ordered list of ``stages``::
       - stage: train             # methods (post-training ones compress first) inside a fine-tune
         methods: [{method: heads, target: 0.5}, {method: ffn, target: 0.5}]
         iterative: {prune_every: 50}    # heads/ffn only: prune in config.iterations rounds while training
+                                        # (reconstruct: true refits the output projections after each round)
         training: {max_steps: 400}
         distillation: {teacher: original}
       - stage: compress          # one post-training step
@@ -213,8 +214,9 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
                 if not configs or any(c.name not in ("heads", "ffn") for c in configs):
                     raise RecipeError(f"stage {index} (train): `iterative` prunes heads/ffn in rounds while training; "
                                       "its methods must be heads and/or ffn")
-                if set(item["iterative"]) - {"prune_every"}:
-                    raise RecipeError(f"stage {index} (train): iterative takes prune_every (steps between rounds)")
+                if set(item["iterative"]) - {"prune_every", "reconstruct"}:
+                    raise RecipeError(f"stage {index} (train): iterative takes prune_every (steps between rounds) "
+                                      "and reconstruct (true: refit the output projections after each round)")
             if not name:
                 name = "train-" + "-".join(c.name for c in configs) if configs else "finetune"
         elif kind == "compress":
@@ -441,7 +443,8 @@ def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, toke
     iterative = stage.settings.get("iterative")
     if iterative is not None:
         callbacks.append(IterativePruningCallback(compression, _calibration_loader(data, tokenizer, recipe),
-                                                  prune_every=int(iterative.get("prune_every", 50))))
+                                                  prune_every=int(iterative.get("prune_every", 50)),
+                                                  reconstruct=bool(iterative.get("reconstruct", False))))
         compression = []
     trainer = build_trainer(model, tokenizer, task, args, data["train"], trainer_cls=CompressionTrainer,
                             compression=compression, callbacks=callbacks, **kwargs)

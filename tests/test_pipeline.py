@@ -89,6 +89,20 @@ def test_torch_pipeline_reloads_with_identical_logits(tmp_path, tiny_base):
         assert torch.equal(final(**_inputs()).logits, stage(**_inputs()).logits)
 
 
+def test_iterative_stage_with_reconstruction_runs_and_states_it(tmp_path, tiny_base):
+    recipe = _recipe(tmp_path, [{"stage": "train", "methods": [{"method": "heads", "target": 0.5, "iterations": 2},
+                                                               {"method": "ffn", "target": 0.5, "iterations": 2}],
+                                 "iterative": {"prune_every": 2, "reconstruct": True},
+                                 "training": {"max_steps": 4}}])
+    out = tmp_path / "out"
+    assert main(_cli(recipe, tiny_base, out, "--no-measure")) == 0
+    final = AutoModelForSequenceClassification.from_pretrained(out)
+    steps = final.config.quantization_config.steps
+    assert [s["method"] for s in steps] == ["heads", "ffn", "heads", "ffn"]
+    assert all("reconstruction_error" in steps[i]["info"] for i in (1, 3))  # after each round's last removal
+    assert "output projections refitted" in (out / "README.md").read_text()
+
+
 _KILL_STAGES = [{"stage": "layers", "strategy": "truncate", "layers": 2, "training": {"max_steps": 2}},
                 {"stage": "train", "methods": [{"method": "sharing", "group_size": 2}],
                  "training": {"max_steps": 60, "save_steps": 10}},
@@ -140,6 +154,8 @@ def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base)
     ([{"stage": "compress", "method": "heads", "target": 2}], r"target .* must lie in \(0, 1\); got 2"),
     ([{"stage": "layers", "strategy": "distill"}], "strategy must be one of"),
     ([{"stage": "train", "methods": [], "training": {"max_stepz": 3}}], "not TrainingArguments fields"),
+    ([{"stage": "train", "methods": [{"method": "heads"}], "iterative": {"prune_every": 2, "refit": True}}],
+     "iterative takes prune_every .* and reconstruct"),
 ])
 def test_bad_recipes_fail_before_any_work_with_one_line(tmp_path, tiny_base, capsys, stages, message):
     recipe = _recipe(tmp_path, stages)

@@ -145,3 +145,38 @@ def test_iterative_heads_and_ffn_together_with_distillation(tmp_path):
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert all(id(p) in optimized for p in model.parameters() if p.requires_grad)
     assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in model.parameters())
+
+
+def test_iterative_rounds_with_reconstruction_stay_closer_to_the_model_before_the_round(tmp_path):
+    import copy
+    from types import SimpleNamespace
+
+    from hfcompress import IterativePruningCallback
+
+    model = tiny_model("bert").eval()
+    held_out = {k: v for k, v in _loader(1, seed=5)[0].items() if k != "labels"}
+    with torch.no_grad():
+        dense_logits = model(**held_out).logits
+    gaps = {}
+    for reconstruct in (False, True):
+        pruned = copy.deepcopy(model)
+        callback = IterativePruningCallback([HeadPruningConfig(target=0.5, iterations=2),
+                                             FFNPruningConfig(target=0.5, iterations=2)], _loader(6), prune_every=3,
+                                            reconstruct=reconstruct)
+        callback.on_step_begin(None, SimpleNamespace(global_step=0), None, model=pruned)  # round 1 only
+        assert callback.rounds_done == 1
+        with torch.no_grad():
+            gaps[reconstruct] = float((pruned.eval()(**held_out).logits - dense_logits).norm())
+        last = get_record(pruned).steps[-1]
+        if reconstruct:
+            errors = last["info"]["reconstruction_error"]
+            assert errors["after"] < errors["before"]
+            pruned.save_pretrained(tmp_path / "out")
+            loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+            with torch.no_grad():
+                torch.testing.assert_close(loaded(**held_out).logits, pruned(**held_out).logits, atol=1e-6, rtol=0)
+        else:
+            assert "reconstruction_error" not in last["info"]
+    assert gaps[True] < gaps[False]
+    with pytest.raises(ValueError, match="ridge"):
+        IterativePruningCallback(HeadPruningConfig(), _loader(), prune_every=3, reconstruct=True, ridge=0)

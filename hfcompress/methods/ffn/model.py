@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedModel
 
 from ...integration import append_step, make_step
+from ...reconstruction import describe_reconstruction
 from ...structure import remove_ffn_neurons, set_ffn_widths
 from .config import FFNPruningConfig
 
@@ -33,4 +34,4 @@ def rebuild_ffn(model: PreTrainedModel, step: dict) -> None:
 
 
 def describe_ffn(step: dict) -> dict[str, Any]:
-    return {"FFN width per layer": step["shape"].get("ffn_sizes")}
+    return {"FFN width per layer": step["shape"].get("ffn_sizes"), **describe_reconstruction(step.get("info", {}))}

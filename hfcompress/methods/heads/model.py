@@ -13,6 +13,7 @@ from typing import Any
 from transformers import PreTrainedModel
 
 from ...integration import append_step, make_step
+from ...reconstruction import describe_reconstruction
 from ...structure import remove_heads, set_head_counts
 from .config import HeadPruningConfig
 
@@ -42,4 +43,5 @@ def rebuild_heads(model: PreTrainedModel, step: dict) -> None:
 
 
 def describe_heads(step: dict) -> dict[str, Any]:
-    return {"heads kept per layer": [len(k) for k in step["shape"].get("kept_heads", [])]}
+    return {"heads kept per layer": [len(k) for k in step["shape"].get("kept_heads", [])],
+            **describe_reconstruction(step.get("info", {}))}

@@ -2,8 +2,8 @@
 
 from ...registry import MethodSpec, register_method
 from .config import StructuredPruningConfig
-from .model import (SHAPE_KEYS, describe_structured, fisher_information, prune_retraining_free, reconstruct,
-                    rebuild_structured, search_masks)
+from ...reconstruction import reconstruct
+from .model import SHAPE_KEYS, describe_structured, fisher_information, prune_retraining_free, rebuild_structured, search_masks
 
 register_method(MethodSpec(
     name=StructuredPruningConfig.name, config_cls=StructuredPruningConfig,

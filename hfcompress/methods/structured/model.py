@@ -13,33 +13,18 @@ import time
 from typing import Any, Iterable
 
 import torch
-from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
+from ...calibration import first_batches
 from ...importance import unit_gates
 from ...integration import append_step, make_step
+from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise
 from ...structure import remove_ffn_neurons, remove_heads, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
 
 logger = logging.getLogger(__name__)
 SHAPE_KEYS = ("heads_before", "kept_heads", "ffn_before", "ffn_sizes")
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _batches(dataloader: Iterable[dict[str, Any]], max_batches: int | None) -> list[dict[str, Any]]:
-    batches = []
-    for batch in dataloader:
-        if max_batches is not None and len(batches) >= max_batches:
-            break
-        batches.append(batch)
-    if not batches:
-        raise ValueError("The calibration dataloader yielded no batches; retraining-free pruning needs at least one.")
-    return batches
-
-
-def _inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
 
 
 def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -59,7 +44,7 @@ def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) ->
     try:
         with unit_gates(model, "heads") as head_gates, unit_gates(model, "ffn") as neuron_gates:
             for batch in batches:
-                inputs = _inputs(batch, device)
+                inputs = model_inputs(batch, device)
                 labels = batch.get("labels")
                 if labels is None:
                     with torch.no_grad():
@@ -135,94 +120,6 @@ def search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tens
     return heads, neurons, (kept_heads * head_cost + kept_neurons * neuron_cost) / total
 
 
-def _projection_targets(model: PreTrainedModel) -> list[tuple[nn.Linear, nn.Linear]]:
-    adapter = get_adapter(model)
-    return [(adapter.attention_linears(layer)["output"], adapter.ffn_linears(layer)["out"])
-            for layer in adapter.layers(model)]
-
-
-def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
-                ridge: float = 1e-3) -> list[dict[str, float]]:
-    """Refit every attention-output and FFN-output projection of ``pruned``, bottom layer first, so that its
-    output on the calibration tokens matches what ``dense``'s same projection produced.
-
-    Each fit is ridge least squares on [kept inputs, 1] -> dense outputs, solved in float64, with the ridge
-    term ``ridge`` times the mean diagonal of the inputs' Gram matrix. Later layers are fitted on inputs
-    that already went through the refitted earlier ones, so errors do not pile up. Returns per projection
-    the relative output error before and after its refit.
-
-    Example:
-        >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
-    """
-    targets_pruned, targets_dense = _projection_targets(pruned), _projection_targets(dense)
-    errors = []
-    was_training = pruned.training
-    pruned.eval()
-    dense.eval()
-    try:
-        for layer in range(len(targets_pruned)):
-            for which, projection in enumerate(("attention output", "FFN output")):
-                before, after = _refit(targets_pruned[layer][which], targets_dense[layer][which], pruned, dense,
-                                       batches, ridge)
-                errors.append({"layer": layer, "projection": projection, "relative_error_before": before,
-                               "relative_error_after": after})
-    finally:
-        pruned.train(was_training)
-    return errors
-
-
-def _refit(module: nn.Linear, reference: nn.Linear, pruned: PreTrainedModel, dense: PreTrainedModel,
-           batches: list[dict[str, Any]], ridge: float) -> tuple[float, float]:
-    """One projection of ``pruned`` refitted to ``reference``'s outputs in ``dense``; relative errors before, after."""
-    device = next(pruned.parameters()).device
-    with_bias = module.bias is not None  # the constant column fits the bias
-    captured: dict[str, torch.Tensor] = {}
-
-    def take_pruned(mod, args, output):
-        captured["x"], captured["current"] = args[0].detach(), output.detach()
-
-    def take_dense(mod, args, output):
-        captured["y"] = output.detach()
-
-    gram, cross, energy, before = None, None, 0.0, 0.0
-    handles = [module.register_forward_hook(take_pruned), reference.register_forward_hook(take_dense)]
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                inputs = _inputs(batch, device)
-                dense(**inputs)
-                pruned(**inputs)
-                mask = inputs.get("attention_mask")
-                keep = mask.bool() if mask is not None else torch.ones(captured["x"].shape[:2], dtype=torch.bool,
-                                                                       device=device)
-                x, y = captured["x"][keep].double(), captured["y"][keep].double()
-                if with_bias:
-                    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
-                gram = x.T @ x if gram is None else gram + x.T @ x
-                cross = x.T @ y if cross is None else cross + x.T @ y
-                energy += float(y.pow(2).sum())
-                before += float((captured["current"][keep].double() - y).pow(2).sum())
-    finally:
-        for handle in handles:
-            handle.remove()
-    width = module.in_features
-    regulariser = torch.zeros_like(gram)
-    regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
-        ridge * float(gram.diagonal()[:width].mean()))
-    solution = torch.linalg.solve(gram + regulariser, cross)  # (width [+ 1], out)
-    with torch.no_grad():
-        module.weight.copy_(solution[:width].T.to(module.weight.dtype))
-        if with_bias:
-            module.bias.copy_(solution[width].to(module.bias.dtype))
-    return (before / max(energy, 1e-30)) ** 0.5, _residual(gram, cross, solution, energy)
-
-
-def _residual(gram: torch.Tensor, cross: torch.Tensor, solution: torch.Tensor, energy: float) -> float:
-    """sqrt(||X W - Y||^2 / ||Y||^2) from the accumulated Gram and cross terms (no second pass)."""
-    squared = energy - 2 * float((solution * cross).sum()) + float((solution * (gram @ solution)).sum())
-    return max(squared, 0.0) ** 0.5 / max(energy, 1e-30) ** 0.5
-
-
 def _mean_length(batches: list[dict[str, Any]]) -> int:
     lengths = [b["attention_mask"].sum(-1).float() for b in batches if "attention_mask" in b]
     if not lengths:
@@ -242,7 +139,7 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
         raise ValueError("StructuredPruningConfig scores heads and neurons on calibration data: "
                          "compress(model, config, dataloader=...) (labels optional).")
     start = time.perf_counter()
-    batches = _batches(dataloader, config.max_batches)
+    batches = first_batches(dataloader, config.max_batches, "retraining-free pruning")
     dense = copy.deepcopy(model) if config.reconstruct else None
     head_scores, neuron_scores = fisher_information(model, batches)
     seq_length = config.seq_length or _mean_length(batches)
@@ -260,8 +157,7 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                             "fine_tuned": False}
     if dense is not None:
         errors = reconstruct(model, dense, batches, config.ridge)
-        info["reconstruction_error"] = {"before": round(sum(e["relative_error_before"] for e in errors) / len(errors), 4),
-                                        "after": round(sum(e["relative_error_after"] for e in errors) / len(errors), 4)}
+        info["reconstruction_error"] = summarise(errors)
         del dense
     info["seconds"] = round(time.perf_counter() - start, 1)
     append_step(model, make_step(StructuredPruningConfig.name, config, shape, info))
@@ -283,5 +179,6 @@ def describe_structured(step: dict) -> dict[str, Any]:
                  "FFN width per layer": step["shape"].get("ffn_sizes"),
                  "calibration rows": info.get("calibration_rows"),
                  "head+FFN FLOPs kept": info.get("kept_flops_measured"),
-                 "fine-tuned": "no" if info.get("fine_tuned") is False else None}
+                 "fine-tuned": "no" if info.get("fine_tuned") is False else None,
+                 **describe_reconstruction(info)}
     return {k: v for k, v in described.items() if v is not None}

@@ -1,0 +1,169 @@
+"""Layer-wise least-squares reconstruction of a pruned model's output projections (Kwon et al. 2022's "mask
+tuning", generalised from per-unit scales to the whole projection), shared by retraining-free structured
+pruning and the rounds of ``IterativePruningCallback``.
+
+After heads or FFN neurons are removed, each attention-output and FFN-output projection is refitted so that on
+calibration tokens it reproduces what the same projection of the dense model produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from .adapters import get_adapter
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_inputs(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of ``batch`` the encoder takes, on ``device`` (labels and extra columns left out)."""
+    return {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+class _Captured(Exception):
+    """Raised by a hook once it has what it needs, so the rest of the forward pass is skipped."""
+
+
+def _projections(model: PreTrainedModel) -> list[tuple[str, nn.Linear]]:
+    adapter = get_adapter(model)
+    found = []
+    for layer, module in enumerate(adapter.layers(model)):
+        found.append((f"layer {layer} attention output", adapter.attention_linears(module)["output"]))
+        found.append((f"layer {layer} FFN output", adapter.ffn_linears(module)["out"]))
+    return found
+
+
+def _real_tokens(inputs: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    mask = inputs.get("attention_mask")
+    return mask.bool() if mask is not None else torch.ones(like.shape[:2], dtype=torch.bool, device=like.device)
+
+
+def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
+                ridge: float = 1e-3) -> list[dict[str, Any]]:
+    """Refit every attention-output and FFN-output projection of ``pruned``, bottom layer first, so that its
+    output on the calibration tokens matches what ``dense``'s same projection produced.
+
+    Each fit is ridge least squares on [kept inputs, 1] -> dense outputs (the constant column only when the
+    projection has a bias), solved in float64, with the ridge term ``ridge`` times the mean diagonal of the
+    inputs' Gram matrix. Later projections are fitted on inputs that already went through the refitted
+    earlier ones, so errors do not pile up. ``dense`` runs once over the batches; ``pruned`` runs once per
+    projection and stops as soon as that projection has produced its output. Padding tokens are left out.
+    Returns per projection the relative output error before and after its refit.
+
+    Example:
+        >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
+    """
+    targets, references = _projections(pruned), _projections(dense)
+    if len(targets) != len(references):
+        raise ValueError(f"reconstruct needs the pruned model and its dense original with the same layers; got "
+                         f"{len(targets) // 2} and {len(references) // 2} layers.")
+    device = next(pruned.parameters()).device
+    dense_outputs = _dense_outputs(dense, [module for _, module in references], batches)
+    was_training = pruned.training
+    pruned.eval()
+    errors = []
+    try:
+        for index, (name, module) in enumerate(targets):
+            before, after = _refit(module, pruned, batches, [outputs[index] for outputs in dense_outputs], ridge,
+                                   device)
+            errors.append({"projection": name, "relative_error_before": before, "relative_error_after": after})
+    finally:
+        pruned.train(was_training)
+    return errors
+
+
+def _dense_outputs(dense: PreTrainedModel, modules: list[nn.Linear],
+                   batches: list[dict[str, Any]]) -> list[list[torch.Tensor]]:
+    """Per batch, every projection's output on the real tokens (float32, kept on the model's device)."""
+    device = next(dense.parameters()).device
+    was_training = dense.training
+    dense.eval()
+    captured: dict[int, torch.Tensor] = {}
+
+    def take(index: int):
+        def hook(module, args, output):
+            captured[index] = output.detach()
+        return hook
+
+    handles = [module.register_forward_hook(take(i)) for i, module in enumerate(modules)]
+    outputs = []
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                inputs = model_inputs(batch, device)
+                captured.clear()
+                dense(**inputs)
+                keep = _real_tokens(inputs, captured[0])
+                outputs.append([captured[i][keep].float() for i in range(len(modules))])
+    finally:
+        for handle in handles:
+            handle.remove()
+        dense.train(was_training)
+    return outputs
+
+
+def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
+           ridge: float, device: torch.device) -> tuple[float, float]:
+    """One projection of ``pruned`` refitted to ``targets`` (its dense outputs per batch); relative errors before
+    and after."""
+    with_bias = module.bias is not None  # the constant column fits the bias
+    captured: dict[str, torch.Tensor] = {}
+
+    def take(mod, args, output):
+        captured["x"], captured["current"] = args[0].detach(), output.detach()
+        raise _Captured
+
+    gram, cross, energy, before = None, None, 0.0, 0.0
+    handle = module.register_forward_hook(take)
+    try:
+        with torch.no_grad():
+            for batch, y in zip(batches, targets):
+                inputs = model_inputs(batch, device)
+                try:
+                    pruned(**inputs)
+                except _Captured:
+                    pass
+                keep = _real_tokens(inputs, captured["x"])
+                x, y = captured["x"][keep].double(), y.double()
+                if with_bias:
+                    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+                gram = x.T @ x if gram is None else gram + x.T @ x
+                cross = x.T @ y if cross is None else cross + x.T @ y
+                energy += float(y.pow(2).sum())
+                before += float((captured["current"][keep].double() - y).pow(2).sum())
+    finally:
+        handle.remove()
+    width = module.in_features
+    regulariser = torch.zeros_like(gram)
+    regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
+        ridge * float(gram.diagonal()[:width].mean()))
+    solution = torch.linalg.solve(gram + regulariser, cross)  # (width [+ 1], out)
+    with torch.no_grad():
+        module.weight.copy_(solution[:width].T.to(module.weight.dtype))
+        if with_bias:
+            module.bias.copy_(solution[width].to(module.bias.dtype))
+    return (before / max(energy, 1e-30)) ** 0.5, _residual(gram, cross, solution, energy)
+
+
+def _residual(gram: torch.Tensor, cross: torch.Tensor, solution: torch.Tensor, energy: float) -> float:
+    """sqrt(||X W - Y||^2 / ||Y||^2) from the accumulated Gram and cross terms (no second pass)."""
+    squared = energy - 2 * float((solution * cross).sum()) + float((solution * (gram @ solution)).sum())
+    return max(squared, 0.0) ** 0.5 / max(energy, 1e-30) ** 0.5
+
+
+def summarise(errors: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean relative output error over the refitted projections, before and after (for a step's info)."""
+    return {"before": round(sum(e["relative_error_before"] for e in errors) / len(errors), 4),
+            "after": round(sum(e["relative_error_after"] for e in errors) / len(errors), 4)}
+
+
+def describe_reconstruction(info: dict[str, Any]) -> dict[str, str]:
+    """The model card's line for a step whose result was reconstructed (empty when it was not)."""
+    errors = info.get("reconstruction_error")
+    if not errors:
+        return {}
+    return {"output projections refitted (relative error)": f"{errors['before']} -> {errors['after']}"}
