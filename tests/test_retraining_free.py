@@ -124,3 +124,72 @@ def test_shipped_recipe_runs_from_the_cli_without_training(tmp_path, minilm_path
     assert not list(stage.rglob("trainer_state.json"))  # nothing trained
     OnnxSequenceClassifier.from_pretrained(tmp_path / "out")
     assert "retraining-free structured pruning" in (tmp_path / "out" / "README.md").read_text()
+
+
+def _table(layers=2):
+    from hfcompress.methods.structured.latency import LatencyTable
+
+    # 3 heads, 4 widths; keeping fewer saves more, unevenly (as measured tables do)
+    return LatencyTable(dense_ms=10.0, seq_length=16, layers=layers, head_saving=[0.08, 0.03, 0.0],
+                        neuron_counts=[2, 4, 6, 8], neuron_saving=[0.2, 0.12, 0.05, 0.0])
+
+
+def test_latency_search_is_the_best_pair_per_layer_within_the_budget():
+    import itertools
+
+    from hfcompress.methods.structured.latency import SAVING_BINS, search_masks_for_latency
+
+    generator = torch.Generator().manual_seed(0)
+    heads = [torch.rand(3, generator=generator, dtype=torch.float64) for _ in range(2)]
+    neurons = [torch.rand(8, generator=generator, dtype=torch.float64) for _ in range(2)]
+    table = _table()
+    budget = 7.0
+    kept_heads, kept_neurons, predicted = search_masks_for_latency(heads, neurons, table, budget)
+    assert predicted <= budget + 1e-9
+    assert predicted == pytest.approx(table.predicted_ms([len(k) for k in kept_heads], [len(k) for k in kept_neurons]))
+    for layer in range(2):  # each layer keeps its top units
+        assert set(kept_heads[layer]) == set(torch.argsort(heads[layer], descending=True)[:len(kept_heads[layer])].tolist())
+
+    def mass(shape):
+        return sum(float(heads[l].sort(descending=True).values[:h].sum() + neurons[l].sort(descending=True).values[:n].sum())
+                   for l, (h, n) in enumerate(shape))
+
+    found = mass([(len(h), len(n)) for h, n in zip(kept_heads, kept_neurons)])
+    slack = table.dense_ms * (1 - budget / table.dense_ms) / SAVING_BINS * 2  # the knapsack's rounding, 2 layers
+    pairs = list(itertools.product(range(1, 4), table.neuron_counts))
+    feasible = [shape for shape in itertools.product(pairs, repeat=2)
+                if table.predicted_ms([h for h, _ in shape], [n for _, n in shape]) <= budget - slack]
+    assert found >= max(mass(shape) for shape in feasible) - 1e-9
+    with pytest.raises(ValueError, match="below what removing heads"):
+        search_masks_for_latency(heads, neurons, table, 1.0)
+    everything = search_masks_for_latency(heads, neurons, table, 11.0)
+    assert [len(k) for k in everything[0]] == [3, 3] and [len(k) for k in everything[1]] == [8, 8]
+
+
+def test_latency_budget_is_met_within_ten_percent_on_the_measured_model(tmp_path):
+    from hfcompress.benchmark import measure_latency, paired_latency
+
+    from .conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_config("bert", layers=4, heads=8, hidden=256, ffn=1024)).eval()
+    dense = copy.deepcopy(model)
+    budget = 0.6 * measure_latency(model, batch_size=1, seq_len=64, threads=None, repeats=30)["median_ms"]
+    batches = [{"input_ids": torch.randint(5, 110, (8, 64), generator=torch.Generator().manual_seed(i)),
+                "attention_mask": torch.ones(8, 64, dtype=torch.long)} for i in range(2)]
+    compress(model, StructuredPruningConfig(max_latency_ms=budget, seq_length=64), dataloader=batches)
+    info = get_record(model).steps[-1]["info"]
+    assert info["latency_ms_measured"] <= budget
+    wanted = budget / info["latency_table"]["dense_ms"]  # the budget as a share of the dense time it measured
+    ratio = paired_latency({"pruned": model, "dense": dense}, [("pruned", "dense")], batch_size=1, seq_len=64,
+                           threads=None, rounds=60)["ratios"]["pruned / dense"]["median"]
+    assert ratio <= 1.10 * wanted, (ratio, wanted)
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batches[0]).logits, model(**batches[0]).logits, atol=1e-5, rtol=0)
+    card = str(hfcompress.hub.build_model_card(tmp_path / "out"))
+    assert "batch-1 latency budget" in card
+    with pytest.raises(ValueError, match="one budget"):
+        StructuredPruningConfig(kept_flops=0.5, max_latency_ms=3.0)

@@ -12,21 +12,29 @@ from ...method_config import MethodConfig, check_range
 @dataclass
 class StructuredPruningConfig(MethodConfig):
     """Remove attention heads and FFN neurons together so that ``kept_flops`` of the encoder's head and FFN
-    FLOPs remain, with no fine-tuning (Kwon et al. 2022, "A Fast Post-Training Pruning Framework for
+    FLOPs remain (or so that the batch-1 forward takes at most ``max_latency_ms`` on this machine), with no
+    fine-tuning (Kwon et al. 2022, "A Fast Post-Training Pruning Framework for
     Transformers").
 
     Each head and neuron gets the diagonal Fisher information of a mask on its output (the squared loss
     gradient of each calibration row, summed; without ``labels`` the model's own predictions stand in). The kept set maximises the kept Fisher mass under the FLOPs budget, heads and neurons
-    solved jointly across layers. With ``reconstruct`` each layer's attention-output and FFN-output
+    solved jointly across layers. A latency budget is measured, not assumed: the model is timed with every layer
+    cut to each head count and to a grid of FFN widths at ``seq_length`` tokens, and a knapsack over layers keeps
+    the most Fisher mass whose predicted time fits. With ``reconstruct`` each layer's attention-output and FFN-output
     projections are then refitted, layer by layer from the bottom, by ridge least squares so that on
     the calibration tokens the pruned layer reproduces the dense layer's projection outputs.
 
     Example:
         >>> compress(model, StructuredPruningConfig(kept_flops=0.5), dataloader=calibration_loader)
+        >>> compress(model, StructuredPruningConfig(max_latency_ms=8.0), dataloader=calibration_loader)
     """
 
     name: ClassVar[str] = "structured"
-    kept_flops: float = field(default=0.5, metadata={"help": "Fraction of the encoder's head + FFN FLOPs to keep."})
+    kept_flops: float | None = field(default=None, metadata={
+        "help": "Fraction of the encoder's head + FFN FLOPs to keep (default 0.5 unless max_latency_ms is given)."})
+    max_latency_ms: float | None = field(default=None, metadata={
+        "help": "Batch-1 forward time to fit within, measured on this machine at seq_length tokens (instead of "
+                "kept_flops)."})
     seq_length: int | None = field(default=None, metadata={
         "help": "Sequence length the FLOPs are counted at (attention's share grows with it); default: the mean "
                 "real length of the calibration batches."})
@@ -36,8 +44,13 @@ class StructuredPruningConfig(MethodConfig):
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches used (default: all)."})
 
     def __post_init__(self) -> None:
-        check_range("kept_flops", self.kept_flops, 0, 1, low_open=True, high_open=True,
+        if self.kept_flops is not None and self.max_latency_ms is not None:
+            raise ValueError("StructuredPruningConfig takes one budget: kept_flops or max_latency_ms, not both.")
+        if self.max_latency_ms is None and self.kept_flops is None:
+            self.kept_flops = 0.5
+        check_range("kept_flops", self.kept_flops, 0, 1, low_open=True, high_open=True, allow_none=True,
                     what="fraction of head + FFN FLOPs to keep")
+        check_range("max_latency_ms", self.max_latency_ms, 0, low_open=True, allow_none=True)
         check_range("seq_length", self.seq_length, 1, allow_none=True)
         check_range("ridge", self.ridge, 0, low_open=True)
         check_max_batches(self.max_batches)

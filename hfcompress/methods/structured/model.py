@@ -22,6 +22,7 @@ from ...integration import append_step, make_step
 from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise
 from ...structure import remove_ffn_neurons, remove_heads, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
+from .latency import describe_table, meet_latency_budget, measure_latency_table
 
 logger = logging.getLogger(__name__)
 SHAPE_KEYS = ("heads_before", "kept_heads", "ffn_before", "ffn_sizes")
@@ -127,9 +128,21 @@ def _mean_length(batches: list[dict[str, Any]]) -> int:
     return max(1, int(round(float(torch.cat(lengths).mean()))))
 
 
+def _remove_unkept(model: PreTrainedModel, kept_heads: list[list[int]], kept_neurons: list[list[int]]) -> dict:
+    """Remove every head and neuron not kept; the removal's shape record."""
+    adapter = get_adapter(model)
+    layers = adapter.layers(model)
+    head_plan = {index: [h for h in range(adapter.layer_num_heads(layer, model.config)) if h not in set(keep)]
+                 for index, (layer, keep) in enumerate(zip(layers, kept_heads))}
+    neuron_plan = {index: [n for n in range(adapter.ffn_linears(layer)["in"].out_features) if n not in set(keep)]
+                   for index, (layer, keep) in enumerate(zip(layers, kept_neurons))}
+    return {**remove_heads(model, {k: v for k, v in head_plan.items() if v}),
+            **remove_ffn_neurons(model, {k: v for k, v in neuron_plan.items() if v})}
+
+
 def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfig,
                           dataloader: Iterable[dict[str, Any]] | None = None) -> PreTrainedModel:
-    """Fisher mask search under ``config.kept_flops``, removal, and (``config.reconstruct``) refitting; in place.
+    """Fisher mask search under ``config.kept_flops`` (or ``config.max_latency_ms``), removal, and (``config.reconstruct``) refitting; in place.
 
     Example:
         >>> prune_retraining_free(model, StructuredPruningConfig(kept_flops=0.5), calibration_loader)
@@ -144,17 +157,23 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
     head_scores, neuron_scores = fisher_information(model, batches)
     seq_length = config.seq_length or _mean_length(batches)
     head_cost, neuron_cost = unit_flops(model, seq_length)
-    kept_heads, kept_neurons, kept = search_masks(head_scores, neuron_scores, head_cost, neuron_cost,
-                                                  config.kept_flops)
-    head_plan = {layer: [h for h in range(len(s)) if h not in set(keep)]
-                 for layer, (s, keep) in enumerate(zip(head_scores, kept_heads))}
-    neuron_plan = {layer: [n for n in range(len(s)) if n not in set(keep)]
-                   for layer, (s, keep) in enumerate(zip(neuron_scores, kept_neurons))}
-    shape = {**remove_heads(model, {k: v for k, v in head_plan.items() if v}),
-             **remove_ffn_neurons(model, {k: v for k, v in neuron_plan.items() if v})}
-    info: dict[str, Any] = {"kept_flops_measured": round(kept, 4), "seq_length": seq_length,
+    info: dict[str, Any] = {"seq_length": seq_length,
                             "calibration_rows": sum(int(b["input_ids"].shape[0]) for b in batches),
                             "fine_tuned": False}
+    if config.max_latency_ms is not None:
+        table = measure_latency_table(model, seq_length)
+        kept_heads, kept_neurons, timing = meet_latency_budget(model, head_scores, neuron_scores, table,
+                                                               config.max_latency_ms, _remove_unkept)
+        total = sum(len(s) for s in head_scores) * head_cost + sum(len(s) for s in neuron_scores) * neuron_cost
+        kept = (sum(map(len, kept_heads)) * head_cost + sum(map(len, kept_neurons)) * neuron_cost) / total
+        info.update({"max_latency_ms": config.max_latency_ms,
+                     "latency_ms_predicted": round(timing["predicted_ms"], 3),
+                     "latency_ms_measured": round(timing["measured_ms"], 3), "latency_table": describe_table(table)})
+    else:
+        kept_heads, kept_neurons, kept = search_masks(head_scores, neuron_scores, head_cost, neuron_cost,
+                                                      config.kept_flops)
+    info["kept_flops_measured"] = round(kept, 4)
+    shape = _remove_unkept(model, kept_heads, kept_neurons)
     if dense is not None:
         errors = reconstruct(model, dense, batches, config.ridge)
         info["reconstruction_error"] = summarise(errors)
@@ -179,6 +198,8 @@ def describe_structured(step: dict) -> dict[str, Any]:
                  "FFN width per layer": step["shape"].get("ffn_sizes"),
                  "calibration rows": info.get("calibration_rows"),
                  "head+FFN FLOPs kept": info.get("kept_flops_measured"),
+                 "batch-1 latency budget (ms, this machine)": info.get("max_latency_ms"),
+                 "measured batch-1 latency (ms)": info.get("latency_ms_measured"),
                  "fine-tuned": "no" if info.get("fine_tuned") is False else None,
                  **describe_reconstruction(info)}
     return {k: v for k, v in described.items() if v is not None}
