@@ -34,6 +34,7 @@ SECTIONS = [
 
 EXTRA_COLUMNS = {
     "retraining_free": [("kept_flops_measured", "head+FFN FLOPs kept", "{:.2f}".format),
+                        ("max_latency_ms", "bs1 budget (ms)", "{:.1f}".format),
                         ("prune_seconds", "pruning time (s)", "{:.0f}".format)],
     "movement": [("remaining_encoder_weights", "encoder weights kept", "{:.1%}".format),
                  ("sparse_size_bytes", "sparse form (MB)", lambda b: f"{b / 2**20:.1f}")],
@@ -394,8 +395,21 @@ def retraining_free_summary(payloads: list[dict]) -> list[str]:
         text += f"), pruned in {half.get('prune_seconds', float('nan')):.0f} s"
         if oneshot is not None:
             text += f"; one-shot heads/FFN 50% by gate gradients: {100 * oneshot['score']:.2f}"
+        for peer in (r for r in rows if r["name"].startswith("TextPruner")):
+            text += (f"; {peer['name'].split(',')[0]}: {100 * peer['score']:.2f} "
+                     f"({100 * (half['score'] - peer['score']):+.2f} for hfcompress)")
         lines.append(text + f"; speedup {half.get('speedup_bs1', 0):.2f}x / {half.get('speedup_bs32', 0):.2f}x "
                             "at batch 1 / 32.")
+        for row in (r for r in rows if r.get("max_latency_ms")):
+            wanted = float(row["name"].split("teacher / ")[1].split()[0])
+            got = row.get("paired", {}).get("bs1", {})
+            if not got:
+                continue
+            low, high = got["ci95"]
+            lines.append(f"  - batch-1 budget teacher / {wanted:g} ({row['max_latency_ms']} ms): measured speedup "
+                         f"{got['speedup']:.2f}x ({low:.2f}-{high:.2f}), "
+                         f"{'within' if got['speedup'] >= wanted / 1.1 else 'outside'} 10% of the budget; score "
+                         f"{100 * row['score']:.2f}, pruned in {row.get('prune_seconds', float('nan')):.0f} s.")
     return lines + [""]
 
 

@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--batch_size", type=int, default=32, help="training batch size")
     search.add_argument("--layers", type=int, nargs="+", default=None, help="layer counts to try (default: about "
                                                                              "1, 2/3, 1/2, 1/3 of the model's)")
+    search.add_argument("--retraining-free", dest="retraining_free", type=float, nargs="*", default=None,
+                        metavar="KEPT_FLOPS", help="kept head+FFN FLOPs shares to try with retraining-free pruning "
+                                                   "(default: 0.7 0.5; give none to leave it out)")
     search.add_argument("--seed", type=int, default=42)
 
     card = commands.add_parser("card", help="write README.md (model card) for a saved compressed model")
@@ -173,15 +176,23 @@ def _compress(args) -> Path:
     return result.output
 
 
+def _search_space(args) -> "SearchSpace":
+    from .search import SearchSpace
+
+    space = SearchSpace(layers=args.layers)
+    if args.retraining_free is not None:
+        space.retraining_free = [None, *args.retraining_free]
+    return space
+
+
 def _search(args) -> None:
-    from .search import SearchSpace, search
+    from .search import search
 
     result = search(args.model, task=args.task, output=args.output, data_dir=args.data_dir, max_drop=args.max_drop,
                     max_latency_ms=args.max_latency_ms, n_trials=args.budget_trials, budget_hours=args.budget_hours,
                     storage=args.storage, steps=args.steps, final_steps=args.final_steps, holdout=args.holdout,
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
-                    training={"per_device_train_batch_size": args.batch_size}, space=SearchSpace(layers=args.layers),
-                    seed=args.seed)
+                    training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed)
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")

@@ -2,8 +2,9 @@
 
 Each candidate is a pipeline recipe (:mod:`hfcompress.pipeline`) built from a point of the search
 space: layer count (truncation with distillation, or Theseus), head and FFN fractions removed
-(then a distilled fine-tune), low-rank ratio, and int8 (torch, ONNX Runtime, or none) with its
-module set. A candidate is scored on a part of the training split held out for the search
+(then a distilled fine-tune) or a kept share of head + FFN FLOPs removed with no fine-tuning
+(retraining-free Fisher pruning with reconstruction, minutes on a CPU), low-rank ratio, and int8
+(torch, ONNX Runtime, or none) with its module set. A candidate is scored on a part of the training split held out for the search
 (never on the dev set that is reported) and timed at batch 1 and 32 against the original model
 in the same process. Weak candidates stop early: each first trains with a quarter of the step
 budget, and one already more than ``max_drop + early_stop_margin`` points below the original is
@@ -47,6 +48,8 @@ class SearchSpace:
     strategies: list[str] = field(default_factory=lambda: ["truncate"])
     head_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
     ffn_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    # Kept head + FFN FLOPs after retraining-free pruning; when chosen it replaces the fine-tuned head/FFN removal.
+    retraining_free: list[float | None] = field(default_factory=lambda: [None, 0.7, 0.5])
     lowrank_ratios: list[float | None] = field(default_factory=lambda: [None, 0.75, 0.5])
     int8: list[str] = field(default_factory=lambda: list(INT8_CHOICES))
     int8_modules: list[str] = field(default_factory=lambda: list(INT8_MODULES))
@@ -84,6 +87,8 @@ def candidate_recipe(params: dict[str, Any], num_layers: int, base: dict[str, An
                        "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
                        if params["strategy"] == "truncate" else {"teacher": "original", "alpha": 0.5,
                                                                  "temperature": 2.0}})
+    if params.get("retraining_free"):
+        stages.append({"stage": "compress", "method": "structured", "kept_flops": params["retraining_free"]})
     methods = []
     if params["heads"]:
         methods.append({"method": "heads", "target": params["heads"], "max_batches": 16})
@@ -111,7 +116,12 @@ def _suggest(trial: Any, space: SearchSpace, num_layers: int) -> dict[str, Any]:
         "lowrank": trial.suggest_categorical("lowrank", space.lowrank_ratios),
         "int8": trial.suggest_categorical("int8", space.int8),
         "int8_modules": trial.suggest_categorical("int8_modules", space.int8_modules),
+        "retraining_free": trial.suggest_categorical("retraining_free", space.retraining_free),
     }
+    if params["retraining_free"]:
+        # One way of removing heads and neurons per candidate: the fractions are moot (and two trials that differ
+        # only in them are the same candidate, evaluated once).
+        params["heads"] = params["ffn"] = 0.0
     return params
 
 

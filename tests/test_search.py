@@ -109,6 +109,29 @@ def test_candidate_recipes_are_valid_pipelines():
                       "int8": int8, "int8_modules": "attention+ffn_in"}
             validate_recipe(load_recipe(candidate_recipe(params, 6, base, 10)))
     assert space.layer_choices(6) == [6, 4, 3, 2]
+    # Retraining-free pruning: a compress stage right after the layer reduction, and no fine-tune of its own.
+    params = {"layers": 3, "strategy": "truncate", "heads": 0.0, "ffn": 0.0, "lowrank": None, "int8": "torch",
+              "int8_modules": "attention+ffn", "retraining_free": 0.5}
+    recipe = candidate_recipe(params, 6, base, 10)
+    validate_recipe(load_recipe(recipe))
+    assert [s["stage"] for s in recipe["stages"]] == ["layers", "compress", "compress"]
+    assert recipe["stages"][1] == {"stage": "compress", "method": "structured", "kept_flops": 0.5}
+    assert [s["stage"] for s in candidate_recipe({**params, "layers": 6}, 6, base, 10)["stages"]] == ["compress"] * 2
+
+
+def test_a_retraining_free_candidate_has_no_fine_tuned_pruning_fractions():
+    import optuna
+
+    from hfcompress.search import _suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        params = _suggest(study.ask(), SearchSpace(), 6)
+        if params["retraining_free"]:
+            assert params["heads"] == params["ffn"] == 0.0
+        seen.add(params["retraining_free"])
+    assert seen == {None, 0.7, 0.5}
 
 
 def test_pareto_front_keeps_only_undominated_feasible_points():
