@@ -23,6 +23,7 @@ from .methods.ffn import FFNPruningConfig, prune_ffn_neurons
 from .methods.heads import HeadPruningConfig, prune_heads
 from .methods.lowrank import LowRankConfig
 from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
+from .methods.qat import QuantAwareCallback, QuantAwareConfig
 from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
 from .methods.sharing import WeightSharingConfig
 from .methods.structured import StructuredPruningConfig
@@ -55,6 +56,8 @@ __all__ = [
     "MovementPruningCallback",
     "MovementPruningConfig",
     "OnnxSequenceClassifier",
+    "QuantAwareCallback",
+    "QuantAwareConfig",
     "StructuredPruningConfig",
     "TheseusCallback",
     "TheseusConfig",

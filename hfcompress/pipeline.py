@@ -277,7 +277,10 @@ def _is_int8_configs(configs: list[Any]) -> bool:
 
 
 def _is_int8(stage: Stage) -> bool:
-    return _is_int8_configs(stage.configs) or stage.kind == "export" and stage.settings.get("format") == "onnx_int8"
+    """Whether the stage leaves an int8 model (which no later stage can train)."""
+    converts = any(getattr(c, "name", None) == "qat" and c.backend == "torch" for c in stage.configs)
+    return (_is_int8_configs(stage.configs) or converts
+            or stage.kind == "export" and stage.settings.get("format") == "onnx_int8")
 
 
 # --- running ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .smoothing import smooth_linears, smoothing_targets
 SHAPE_KEYS = ("weight_bits", "linears", "smoothed", "embedding")
 
 
-def _target_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
+def target_linear_names(model: PreTrainedModel, config: DynamicQuantConfig) -> list[str]:
     """Full module names of the linears ``config.modules`` selects."""
     adapter = get_adapter(model)
     targets = []
@@ -64,7 +64,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     weight_bits = config.weight_bits or default_weight_bits()
     if config.backend != "torch":
         raise ValueError("quantize_dynamic_int8 is the torch backend; for onnxruntime use export_onnx(..., int8=True).")
-    targets = _target_names(model, config)
+    targets = target_linear_names(model, config)
     targets = [name for name in targets if not isinstance(model.get_submodule(name), Int8DynamicLinear)]
     if not targets:
         raise ValueError("Nothing to quantize: the selected linears are already int8.")

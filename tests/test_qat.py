@@ -1,0 +1,116 @@
+"""Quantization-aware fine-tuning: int8 simulated in training exactly as the kernels round, then converted."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+import hfcompress
+from hfcompress import CompressionTrainer, DistillationConfig, QuantAwareCallback, QuantAwareConfig, get_record
+from hfcompress.methods.qat import simulate_int8, stop_simulating
+from hfcompress.methods.qat.callback import activation_bits, resolved_weight_bits
+from hfcompress.methods.qat.layers import attach_fake_quant, weight_qmax
+from hfcompress.methods.quantization import Int8DynamicLinear
+
+from .conftest import tiny_inputs, tiny_model
+
+
+def _rows(count=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 110, (count, 12), generator=generator)
+    labels = torch.randint(0, 3, (count,), generator=generator)
+    return [{"input_ids": ids[i], "attention_mask": torch.ones(12, dtype=torch.long), "labels": labels[i]}
+            for i in range(count)]
+
+
+def _args(tmp_path, steps=4, **extra):
+    return TrainingArguments(str(tmp_path / "run"), max_steps=steps, per_device_train_batch_size=8, report_to=[],
+                             use_cpu=True, save_strategy="no", learning_rate=1e-3, **extra)
+
+
+@pytest.mark.parametrize("weight_bits", [7, 8])
+def test_simulated_linear_computes_what_the_int8_kernel_computes(weight_bits):
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48)
+    x = torch.randn(3, 10, 64) * 2 + 0.5
+    config = QuantAwareConfig(weight_bits=weight_bits)
+    kernel = Int8DynamicLinear.from_linear(linear, weight_bits=weight_bits)
+    simulated = copy.deepcopy(linear)
+    attach_fake_quant(simulated, weight_qmax(weight_bits, "torch"), activation_bits(config))
+    assert kernel.activation_bits == activation_bits(config)
+    with torch.no_grad():
+        float_out, int8_out, simulated_out = linear(x), kernel(x), simulated(x)
+    rounding_error = (int8_out - float_out).abs().max()
+    assert rounding_error > 1e-3  # int8 differs from float visibly ...
+    assert (simulated_out - int8_out).abs().max() < 0.02 * rounding_error  # ... and the simulation matches int8
+
+
+def test_gradients_pass_the_rounding_and_state_dict_names_stay():
+    model = tiny_model("bert")
+    names = list(model.state_dict())
+    attached = simulate_int8(model, QuantAwareConfig())
+    assert attached and list(model.state_dict()) == names  # a checkpoint mid-training is a float checkpoint
+    loss = model(**tiny_inputs(), labels=torch.tensor([0, 1, 2])).loss
+    loss.backward()
+    grad = model.get_submodule(attached[0]).weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    copied = copy.deepcopy(model)  # the simulation survives a deepcopy (teachers, best-model copies)
+    with torch.no_grad():
+        torch.testing.assert_close(copied(**tiny_inputs()).logits, model(**tiny_inputs()).logits)
+    assert stop_simulating(model) == len(attached) and stop_simulating(model) == 0
+
+
+def test_plain_trainer_fine_tunes_with_int8_simulated_then_converts_and_reloads(tmp_path):
+    model = tiny_model("bert")
+    trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=_rows(),
+                      callbacks=[QuantAwareCallback(QuantAwareConfig(weight_bits=7))])
+    trainer.train()
+    assert isinstance(model.bert.encoder.layer[0].attention.self.query, Int8DynamicLinear)
+    steps = get_record(model).steps
+    assert [s["method"] for s in steps] == ["qat", "int8_dynamic"] and steps[0]["info"]["steps"] == 4
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**tiny_inputs()).logits, model.eval()(**tiny_inputs()).logits)
+    card = str(hfcompress.hub.build_model_card(tmp_path / "out"))
+    assert "quantization-aware fine-tuning" in card and "4 steps" in card
+
+
+def test_with_distillation_from_the_float_model_and_the_onnx_route(tmp_path):
+    model = tiny_model("bert")
+    teacher = copy.deepcopy(model).eval()
+    trainer = CompressionTrainer(model=model, args=_args(tmp_path), train_dataset=_rows(), teacher=teacher,
+                                 distillation=DistillationConfig(),
+                                 compression=[QuantAwareConfig(backend="onnxruntime", modules=["attention", "ffn_in"])])
+    trainer.train()
+    assert type(model.bert.encoder.layer[0].attention.self.query) is nn.Linear  # float, for the ONNX export
+    assert "forward" not in model.bert.encoder.layer[0].attention.self.query.__dict__
+    assert [s["method"] for s in get_record(model).steps] == ["qat"]
+    assert resolved_weight_bits(QuantAwareConfig(backend="onnxruntime")) == 7
+    from hfcompress import OnnxSequenceClassifier, export_onnx
+
+    export_onnx(model, tmp_path / "onnx", int8=True, keep_ffn_out_float=True)
+    onnx_model = OnnxSequenceClassifier.from_pretrained(tmp_path / "onnx")
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        gap = (torch.as_tensor(onnx_model(**inputs).logits) - model.eval()(**inputs).logits).abs().max()
+    assert gap < 0.1
+
+
+def test_bad_settings_and_recipes():
+    from hfcompress.pipeline import RecipeError, load_recipe, validate_recipe
+
+    with pytest.raises(ValueError, match="backend"):
+        QuantAwareConfig(backend="tensorrt")
+    with pytest.raises(ValueError, match="weight_bits"):
+        QuantAwareConfig(weight_bits=4)
+    with pytest.raises(ValueError, match="modules"):
+        QuantAwareConfig(modules=["everything"])
+    recipe = {"task": "sst2", "stages": [{"stage": "train", "methods": [{"method": "qat"}]},
+                                         {"stage": "train", "methods": []}]}
+    with pytest.raises(RecipeError, match="int8 models do not train"):
+        validate_recipe(load_recipe(recipe))
+    recipe["stages"][0]["methods"][0]["backend"] = "onnxruntime"
+    validate_recipe(load_recipe(recipe))
