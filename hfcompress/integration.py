@@ -241,9 +241,11 @@ class HfCompressQuantizer(HfQuantizer):
 
     @property
     def is_trainable(self) -> bool:
-        # Reshaped float models train like any other; int8 weights are inference-only.
-        return not self._runtime_quantized()
+        # Trainer checks this in its constructor, which would also stop evaluate() and predict() of an int8
+        # model. Reshaped float models train like any other; int8 ones refuse train mode in their int8 layers,
+        # with a pointer to quantization-aware training.
+        return True
 
     @property
     def is_qat_trainable(self) -> bool:
-        return not self._runtime_quantized()
+        return True

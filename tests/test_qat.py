@@ -114,3 +114,20 @@ def test_bad_settings_and_recipes():
         validate_recipe(load_recipe(recipe))
     recipe["stages"][0]["methods"][0]["backend"] = "onnxruntime"
     validate_recipe(load_recipe(recipe))
+
+
+def test_trainer_evaluates_and_predicts_a_reloaded_int8_model_and_refuses_to_train_it(tmp_path):
+    from hfcompress import DynamicQuantConfig, compress
+
+    model = compress(tiny_model("bert"), DynamicQuantConfig())
+    assert not model.training
+    model.save_pretrained(tmp_path / "int8")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "int8")
+    trainer = Trainer(model=reloaded, args=_args(tmp_path, per_device_eval_batch_size=8), train_dataset=_rows(),
+                      eval_dataset=_rows(16, seed=1))
+    metrics = trainer.evaluate()
+    assert "eval_loss" in metrics and metrics["eval_loss"] > 0
+    predictions = trainer.predict(_rows(8, seed=2))
+    assert predictions.predictions.shape == (8, 3)
+    with pytest.raises(RuntimeError, match="QuantAwareConfig"):
+        trainer.train()

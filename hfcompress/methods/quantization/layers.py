@@ -113,6 +113,15 @@ class Int8DynamicLinear(nn.Module):
             return torch.ops.quantized.linear_dynamic(x, self._packed_params(), reduce_range)
         return torch.ops.quantized.linear_dynamic(x.float(), self._packed_params(), reduce_range).to(x.dtype)
 
+    def train(self, mode: bool = True) -> "Int8DynamicLinear":
+        # Int8 weights are buffers without gradients: a Trainer would "train" nothing. Say what works instead.
+        if mode:
+            raise RuntimeError("This model has int8 linears (hfcompress Int8DynamicLinear), which do not train. "
+                               "Fine-tune the float model with int8 simulated instead (QuantAwareConfig / "
+                               "QuantAwareCallback: quantization-aware training, then the same int8 conversion), "
+                               "or fine-tune before quantizing. Evaluation and prediction work as they are.")
+        return super().train(False)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 (weights {self.weight_bits}-bit, activations {self.activation_bits}-bit)" + (
             ", input smoothed" if self.input_smoothing is not None else "")

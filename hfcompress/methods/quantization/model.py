@@ -92,6 +92,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         replace_submodule(model, embedding_name, Int8StoredEmbedding.from_embedding(embedding))
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    model.eval()  # int8 is inference-only (Int8DynamicLinear refuses train mode with a pointer to QAT)
     append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
                                                        "smoothed": list(smoothed), "embedding": embedding_name}))
     return model

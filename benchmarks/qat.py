@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Quantization-aware fine-tuning against post-training int8, real MiniLM-L6, one run per task, several seeds.
+
+Rows, all measured in this run: the fp32 teacher; post-training int8 of the teacher (hfcompress torch, and the
+ONNX Runtime export), both at this CPU's defaults; and per seed: the teacher fine-tuned further in float for the
+same steps with the same distillation, then int8 (the control: what the extra fine-tune alone buys); and QAT
+(``QuantAwareConfig``: int8 simulated while fine-tuning with distillation from the fp32 teacher) converted to
+torch int8 and, separately trained on ONNX Runtime's grid, exported to ONNX Runtime int8. Int8 embeddings on the
+torch rows (the file-size target).
+
+    python benchmarks/qat.py --tasks mrpc sst2 --steps 120 --seeds 42 43 44
+
+Writes results/qat_<task><tag>.json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+from pathlib import Path
+
+from common import get_teacher, load_data, run_payload, save_run, TASK_SETUPS, training_args
+
+from hfcompress import (CompressionTrainer, DistillationConfig, DynamicQuantConfig, OnnxSequenceClassifier,
+                        QuantAwareConfig, compress, export_onnx)
+from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
+from hfcompress.finetune import build_trainer
+from hfcompress.methods.quantization.kernels import default_ort_fusions
+
+ORT_BITS = 7  # export_onnx's default grid
+
+
+def _fine_tune(teacher, tokenizer, task, data, steps, lr, seed, compression, name):
+    model = copy.deepcopy(teacher)
+    args = training_args(f"qat-{task}-{name}-{seed}", steps, lr, seed)
+    trainer = build_trainer(model, tokenizer, task, args, data["train"], trainer_cls=CompressionTrainer,
+                            teacher=teacher, distillation=DistillationConfig(), compression=compression)
+    trainer.train()
+    return trainer.model
+
+
+def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work: Path) -> None:
+    setup = TASK_SETUPS[task]
+    teacher, tokenizer, teacher_info = get_teacher(setup)
+    data = load_data(setup, tokenizer)
+    fusions = default_ort_fusions(int8=True)
+
+    def ort(model, name):
+        folder = export_onnx(model, work / f"{task}-{name}", int8=True, optimize=fusions, weight_bits=ORT_BITS)
+        return {"model": OnnxSequenceClassifier.from_pretrained(folder), "size_bytes": weights_size_bytes(folder)}
+
+    entries = [{"name": "fp32 teacher", "model": teacher},
+               {"name": "post-training int8 (torch)",
+                "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True))},
+               {"name": "post-training int8 (onnxruntime)", **ort(teacher, "ptq")}]
+    for seed in seeds:
+        control = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed, [], "float")
+        entries.append({"name": f"float KD fine-tune, then int8 (torch), seed {seed}", "extra": {"seed": seed},
+                        "model": compress(copy.deepcopy(control), DynamicQuantConfig(embeddings=True))})
+        entries.append({"name": f"float KD fine-tune, then int8 (onnxruntime), seed {seed}", "extra": {"seed": seed},
+                        **ort(control, f"control-{seed}")})
+        qat_torch = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed,
+                               [QuantAwareConfig(backend="torch", embeddings=True)], "torch")
+        entries.append({"name": f"QAT, int8 (torch), seed {seed}", "model": qat_torch, "extra": {"seed": seed}})
+        qat_ort = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed,
+                             [QuantAwareConfig(backend="onnxruntime", weight_bits=ORT_BITS)], "onnxruntime")
+        entries.append({"name": f"QAT, int8 (onnxruntime), seed {seed}", "extra": {"seed": seed},
+                        **ort(qat_ort, f"qat-{seed}")})
+        print(f"[{task}] seed {seed}: done", flush=True)
+    rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task, rounds={1: 60, 32: 20})
+    add_ratios(rows, rows[0]["name"])
+    means = {}
+    for kind in ("float KD fine-tune, then int8 (torch)", "float KD fine-tune, then int8 (onnxruntime)",
+                 "QAT, int8 (torch)", "QAT, int8 (onnxruntime)"):
+        picked = [r for r in rows if r["name"].startswith(kind + ",")]
+        means[kind] = {metric: statistics.mean(r["metrics"][metric] for r in picked)
+                       for metric in picked[0]["metrics"]} if picked else {}
+    payload = run_payload("qat", setup, teacher_info, data, rows, finetune_steps=steps, finetune_lr=lr,
+                          finetune_distillation=True, seeds=seeds, seed_means=means,
+                          note=f"every fine-tune: {steps} steps at lr {lr}, distillation from the fp32 teacher; "
+                               f"ONNX Runtime rows: {ORT_BITS}-bit per-channel weights, "
+                               f"{'fused' if fusions else 'unfused'} graph (this CPU's default)")
+    save_run(payload, tag)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["mrpc", "sst2"])
+    parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps of every trained row")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--tag", default="", help="suffix of the results files")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        for task_name in options.tasks:
+            run_task(task_name, options.steps, options.lr, options.seeds, options.tag, Path(folder))
