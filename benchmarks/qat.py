@@ -21,7 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from common import get_teacher, load_data, run_payload, save_run, TASK_SETUPS, training_args
+from common import get_teacher, load_data, run_payload, save_run, TASK_SETUPS, train_batches, training_args
 
 from hfcompress import (CompressionTrainer, DistillationConfig, DynamicQuantConfig, OnnxSequenceClassifier,
                         QuantAwareConfig, compress, export_onnx)
@@ -47,14 +47,18 @@ def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work:
     data = load_data(setup, tokenizer)
     fusions = default_ort_fusions(int8=True)
 
-    def ort(model, name):
-        folder = export_onnx(model, work / f"{task}-{name}", int8=True, optimize=fusions, weight_bits=ORT_BITS)
+    def ort(model, name, **kind):
+        folder = export_onnx(model, work / f"{task}-{name}", **({"int8": True, "optimize": fusions} | kind),
+                             weight_bits=ORT_BITS)
         return {"model": OnnxSequenceClassifier.from_pretrained(folder), "size_bytes": weights_size_bytes(folder)}
 
     entries = [{"name": "fp32 teacher", "model": teacher},
                {"name": "post-training int8 (torch)",
                 "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True))},
-               {"name": "post-training int8 (onnxruntime)", **ort(teacher, "ptq")}]
+               {"name": "post-training int8 (onnxruntime)", **ort(teacher, "ptq")},
+               {"name": "post-training int8 (onnxruntime, static QDQ, 1024 calibration rows)",
+                **ort(teacher, "static", int8="static", dataloader=train_batches(data["train"], tokenizer, 0),
+                      max_batches=32)}]
     for seed in seeds:
         control = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed, [], "float")
         entries.append({"name": f"float KD fine-tune, then int8 (torch), seed {seed}", "extra": {"seed": seed},

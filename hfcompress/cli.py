@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="folder to write model.onnx, config and tokenizer to")
     export.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
     export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
+    export.add_argument("--static", action="store_true",
+                        help="with --int8: activation scales calibrated once on --task's training rows (QDQ) "
+                             "instead of per call")
     export.add_argument("--keep-ffn-out-float", action="store_true",
                         help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
     export.add_argument("--ffn-per-token", dest="ffn_per_token", action="store_true",
@@ -128,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --int8: gptq rounds weights with error feedback (needs --task for calibration)")
     export.add_argument("--smoothing", type=float, default=None, metavar="ALPHA",
                         help="with --int8: SmoothQuant on the FFN linears, e.g. 0.8 (needs --task for calibration)")
-    export.add_argument("--task", default=None, help="with --rounding gptq / --smoothing: calibrate on this task's "
+    export.add_argument("--task", default=None, help="with --rounding gptq / --smoothing / --static: calibrate on this task's "
                                                      "training rows (GLUE/CLUE name)")
     export.add_argument("--data_dir", default=None, help="local task folder for calibration; default: the Hub dataset")
     export.add_argument("--dev_split", type=float, default=None, help="dev-only tasks: calibrate on the first x of dev")
@@ -290,13 +293,16 @@ def main(argv: list[str] | None = None) -> int:
 
             model, tokenizer = _load(args.model)
             loader = None
-            if args.rounding == "gptq" or args.smoothing is not None:
+            if args.static and not args.int8:
+                raise ValueError("--static is a kind of int8 export: add --int8")
+            if args.rounding == "gptq" or args.smoothing is not None or args.static:
                 if not args.task:
-                    raise ValueError("--rounding gptq and --smoothing calibrate on training rows: add --task (and "
-                                     "--data_dir for local files)")
+                    raise ValueError("--rounding gptq, --smoothing and --static calibrate on training rows: add --task "
+                                     "(and --data_dir for local files)")
                 loader = _training_batches(tokenizer, args.task, args.data_dir, args.dev_split, args.max_seq_length,
                                            args.calibration_batches)
-            folder = export_onnx(model, args.output, int8=args.int8, optimize=args.optimize, tokenizer=tokenizer,
+            int8 = "static" if args.static else args.int8
+            folder = export_onnx(model, args.output, int8=int8, optimize=args.optimize, tokenizer=tokenizer,
                                  keep_ffn_out_float=args.keep_ffn_out_float, weight_bits=args.weight_bits,
                                  ffn_per_token=args.ffn_per_token, rounding=args.rounding, smoothing=args.smoothing,
                                  dataloader=loader, max_batches=args.calibration_batches if loader else None)

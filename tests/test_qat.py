@@ -131,3 +131,27 @@ def test_trainer_evaluates_and_predicts_a_reloaded_int8_model_and_refuses_to_tra
     assert predictions.predictions.shape == (8, 3)
     with pytest.raises(RuntimeError, match="QuantAwareConfig"):
         trainer.train()
+
+
+def test_static_onnx_int8_round_trips_and_needs_calibration_data(tmp_path):
+    from hfcompress import OnnxSequenceClassifier, export_onnx
+
+    model = tiny_model("bert")
+    batches = [{k: v for k, v in tiny_inputs(batch=4, seed=s).items()} for s in range(4)]
+    folder = export_onnx(model, tmp_path / "static", int8="static", dataloader=batches)
+    onnx_model = OnnxSequenceClassifier.from_pretrained(folder)
+    inputs = tiny_inputs(seed=9)
+    with torch.no_grad():
+        reference = model(**inputs).logits
+    gap = (torch.as_tensor(onnx_model(**inputs).logits) - reference).abs().max()
+    assert gap < 0.1 * reference.abs().max() + 1e-3
+    import json
+    import onnx
+
+    assert json.loads((folder / "config.json").read_text())["hfcompress_onnx"]["int8"] == "static"
+    ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # the QDQ format
+    with pytest.raises(ValueError, match="calibrates activation scales on data"):
+        export_onnx(model, tmp_path / "never", int8="static")
+    with pytest.raises(ValueError, match="int8 must be"):
+        export_onnx(model, tmp_path / "never", int8="int4")

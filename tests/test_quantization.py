@@ -374,6 +374,11 @@ def test_cli_export_calibrated(tmp_path, minilm_path, capsys):
                      "--output", str(tmp_path / "o")]) == 0
     recorded = json.loads((tmp_path / "o" / "config.json").read_text())["hfcompress_onnx"]
     assert recorded["smoothing"] == 0.8 and recorded["rounding"] == "gptq"
+    static = ["export", str(tmp_path / "m"), "--onnx", "--int8", "--static", "--task", "sst2", "--data_dir",
+              sample_data_dir(), "--calibration_batches", "2", "--output", str(tmp_path / "s")]
+    assert main(static) == 0
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["hfcompress_onnx"]["int8"] == "static"
+    assert main([a for a in static if a != "--int8"]) == 2 and "add --int8" in capsys.readouterr().err
 
 
 def test_ffn_out_kept_float_torch_and_reload(tmp_path):

@@ -24,7 +24,7 @@ from transformers import AutoConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ...adapters import get_adapter
-from ...calibration import check_max_batches
+from ...calibration import check_max_batches, first_batches
 from .config import ROUNDINGS, WEIGHT_BITS
 from .layers import _quantize_rows
 from .model import require_calibration
@@ -54,7 +54,7 @@ def export_onnx(
     model: PreTrainedModel,
     output_dir: str | os.PathLike,
     *,
-    int8: bool = True,
+    int8: bool | str = True,
     optimize: bool | None = None,
     per_channel: bool = True,
     tokenizer: Any = None,
@@ -99,12 +99,33 @@ def export_onnx(
     ``dataloader`` before quantizing (see ``smoothing.py``): one elementwise Mul in front of each
     FFN MatMul. Combines with ``rounding="gptq"`` (smoothing first).
 
+    ``int8="static"`` quantizes activations with scales calibrated once on ``dataloader`` (ONNX Runtime's
+    ``quantize_static``, QDQ format, min-max calibration over ``max_batches`` batches) instead of per call:
+    no range computation at run time, but one fixed grid for every input. Only MatMuls with a constant
+    weight are quantized (attention's activation-by-activation products stay float), on the unfused graph
+    unless ``optimize=True`` is given. ``int8=True`` (or ``"dynamic"``) is the per-call kind.
+
     Example:
         >>> export_onnx(model, "onnx-int8", int8=True, tokenizer=tokenizer)
+        >>> export_onnx(model, "onnx-static", int8="static", dataloader=calibration_loader, max_batches=16)
         >>> OnnxSequenceClassifier.from_pretrained("onnx-int8")(**tokenizer("great", return_tensors="pt")).logits
     """
     if weight_bits not in WEIGHT_BITS:
         raise ValueError(f"weight_bits must be 7 or 8; got {weight_bits!r}.")
+    if int8 not in (True, False, "dynamic", "static"):
+        raise ValueError(f"int8 must be True / 'dynamic' (activation scales per call), 'static' (scales calibrated "
+                         f"on dataloader=...) or False; got {int8!r}.")
+    static = int8 == "static"
+    int8 = bool(int8)
+    if static:
+        if ffn_per_token:
+            raise ValueError("ffn_per_token gives every token its own scale per call; int8='static' fixes the scales "
+                             "at export. Use one or the other.")
+        if dataloader is None:
+            raise ValueError("int8='static' calibrates activation scales on data: pass dataloader= with batches of "
+                             "model inputs (a few dozen training batches, limited by max_batches).")
+        if optimize is None:
+            optimize = False
     if optimize is None:
         optimize = True if ffn_per_token or keep_ffn_out_float else default_ort_fusions(int8)
     if ffn_per_token and not (int8 and optimize):
@@ -170,17 +191,21 @@ def export_onnx(
                 per_token = ffn_in + ([] if keep_ffn_out_float else ffn_out)
                 current = work / "per_token.onnx"
                 onnx.save(_per_token_matmuls(graph_model, per_token, weight_bits, per_channel), str(current))
-            # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
-            quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
-                             per_channel=per_channel, nodes_to_exclude=exclude, reduce_range=weight_bits == 7,
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            if static:
+                _quantize_static(current, work / "int8.onnx", names, dataloader, max_batches, per_channel,
+                                 weight_bits, exclude)
+            else:
+                # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
+                quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
+                                 per_channel=per_channel, nodes_to_exclude=exclude, reduce_range=weight_bits == 7,
+                                 extra_options={"DefaultTensorType": TensorProto.FLOAT})
             current = work / "int8.onnx"
         final = output_dir / ONNX_FILE
         tmp = output_dir / (ONNX_FILE + ".tmp")
         os.replace(current, tmp)
         os.replace(tmp, final)
     config = model.config.to_dict()
-    config["hfcompress_onnx"] = {"int8": int8, "optimized": optimize, "per_channel": per_channel,
+    config["hfcompress_onnx"] = {"int8": ("static" if static else "dynamic") if int8 else False, "optimized": optimize, "per_channel": per_channel,
                                  "ffn_out_float": bool(int8 and keep_ffn_out_float),
                                  "ffn_per_token": bool(int8 and ffn_per_token),
                                  "weight_bits": weight_bits if int8 else None,
@@ -191,6 +216,31 @@ def export_onnx(
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def _quantize_static(source: Path, target: Path, names: list[str], dataloader: Any, max_batches: int | None,
+                     per_channel: bool, weight_bits: int, exclude: list[str]) -> None:
+    """ONNX Runtime static int8 (QDQ) with activation ranges from min-max calibration on ``dataloader``."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(first_batches(dataloader, max_batches, "int8='static' calibration"))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            if batch is None:
+                return None
+            return {name: np.asarray(batch[name] if name in batch else np.zeros_like(batch["input_ids"]),
+                                     dtype=np.int64) for name in names}
+
+    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, reduce_range=weight_bits == 7,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude, op_types_to_quantize=["MatMul",
+                                                                                                              "Gemm"],
+                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
 
 
 def _ffn_matmuls(graph: Any) -> tuple[list[str], list[str]]:
