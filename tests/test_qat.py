@@ -155,3 +155,36 @@ def test_static_onnx_int8_round_trips_and_needs_calibration_data(tmp_path):
         export_onnx(model, tmp_path / "never", int8="static")
     with pytest.raises(ValueError, match="int8 must be"):
         export_onnx(model, tmp_path / "never", int8="int4")
+
+
+def test_accuracy_guard_keeps_a_planted_bad_layer_in_float(tmp_path):
+    from hfcompress import DynamicQuantConfig, compress
+
+    model = tiny_model("bert", hidden=64, ffn=128)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5)  # units that matter unequally, predictions that int8 can change
+        layer = model.bert.encoder.layer[2]
+        # Neuron 0 of layer 2's FFN fires at 1000 but its output weights are zero: the float model does not see
+        # it, while the FFN output linear's per-tensor int8 input grid becomes ~4 wide and rounds the rest to 0.
+        layer.intermediate.dense.bias[0] = 1000.0
+        layer.output.dense.weight[:, 0] = 0.0
+    batches = [{k: v for k, v in tiny_inputs(batch=16, length=12, seed=s).items()} for s in range(4)]
+    planted = "bert.encoder.layer.2.output.dense"
+    guarded = compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=2.0), dataloader=batches)
+    step = get_record(guarded).steps[-1]
+    assert step["info"]["kept_float"][0] == planted and planted not in step["shape"]["linears"]
+    assert step["info"]["estimated_drop"] <= 2.0 < step["info"]["estimated_drop_all_int8"]
+    assert isinstance(guarded.get_submodule(planted), nn.Linear)
+    guarded.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    assert isinstance(loaded.get_submodule(planted), nn.Linear)
+    with torch.no_grad():
+        assert torch.equal(loaded(**batches[0]).logits, guarded(**batches[0]).logits)
+    card = str(hfcompress.hub.build_model_card(tmp_path / "out"))
+    assert "kept in float by the accuracy guard" in card and planted in card
+    with pytest.raises(ValueError, match="needs data"):
+        compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=0.5))
+    with pytest.raises(ValueError, match="max_drop"):
+        DynamicQuantConfig(max_drop=-1)

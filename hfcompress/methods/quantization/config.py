@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...method_config import MethodConfig, check_choice
+from ...method_config import MethodConfig, check_choice, check_range
 from ...calibration import check_max_batches
 from .smoothing import check_smoothing
 
@@ -43,6 +43,11 @@ class DynamicQuantConfig(MethodConfig):
     instead of to the nearest grid point: same grid, same kernels, same speed, outputs closer to
     float.
 
+    ``max_drop=0.5`` guards accuracy: on the calibration batches (training rows held out from what you
+    report) it measures how many points int8 loses against their labels (or the float model's predictions),
+    ranks the linears by what each costs alone (output KL divergence), and keeps the costliest in float, one
+    at a time, until the estimated drop is within ``max_drop``. The record and the card list them.
+
     ``smoothing=0.8`` applies SmoothQuant channel scaling (migration strength alpha) to the FFN
     linears before quantizing: their few large input features stop setting every token's
     activation grid. Needs calibration batches like GPTQ (the two combine: smoothing first).
@@ -51,6 +56,7 @@ class DynamicQuantConfig(MethodConfig):
         >>> compress(model, DynamicQuantConfig(backend="torch", embeddings=True))
         >>> compress(model, DynamicQuantConfig(rounding="gptq", max_batches=32), dataloader=train_loader)
         >>> compress(model, DynamicQuantConfig(smoothing=0.8, rounding="gptq"), dataloader=train_loader)
+        >>> compress(model, DynamicQuantConfig(max_drop=0.3, max_batches=32), dataloader=held_out_loader)
     """
 
     name: ClassVar[str] = "int8_dynamic"
@@ -66,7 +72,10 @@ class DynamicQuantConfig(MethodConfig):
     smoothing: float | None = field(default=None, metadata={"help": "SmoothQuant alpha in (0, 1] for the FFN linears "
                                                                      "(needs calibration data); none: off"})
     max_batches: int | None = field(default=None, metadata={"help": "Calibration batches for rounding=gptq / "
-                                                                     "smoothing."})
+                                                                     "smoothing / max_drop."})
+    max_drop: float | None = field(default=None, metadata={
+        "help": "Accuracy guard: points the int8 model may lose on the calibration rows (held-out training rows); "
+                "the most costly linears stay float until it holds. Needs calibration data."})
 
     def __post_init__(self) -> None:
         if self.backend == "onnxruntime":
@@ -83,6 +92,7 @@ class DynamicQuantConfig(MethodConfig):
             raise ValueError(f"rounding must be one of {ROUNDINGS}; got {self.rounding!r}.")
         check_max_batches(self.max_batches)
         check_smoothing(self.smoothing)
+        check_range("max_drop", self.max_drop, 0, allow_none=True, what="points of accuracy int8 may lose")
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty subset of {MODULE_GROUPS}; got {self.modules!r}.")
@@ -90,5 +100,5 @@ class DynamicQuantConfig(MethodConfig):
     @property
     def requires_dataloader(self) -> bool:
         """Whether ``compress`` needs ``dataloader=`` for this config."""
-        return self.rounding == "gptq" or self.smoothing is not None
+        return self.rounding == "gptq" or self.smoothing is not None or self.max_drop is not None
 

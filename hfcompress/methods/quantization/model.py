@@ -9,7 +9,9 @@ from transformers import PreTrainedModel
 from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, make_step
 from ...structure import replace_submodule
+from ...calibration import first_batches
 from .config import DynamicQuantConfig
+from .guard import choose_float_linears
 from .kernels import default_weight_bits
 from .layers import Int8DynamicLinear, Int8StoredEmbedding
 from .rounding import gptq_linears
@@ -70,6 +72,17 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         raise ValueError("Nothing to quantize: the selected linears are already int8.")
     if config.requires_dataloader:
         require_calibration(dataloader)
+    guard: dict = {}
+    if config.max_drop is not None:
+        kept_float, guard = choose_float_linears(model, targets, first_batches(dataloader, config.max_batches,
+                                                                               "the accuracy guard (max_drop)"),
+                                                 weight_bits, config.max_drop)
+        targets = [name for name in targets if name not in kept_float]
+        guard["kept_float"] = kept_float
+        if not targets:
+            raise ValueError(f"The accuracy guard kept every linear in float: int8 of any one costs more than "
+                             f"max_drop={config.max_drop} points on these rows. Raise max_drop, calibrate on more "
+                             "rows, or try quantization-aware fine-tuning (QuantAwareConfig).")
     smoothed = {}
     if config.smoothing is not None:
         smoothed = smooth_linears(model, smoothing_targets(model, among=targets), dataloader, config.smoothing,
@@ -94,7 +107,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         parameter.requires_grad_(False)
     model.eval()  # int8 is inference-only (Int8DynamicLinear refuses train mode with a pointer to QAT)
     append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
-                                                       "smoothed": list(smoothed), "embedding": embedding_name}))
+                                                       "smoothed": list(smoothed), "embedding": embedding_name}, guard))
     return model
 
 
@@ -123,8 +136,13 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
 
 
 def describe_int8(step: dict) -> dict:
-    shape = step["shape"]
+    shape, info = step["shape"], step.get("info", {})
     settings = {"int8 linears": len(shape.get("linears", []))}
+    if "kept_float" in info:
+        settings["kept in float by the accuracy guard"] = (
+            f"{len(info['kept_float'])} ({', '.join(info['kept_float']) or 'none'}); estimated drop "
+            f"{info['estimated_drop']} points on {info['guard_rows']} held-out rows (all int8: "
+            f"{info['estimated_drop_all_int8']})")
     if step["config"].get("backend", "torch") == "torch":
         # Which activations the kernels can pair with these weights depends on the reader's CPU.
         settings["activations"] = (

@@ -1,0 +1,96 @@
+"""Accuracy guard for dynamic int8: keep the fewest linears in float that bring the estimated drop within budget.
+
+The drop is estimated on calibration rows the caller holds out from what it reports (training rows): the
+points of accuracy the int8 model loses against the labels there (without labels, against the float model's
+own predictions, which makes it the share of changed predictions). Each linear's cost is measured alone: the
+mean KL divergence of the model's output distribution from the float one when only that linear is int8. The
+most costly linears stay float, one more at a time, until the estimated drop is within ``max_drop``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ...reconstruction import model_inputs
+from ...structure import replace_submodule
+from .layers import Int8DynamicLinear
+
+
+def _outputs(model: PreTrainedModel, batches: list[dict[str, Any]]) -> torch.Tensor:
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([model(**model_inputs(batch, device)).logits.float().cpu() for batch in batches])
+
+
+def _score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * float((logits.argmax(-1) == labels).float().mean())
+
+
+def _kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
+    return float(torch.nn.functional.kl_div(logits.log_softmax(-1), reference.log_softmax(-1), log_target=True,
+                                            reduction="batchmean"))
+
+
+class _Swapped:
+    """Linears replaced by int8 copies for a measurement, then put back."""
+
+    def __init__(self, model: PreTrainedModel, names: list[str], weight_bits: int) -> None:
+        self.model, self.names, self.weight_bits = model, names, weight_bits
+        self.originals: dict[str, nn.Module] = {}
+
+    def __enter__(self) -> "_Swapped":
+        for name in self.names:
+            original = self.model.get_submodule(name)
+            self.originals[name] = original
+            replace_submodule(self.model, name, Int8DynamicLinear.from_linear(original, self.weight_bits).eval())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name, original in self.originals.items():
+            replace_submodule(self.model, name, original)
+
+
+def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: list[dict[str, Any]], weight_bits: int,
+                         max_drop: float) -> tuple[list[str], dict[str, Any]]:
+    """The linears of ``targets`` to keep in float so that the estimated drop is at most ``max_drop`` points.
+
+    Returns (names kept float, most costly first; info with the estimated drop before and after, the rows used
+    and the per-linear costs of those kept float).
+
+    Example:
+        >>> kept, info = choose_float_linears(model, names, batches, weight_bits=8, max_drop=0.5)
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        reference = _outputs(model, batches)
+        labels = (torch.cat([batch["labels"].reshape(-1).cpu() for batch in batches])
+                  if all("labels" in batch for batch in batches) else reference.argmax(-1))
+        float_score = _score(reference, labels)
+
+        def drop(quantized: list[str]) -> float:
+            with _Swapped(model, quantized, weight_bits):
+                return float_score - _score(_outputs(model, batches), labels)
+
+        start = drop(targets)
+        kept: list[str] = []
+        estimated = start
+        costs: dict[str, float] = {}
+        if start > max_drop:
+            for name in targets:
+                with _Swapped(model, [name], weight_bits):
+                    costs[name] = _kl(reference, _outputs(model, batches))
+            ranked = sorted(targets, key=lambda n: -costs[n])
+            while estimated > max_drop and len(kept) < len(ranked):
+                kept.append(ranked[len(kept)])
+                estimated = drop([n for n in targets if n not in kept])
+    finally:
+        model.train(was_training)
+    info = {"estimated_drop_all_int8": round(start, 3), "estimated_drop": round(estimated, 3),
+            "guard_rows": int(labels.numel()), "labels": "given" if all("labels" in b for b in batches) else
+            "float model's predictions", "kept_float_costs": {n: round(costs[n], 6) for n in kept}}
+    return kept, info
