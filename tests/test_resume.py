@@ -1,0 +1,47 @@
+"""A training run killed after a checkpoint and resumed ends with the same model as an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import hfcompress  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = [sys.executable, str(ROOT / "tests" / "resume_worker.py")]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _run(*args: str) -> None:
+    result = subprocess.run([*WORKER, *args], capture_output=True, text=True, timeout=600, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("method", ["qat", "sharing", "lowrank"])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, method):
+    _run(method, str(tmp_path / "straight"))
+    out = tmp_path / "killed"
+    process = subprocess.Popen([*WORKER, method, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=ENV)
+    deadline = time.time() + 300
+    # Kill once a checkpoint is complete (the Trainer writes trainer_state.json last) and before the end.
+    while time.time() < deadline and not list((out / "run").glob("checkpoint-*/trainer_state.json")) \
+            and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final").exists(), "the kill must land before the run ends"
+    _run(method, str(out), "--resume")
+    straight = AutoModelForSequenceClassification.from_pretrained(tmp_path / "straight" / "final").eval()
+    resumed = AutoModelForSequenceClassification.from_pretrained(out / "final").eval()
+    inputs = {"input_ids": torch.randint(5, 110, (4, 12), generator=torch.Generator().manual_seed(7))}
+    with torch.no_grad():
+        torch.testing.assert_close(resumed(**inputs).logits, straight(**inputs).logits, atol=1e-5, rtol=0)
+    assert [s["method"] for s in resumed.config.quantization_config.steps] == \
+        [s["method"] for s in straight.config.quantization_config.steps]
