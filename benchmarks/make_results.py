@@ -374,11 +374,32 @@ def search_runs() -> list[str]:
     return lines
 
 
+def _retraining_free_seeds(payloads: list[dict]) -> list[str]:
+    """Fisher + reconstruction at FLOPs 0.5 over the runs that differ only in the calibration rows' seed."""
+    lines = []
+    for task in sorted({p["task"] for p in payloads}):
+        runs = [p for p in payloads if p["task"] == task and p.get("calibration_rows") == 1024]
+        drops = {}
+        for payload in runs:
+            half = next((r for r in payload["rows"] if r["name"] == "Fisher + reconstruction, FLOPs 0.5"), None)
+            if half is not None:
+                metrics, base = half["metrics"], payload["rows"][0]["metrics"]
+                drops[payload.get("seed")] = {m: 100 * (base[m] - metrics[m]) for m in metrics}
+        if len(drops) < 2:
+            continue
+        metric_names = list(next(iter(drops.values())))
+        text = ", ".join(f"{m} drop mean {sum(d[m] for d in drops.values()) / len(drops):.2f} (seeds: "
+                         + ", ".join(f"{d[m]:.2f}" for d in drops.values()) + ")" for m in metric_names)
+        lines.append(f"- {task}, FLOPs 0.5 with 1024 calibration rows drawn with seeds {sorted(drops)}: {text}.")
+    return lines + ([""] if lines else [])
+
+
 def retraining_free_summary(payloads: list[dict]) -> list[str]:
     """Issue #30's targets per run: at half the head+FFN FLOPs with no fine-tuning, the drop against the teacher
     (SST-2 <= 1.0 point; MRPC <= 1.5 F1 and <= 2.0 accuracy), the margin over today's one-shot pruning, and the
     pruning time (< 5 minutes)."""
     lines = [note("retraining_free"), ""]
+    lines += _retraining_free_seeds(payloads)
     for payload in payloads:
         rows = payload["rows"]
         teacher = rows[0]
