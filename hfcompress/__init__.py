@@ -23,8 +23,8 @@ from .methods.ffn import FFNPruningConfig, prune_ffn_neurons
 from .methods.heads import HeadPruningConfig, prune_heads
 from .methods.lowrank import LowRankConfig
 from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
-from .methods.qat import QuantAwareCallback, QuantAwareConfig
-from .methods.quantization import DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, export_onnx
+from .methods.quantization import (DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, QuantAwareCallback,
+                                   QuantAwareConfig, export_onnx)
 from .methods.sharing import WeightSharingConfig
 from .methods.structured import StructuredPruningConfig
 from .methods.theseus import TheseusCallback, TheseusConfig

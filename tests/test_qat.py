@@ -9,10 +9,9 @@ from transformers import AutoModelForSequenceClassification, Trainer, TrainingAr
 
 import hfcompress
 from hfcompress import CompressionTrainer, DistillationConfig, QuantAwareCallback, QuantAwareConfig, get_record
-from hfcompress.methods.qat import simulate_int8, stop_simulating
-from hfcompress.methods.qat.callback import activation_bits, resolved_weight_bits
-from hfcompress.methods.qat.layers import attach_fake_quant, weight_qmax
-from hfcompress.methods.quantization import Int8DynamicLinear
+from hfcompress.methods.quantization import Int8DynamicLinear, simulate_int8, stop_simulating
+from hfcompress.methods.quantization.layers import attach_fake_quant, weight_qmax
+from hfcompress.methods.quantization.model import activation_bits, resolved_weight_bits
 
 from .conftest import tiny_inputs, tiny_model
 

@@ -1,10 +1,12 @@
-"""Dynamic int8 quantization: torch (saves and reloads through the Auto classes) and ONNX Runtime export."""
+"""Int8: dynamic quantization (torch modules that save and reload through the Auto classes; ONNX Runtime export,
+dynamic or static), its accuracy guard, and quantization-aware fine-tuning that ends in the same int8 forms."""
 
 from ...registry import MethodSpec, register_method
-from .callback import DynamicQuantCallback
-from .config import DynamicQuantConfig
-from .layers import Int8DynamicLinear, Int8StoredEmbedding
-from .model import SHAPE_KEYS, describe_int8, quantize_dynamic_int8, rebuild_int8
+from .callback import DynamicQuantCallback, QuantAwareCallback
+from .config import DynamicQuantConfig, QuantAwareConfig
+from .layers import Int8DynamicLinear, Int8StoredEmbedding, fake_quant_activation, fake_quant_weight
+from .model import (SHAPE_KEYS, describe_int8, describe_qat, finish_quant_aware, quantize_dynamic_int8, rebuild_int8,
+                    simulate_int8, stop_simulating)
 from .onnx import OnnxSequenceClassifier, export_onnx
 
 register_method(MethodSpec(
@@ -12,6 +14,12 @@ register_method(MethodSpec(
     apply=quantize_dynamic_int8, rebuild=rebuild_int8, describe=describe_int8, shape_keys=SHAPE_KEYS,
     runtime_quantized=True,
 ))
+# Quantization-aware fine-tuning: its conversion is an int8_dynamic step; this step is provenance only.
+register_method(MethodSpec(
+    name=QuantAwareConfig.name, config_cls=QuantAwareConfig, title="quantization-aware fine-tuning", tag="qat",
+    callback=QuantAwareCallback, rebuild=None, describe=describe_qat, loads_without_hfcompress=True,
+))
 
 __all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding",
-           "OnnxSequenceClassifier", "export_onnx", "quantize_dynamic_int8"]
+           "OnnxSequenceClassifier", "QuantAwareCallback", "QuantAwareConfig", "export_onnx", "fake_quant_activation",
+           "fake_quant_weight", "finish_quant_aware", "quantize_dynamic_int8", "simulate_int8", "stop_simulating"]

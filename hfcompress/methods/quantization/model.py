@@ -10,10 +10,10 @@ from ...adapters import expand_roles, get_adapter
 from ...integration import append_step, make_step
 from ...structure import replace_submodule
 from ...calibration import first_batches
-from .config import DynamicQuantConfig
+from .config import DynamicQuantConfig, QuantAwareConfig
 from .guard import choose_float_linears
-from .kernels import default_weight_bits
-from .layers import Int8DynamicLinear, Int8StoredEmbedding
+from .kernels import default_weight_bits, full_range_int8_kernels
+from .layers import Int8DynamicLinear, Int8StoredEmbedding, attach_fake_quant, detach_fake_quant, weight_qmax
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets
 
@@ -149,3 +149,58 @@ def describe_int8(step: dict) -> dict:
             "8-bit on x86 CPUs with VNNI, 7-bit on others (re-quantize there for 7-bit weights and 8-bit "
             "activations)" if shape.get("weight_bits", 8) == 8 else "8-bit on any x86 CPU")
     return settings
+
+
+def resolved_weight_bits(config: QuantAwareConfig) -> int:
+    """The weight bits the conversion will use: the config's, or the backend's default on this CPU."""
+    if config.weight_bits is not None:
+        return config.weight_bits
+    return default_weight_bits() if config.backend == "torch" else 7
+
+
+def activation_bits(config: QuantAwareConfig) -> int:
+    """Bits of the dynamically quantized inputs at inference: 8, except torch's 8-bit weights on CPUs whose int8
+    kernels would saturate (7, torch.ao's reduce_range), as :class:`Int8DynamicLinear` decides."""
+    if config.backend == "onnxruntime" or resolved_weight_bits(config) == 7 or full_range_int8_kernels():
+        return 8
+    return 7
+
+
+def simulate_int8(model: PreTrainedModel, config: QuantAwareConfig) -> list[str]:
+    """Attach the int8 simulation to the linears ``config.modules`` selects; their names.
+
+    Example:
+        >>> simulate_int8(model, QuantAwareConfig(modules=["attention", "ffn"]))
+    """
+    names = target_linear_names(model, DynamicQuantConfig(modules=list(config.modules)))
+    weight_max, bits = weight_qmax(resolved_weight_bits(config), config.backend), activation_bits(config)
+    for name in names:
+        attach_fake_quant(model.get_submodule(name), weight_max, bits)
+    return names
+
+
+def stop_simulating(model: nn.Module) -> int:
+    """Remove the int8 simulation from every linear of ``model``; how many had it."""
+    return sum(detach_fake_quant(module) for module in model.modules())
+
+
+def finish_quant_aware(model: PreTrainedModel, config: QuantAwareConfig, steps: int | None = None) -> PreTrainedModel:
+    """Stop simulating, record the fine-tune, and (torch backend) convert to the int8 modules of
+    ``DynamicQuantConfig`` with the same bits; in place."""
+    stop_simulating(model)
+    bits = resolved_weight_bits(config)
+    append_step(model, make_step(config.name, config, {}, {"weight_bits": bits, "activation_bits": activation_bits(config),
+                                                           "steps": steps}))
+    if config.backend == "torch":
+        quantize_dynamic_int8(model, DynamicQuantConfig(modules=list(config.modules), weight_bits=bits,
+                                                        embeddings=config.embeddings))
+    return model
+
+
+def describe_qat(step: dict) -> dict:
+    info = step.get("info", {})
+    described = {"fine-tuned with int8 simulated": f"{info.get('steps')} steps" if info.get("steps") else "yes",
+                 "weight bits": info.get("weight_bits"), "activation bits": info.get("activation_bits"),
+                 "converted to": "torch int8 modules (next step)" if step["config"].get("backend") == "torch"
+                 else "float, for export_onnx(int8=True)"}
+    return {k: v for k, v in described.items() if v is not None}
