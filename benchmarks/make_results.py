@@ -408,7 +408,9 @@ def retraining_free_summary(payloads: list[dict]) -> list[str]:
         if half is None:
             continue
         drop = 100 * (teacher["score"] - half["score"])
-        text = (f"- {payload['task']}{' (`' + payload['tag'] + '`)' if payload.get('tag') else ''}: at half the "
+        rows_note = f", {payload['calibration_rows']} calibration rows" if payload.get("calibration_rows") else ""
+        seed_note = f", seed {payload['seed']}" if payload.get("seed") not in (None, 42) else ""
+        text = (f"- {payload['task']}{rows_note}{seed_note}: at half the "
                 f"head+FFN FLOPs, no fine-tuning: **{100 * half['score']:.2f}** vs teacher {100 * teacher['score']:.2f} "
                 f"({drop:.2f} points")
         metrics, base = half.get("metrics", {}), teacher.get("metrics", {})
