@@ -28,7 +28,8 @@ import torch
 from common import RESULTS, TASK_SETUPS, get_teacher
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
-from hfcompress.benchmark import _timed_passes, hardware, write_results
+from hfcompress.benchmark import hardware, write_results
+from hfcompress.timing import _timed_passes
 
 # Each timed pass starts this long after the previous one: see hfcompress.benchmark.interleaved_latency.
 SETTLE_MS = 20.0

@@ -22,7 +22,7 @@ from sklearn.isotonic import IsotonicRegression
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
-from ...benchmark import paired_latency
+from ...timing import paired_latency
 from ...structure import remove_ffn_neurons, remove_heads
 
 NEURON_GRID = 32  # FFN widths are chosen among this many evenly spaced sizes
