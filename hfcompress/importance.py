@@ -211,7 +211,8 @@ class IterativePruningCallback(CompressionCallback):
     optimizer keeps working on the new, smaller parameters (their state restarts). Give a list
     of configs (heads and FFN) to prune both in each round from one callback. With ``reconstruct`` each round
     is followed by a least-squares refit of the attention-output and FFN-output projections to the outputs the
-    model had before the round, on the first ``max_batches`` batches of ``dataloader`` (see
+    model had before the round, on the first ``reconstruct_batches`` batches of ``dataloader`` (default: the
+    configs' largest ``max_batches``, all when one of them takes all; see
     :func:`hfcompress.reconstruction.reconstruct`), so training resumes from a closer starting point.
 
     Example:
@@ -223,7 +224,7 @@ class IterativePruningCallback(CompressionCallback):
     """
 
     def __init__(self, config: Any, dataloader: Any, prune_every: int, reconstruct: bool = False,
-                 ridge: float = 1e-3) -> None:
+                 ridge: float = 1e-3, reconstruct_batches: int | None = None) -> None:
         if prune_every < 1:
             raise ValueError(f"prune_every must be >= 1 step; got {prune_every}.")
         configs = list(config) if isinstance(config, (list, tuple)) else [config]
@@ -236,7 +237,11 @@ class IterativePruningCallback(CompressionCallback):
         if ridge <= 0:
             raise ValueError(f"ridge must be > 0 (it keeps the refit well-posed); got {ridge}.")
         self.configs, self.dataloader, self.prune_every = configs, dataloader, prune_every
-        self.reconstruct, self.ridge = reconstruct, ridge
+        if reconstruct_batches is not None:
+            check_max_batches(reconstruct_batches)
+        elif all(c.max_batches is not None for c in configs):
+            reconstruct_batches = max(c.max_batches for c in configs)
+        self.reconstruct, self.ridge, self.reconstruct_batches = reconstruct, ridge, reconstruct_batches
         self.iterations = configs[0].iterations
         self.rounds_done = 0
         self._totals: list[int | None] = [None] * len(configs)
@@ -258,7 +263,7 @@ class IterativePruningCallback(CompressionCallback):
             self._totals[index] = prune_by_importance_round(model, config, self.dataloader, self.rounds_done,
                                                             self._totals[index])
         if before is not None:
-            batches = first_batches(self.dataloader, self.configs[0].max_batches, "reconstruction")
+            batches = first_batches(self.dataloader, self.reconstruct_batches, "reconstruction")
             errors = reconstruct(model, before, batches, self.ridge)
             annotate_last_step(model, {"reconstruction_error": summarise(errors)})
             del before

@@ -180,3 +180,15 @@ def test_iterative_rounds_with_reconstruction_stay_closer_to_the_model_before_th
     assert gaps[True] < gaps[False]
     with pytest.raises(ValueError, match="ridge"):
         IterativePruningCallback(HeadPruningConfig(), _loader(), prune_every=3, reconstruct=True, ridge=0)
+
+
+def test_iterative_reconstruction_uses_the_configs_largest_batch_limit_or_the_one_given():
+    from hfcompress.importance import IterativePruningCallback
+
+    both = [HeadPruningConfig(max_batches=2), FFNPruningConfig(max_batches=5)]
+    assert IterativePruningCallback(both, _loader(), 3, reconstruct=True).reconstruct_batches == 5
+    unlimited = [HeadPruningConfig(max_batches=2), FFNPruningConfig(max_batches=None)]
+    assert IterativePruningCallback(unlimited, _loader(), 3, reconstruct=True).reconstruct_batches is None
+    assert IterativePruningCallback(both, _loader(), 3, reconstruct=True, reconstruct_batches=1).reconstruct_batches == 1
+    with pytest.raises(ValueError, match="max_batches must be a positive integer"):
+        IterativePruningCallback(both, _loader(), 3, reconstruct=True, reconstruct_batches=0)

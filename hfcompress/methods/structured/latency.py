@@ -60,10 +60,11 @@ def _monotone(sizes: list[int], savings: list[float]) -> list[float]:
 
 
 def measure_latency_table(model: PreTrainedModel, seq_length: int, rounds: int = 40,
-                          neuron_grid: int = NEURON_GRID) -> LatencyTable:
+                          neuron_grid: int = NEURON_GRID, reference: PreTrainedModel | None = None) -> LatencyTable:
     """Time the model with every layer cut to a few head counts and FFN widths (``TIMED_FRACTIONS``), at batch 1
     and ``seq_length`` tokens, each copy interleaved with the dense model (see ``paired_latency``); every head
-    count and ``neuron_grid`` widths get their saving by interpolation.
+    count and ``neuron_grid`` widths get their saving by interpolation. ``reference``: an unchanged eval-mode copy
+    of ``model`` the caller already holds (otherwise one is made).
 
     Example:
         >>> table = measure_latency_table(model, seq_length=32)
@@ -82,7 +83,7 @@ def measure_latency_table(model: PreTrainedModel, seq_length: int, rounds: int =
     timed_heads = sorted({max(1, round(heads * f)) for f in TIMED_FRACTIONS} - {heads})
     timed_widths = sorted({max(1, round(width * f)) for f in TIMED_FRACTIONS} - {width})
     shapes = [("heads", h) for h in timed_heads] + [("ffn", n) for n in timed_widths]
-    reference = copy.deepcopy(model).eval()
+    reference = reference if reference is not None else copy.deepcopy(model).eval()
     ratios: dict[tuple[str, int], float] = {}
     dense_times = []
     for start in range(0, len(shapes), GROUP):
@@ -177,14 +178,15 @@ def search_masks_for_latency(head_scores: list[torch.Tensor], neuron_scores: lis
 def meet_latency_budget(model: PreTrainedModel, head_scores: list[torch.Tensor], neuron_scores: list[torch.Tensor],
                         table: LatencyTable, max_latency_ms: float,
                         remove: Callable[[PreTrainedModel, list[list[int]], list[list[int]]], Any],
-                        attempts: int = 3, rounds: int = 40) -> tuple[list[list[int]], list[list[int]], dict[str, float]]:
+                        attempts: int = 3, rounds: int = 40, reference: PreTrainedModel | None = None,
+                        ) -> tuple[list[list[int]], list[list[int]], dict[str, float]]:
     """``search_masks_for_latency``, then the chosen shape built on a copy and timed against the dense model; when
     it is slower than ``max_latency_ms`` (layer savings do not add up exactly: a layer cut in both heads and
     width saves less than the two cuts timed apart), the budget given to the search is tightened by the
     measured excess and the search repeated, up to ``attempts`` times. Returns (kept heads, kept neurons,
-    {"predicted_ms", "measured_ms"} of the returned shape).
+    {"predicted_ms", "measured_ms"} of the returned shape). ``reference`` as in ``measure_latency_table``.
     """
-    reference = copy.deepcopy(model).eval()
+    reference = reference if reference is not None else copy.deepcopy(model).eval()
     target = max_latency_ms
     for _ in range(attempts):
         kept_heads, kept_neurons, predicted = search_masks_for_latency(head_scores, neuron_scores, table, target)

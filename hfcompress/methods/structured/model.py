@@ -153,7 +153,8 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                          "compress(model, config, dataloader=...) (labels optional).")
     start = time.perf_counter()
     batches = first_batches(dataloader, config.max_batches, "retraining-free pruning")
-    dense = copy.deepcopy(model) if config.reconstruct else None
+    # One unchanged copy serves the latency timings and the reconstruction targets (taken before Fisher's gradients).
+    dense = copy.deepcopy(model).eval() if config.reconstruct or config.max_latency_ms is not None else None
     head_scores, neuron_scores = fisher_information(model, batches)
     seq_length = config.seq_length or _mean_length(batches)
     head_cost, neuron_cost = unit_flops(model, seq_length)
@@ -161,9 +162,9 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                             "calibration_rows": sum(int(b["input_ids"].shape[0]) for b in batches),
                             "fine_tuned": False}
     if config.max_latency_ms is not None:
-        table = measure_latency_table(model, seq_length)
+        table = measure_latency_table(model, seq_length, reference=dense)
         kept_heads, kept_neurons, timing = meet_latency_budget(model, head_scores, neuron_scores, table,
-                                                               config.max_latency_ms, _remove_unkept)
+                                                               config.max_latency_ms, _remove_unkept, reference=dense)
         total = sum(len(s) for s in head_scores) * head_cost + sum(len(s) for s in neuron_scores) * neuron_cost
         kept = (sum(map(len, kept_heads)) * head_cost + sum(map(len, kept_neurons)) * neuron_cost) / total
         info.update({"max_latency_ms": config.max_latency_ms,
@@ -174,10 +175,10 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                                                       config.kept_flops)
     info["kept_flops_measured"] = round(kept, 4)
     shape = _remove_unkept(model, kept_heads, kept_neurons)
-    if dense is not None:
+    if config.reconstruct:
         errors = reconstruct(model, dense, batches, config.ridge)
         info["reconstruction_error"] = summarise(errors)
-        del dense
+    del dense
     info["seconds"] = round(time.perf_counter() - start, 1)
     append_step(model, make_step(StructuredPruningConfig.name, config, shape, info))
     logger.info("retraining-free pruning: kept %.1f%% of head+FFN FLOPs in %.0f s", 100 * kept, info["seconds"])
