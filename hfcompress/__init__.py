@@ -29,6 +29,7 @@ from .methods.sharing import WeightSharingConfig
 from .methods.structured import StructuredPruningConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
 from .methods.truncation import TruncationConfig
+from .methods.vocabulary import VocabularyPruningConfig, prune_vocabulary
 from .pipeline import run_pipeline
 from .registry import MethodSpec, register_method
 from .search import search
@@ -62,6 +63,7 @@ __all__ = [
     "TheseusCallback",
     "TheseusConfig",
     "TruncationConfig",
+    "VocabularyPruningConfig",
     "WeightSharingConfig",
     "compress",
     "export_onnx",
@@ -69,6 +71,7 @@ __all__ = [
     "get_record",
     "prune_ffn_neurons",
     "prune_heads",
+    "prune_vocabulary",
     "register_method",
     "run_pipeline",
     "search",
