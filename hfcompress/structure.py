@@ -91,7 +91,7 @@ def remove_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[i
             for role in ("query", "key", "value"):
                 adapter.replace_module(layer, getattr(adapter, role), slice_linear(linears[role], index_rows, dim=0))
             adapter.replace_module(layer, adapter.attention_output, slice_linear(linears["output"], index_rows, dim=1))
-            adapter.set_layer_num_heads(layer, len(keep), model.config)
+            adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
         heads_before.append(num_heads)
         kept_heads.append(keep)
     return {"heads_before": heads_before, "kept_heads": kept_heads}
@@ -118,7 +118,7 @@ def set_head_counts(model: PreTrainedModel, kept_heads: Sequence[Sequence[int]])
             )
         out = linears["output"]
         adapter.replace_module(layer, adapter.attention_output, empty_linear_like(out, width, out.out_features))
-        adapter.set_layer_num_heads(layer, len(keep), model.config)
+        adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
 
 
 def remove_ffn_neurons(model: PreTrainedModel, neurons_to_prune: Mapping[int, Sequence[int]]) -> dict[str, list]:

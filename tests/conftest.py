@@ -8,6 +8,7 @@ from transformers import (
     BertConfig,
     DistilBertConfig,
     ElectraConfig,
+    MPNetConfig,
     RobertaConfig,
     XLMRobertaConfig,
 )
@@ -25,7 +26,8 @@ def tiny_config(family: str = "bert", layers: int = 4, heads: int = 4, hidden: i
     if family == "distilbert":
         return DistilBertConfig(vocab_size=120, max_position_embeddings=64, num_labels=3, n_layers=layers,
                                 n_heads=heads, dim=hidden, hidden_dim=ffn)
-    cls = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "electra": ElectraConfig}[family]
+    cls = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "electra": ElectraConfig,
+           "mpnet": MPNetConfig}[family]
     extra = {"embedding_size": hidden} if family == "electra" else {}
     return cls(**TINY, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                intermediate_size=ffn, **extra)
@@ -44,7 +46,7 @@ def tiny_inputs(batch: int = 3, length: int = 10, seed: int = 1):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert"]
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet"]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -69,6 +70,9 @@ class ModelAdapter:
     onnx_fusion_type: str | None = "bert"
     # Position ids a family reserves below the first token (RoBERTa counts from padding_idx + 1).
     reserved_positions: int = 0
+    # A per-head attention bias computed once for all layers (MPNet's relative positions): the argument of the
+    # attention module that carries it, so a layer with fewer heads takes only its heads' part.
+    shared_head_bias_arg: tuple[int, str] | None = None
 
     # --- modules -------------------------------------------------------------------------
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -182,17 +186,51 @@ class ModelAdapter:
         """Heads actually present in one layer (uneven after head pruning)."""
         return self.attention_linears(layer)["query"].out_features // self.head_size(config)
 
-    def set_layer_num_heads(self, layer: nn.Module, num_heads: int, config: PretrainedConfig) -> None:
+    def set_layer_num_heads(self, layer: nn.Module, num_heads: int, config: PretrainedConfig,
+                            kept: list[int] | None = None) -> None:
         """Keep the attention module's cached head count in step with its (resized) linears.
 
         The forward passes of the supported families infer the head count from the tensor
-        shape, but other code (and users) read these attributes.
+        shape, but other code (and users) read these attributes. ``kept``: which of the current heads stay
+        (a family with a shared per-head bias slices it to them).
         """
         attention = layer.get_submodule(self.attention_module)
+        if self.shared_head_bias_arg is not None:
+            set_kept_bias_heads(attention, list(range(num_heads)) if kept is None else list(kept),
+                                self.shared_head_bias_arg)
         if self.attention_heads_attr:
             setattr(attention, self.attention_heads_attr, num_heads)
         if self.attention_all_head_size_attr:
             setattr(attention, self.attention_all_head_size_attr, num_heads * self.head_size(config))
+
+
+def set_kept_bias_heads(attention: nn.Module, kept: list[int], bias_arg: tuple[int, str]) -> None:
+    """Record which of the shared bias's heads this attention module keeps (indices into its current heads,
+    composed with any earlier removal), and slice the bias on the way in."""
+    current = getattr(attention, "hfcompress_bias_heads", None)
+    # A plain list, not a buffer: the record rebuilds it, and a buffer made on the meta skeleton at load time
+    # would not be filled by the checkpoint.
+    attention.hfcompress_bias_heads = [int(current[k]) for k in kept] if current is not None else list(kept)
+    attention.hfcompress_bias_arg = bias_arg
+    if not getattr(attention, "hfcompress_bias_hooked", False):
+        attention.register_forward_pre_hook(_slice_shared_bias, with_kwargs=True)
+        attention.hfcompress_bias_hooked = True
+
+
+def _slice_shared_bias(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    kept = module.hfcompress_bias_heads
+    position, name = module.hfcompress_bias_arg
+
+    def select(bias: torch.Tensor) -> torch.Tensor:
+        if bias.shape[1] == len(kept):  # nothing removed since the bias was made
+            return bias
+        return bias.index_select(1, torch.tensor(kept, device=bias.device))
+
+    if kwargs.get(name) is not None:
+        kwargs = {**kwargs, name: select(kwargs[name])}
+    elif len(args) > position and args[position] is not None:
+        args = (*args[:position], select(args[position]), *args[position + 1:])
+    return args, kwargs
 
 
 def _backbone(model: nn.Module) -> nn.Module:

@@ -1,0 +1,106 @@
+"""Families beyond BERT's layout (MPNet's shared relative-position bias) and task heads beyond sequence
+classification (token classification, question answering): each method's result reloads through the Auto classes."""
+
+import warnings
+
+import pytest
+import torch
+from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification, TrainingArguments)
+
+from hfcompress import (CompressionTrainer, DynamicQuantConfig, LowRankConfig, MovementPruningConfig,
+                        OnnxSequenceClassifier, TheseusConfig, WeightSharingConfig, compress, export_onnx, get_adapter,
+                        get_record, prune_ffn_neurons, prune_heads)
+from hfcompress.benchmark import count_parameters
+
+from .conftest import tiny_config, tiny_inputs, tiny_model
+
+UNEVEN = {0: [1, 3], 1: [0, 1, 2], 3: [2]}
+
+
+def test_mpnet_layer_that_lost_heads_takes_only_their_part_of_the_shared_position_bias():
+    model = tiny_model("mpnet")
+    silenced = tiny_model("mpnet")  # same seed: same weights
+    adapter = get_adapter(model)
+    head = adapter.head_size(model.config)
+    with torch.no_grad():  # a head whose output columns are zero contributes nothing: removal must equal that
+        for index, heads in UNEVEN.items():
+            output = adapter.attention_linears(adapter.layers(silenced)[index])["output"]
+            for h in heads:
+                output.weight[:, h * head:(h + 1) * head] = 0
+    prune_heads(model, UNEVEN)
+    prune_heads(model, {0: [0]})  # a second removal composes with the first
+    with torch.no_grad():
+        output = adapter.attention_linears(adapter.layers(silenced)[0])["output"]
+        output.weight[:, 0:head] = 0
+        torch.testing.assert_close(model(**tiny_inputs()).logits, silenced(**tiny_inputs()).logits, atol=1e-5, rtol=0)
+
+
+def test_mpnet_pruned_model_exports_to_onnx_with_the_same_logits(tmp_path):
+    model = prune_ffn_neurons(prune_heads(tiny_model("mpnet"), UNEVEN), {0: list(range(10)), 2: [1, 2]})
+    model.save_pretrained(tmp_path / "torch")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "torch").eval()
+    inputs = tiny_inputs()
+    expected = model(**inputs).logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = export_onnx(loaded, tmp_path / "onnx", int8=False)
+        int8 = export_onnx(loaded, tmp_path / "onnx8", int8=True)
+    torch.testing.assert_close(OnnxSequenceClassifier.from_pretrained(folder)(**inputs).logits, expected,
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(OnnxSequenceClassifier.from_pretrained(int8)(**inputs).logits, expected,
+                               atol=0.05, rtol=0)
+
+
+def _rows(n=32):
+    generator = torch.Generator().manual_seed(0)
+    return [{"input_ids": torch.randint(5, 120, (10,), generator=generator),
+             "attention_mask": torch.ones(10, dtype=torch.long), "labels": torch.tensor(i % 3)} for i in range(n)]
+
+
+@pytest.mark.parametrize("config", [MovementPruningConfig(pruning_method="topK", final_remaining=0.5, initial_warmup=1,
+                                                          final_warmup=1),
+                                    TheseusConfig(successor_layers=2, steps_for_replacing=2)],
+                         ids=["movement", "theseus"])
+def test_mpnet_training_time_methods_reload(config, tmp_path):
+    model = tiny_model("mpnet")
+    args = TrainingArguments(str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=8, report_to=[],
+                             use_cpu=True, save_strategy="no", learning_rate=1e-3, seed=0)
+    CompressionTrainer(model=model, args=args, train_dataset=_rows(), compression=[config]).train()
+    model.eval().save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    torch.testing.assert_close(loaded(**tiny_inputs()).logits, model(**tiny_inputs()).logits, atol=1e-6, rtol=0)
+
+
+HEADS = {"token": AutoModelForTokenClassification, "qa": AutoModelForQuestionAnswering}
+STEPS = {
+    "heads+ffn": lambda m: prune_ffn_neurons(prune_heads(m, UNEVEN), {1: [0, 5, 9]}),
+    "lowrank": lambda m: compress(m, LowRankConfig(param_ratio=0.5)),
+    "sharing": lambda m: compress(m, WeightSharingConfig(group_size=2)),
+    "int8": lambda m: compress(m, DynamicQuantConfig(backend="torch", embeddings=True)),
+}
+
+
+def _outputs(model, inputs):
+    with torch.no_grad():
+        out = model(**inputs)
+    return out.logits if hasattr(out, "logits") else torch.stack([out.start_logits, out.end_logits])
+
+
+@pytest.mark.parametrize("family", ["bert", "mpnet"])
+@pytest.mark.parametrize("head", list(HEADS))
+@pytest.mark.parametrize("step", list(STEPS))
+def test_token_classification_and_qa_models_compress_and_reload(family, head, step, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(family)
+    if head == "qa":
+        config.num_labels = 2  # start and end logits
+    model = HEADS[head].from_config(config).eval()
+    STEPS[step](model)
+    inputs = tiny_inputs()
+    expected = _outputs(model, inputs)
+    model.save_pretrained(tmp_path)
+    loaded = HEADS[head].from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(_outputs(loaded, inputs), expected, atol=1e-6, rtol=0)
+    assert count_parameters(loaded) == count_parameters(model)
+    assert get_record(loaded).steps[-1]["method"] == get_record(model).steps[-1]["method"]
