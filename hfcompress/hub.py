@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .atomic import writing_folder
 from .data.tasks import TASKS
 from .integration import HfCompressConfig
 from .registry import find_method
@@ -205,15 +206,15 @@ def prepare_upload_folder(
     model_dir: str | os.PathLike, card: ModelCard, output_dir: str | os.PathLike, tokenizer: Any = None
 ) -> Path:
     """The exact folder that gets uploaded: the saved model's files, the tokenizer, and README.md."""
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for item in model_dir.iterdir():
-        if item.is_file() and item.name != "README.md":
-            shutil.copy2(item, output_dir / item.name)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output_dir)
-    card.save(output_dir / "README.md")
-    return output_dir
+    model_dir, final_dir = Path(model_dir), Path(output_dir)
+    with writing_folder(final_dir) as output_dir:
+        for item in model_dir.iterdir():
+            if item.is_file() and item.name != "README.md":
+                shutil.copy2(item, output_dir / item.name)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+        card.save(output_dir / "README.md")
+    return final_dir
 
 
 def push_to_hub(

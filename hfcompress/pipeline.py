@@ -57,6 +57,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           TrainingArguments)
 
 from .adapters import check_sequence_length
+from .atomic import replace_files, writing_folder
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, method_names
 
@@ -342,9 +343,7 @@ def run_pipeline(
     records = [_stage_record(stage) for stage in stages]
     final = output / "stages" / stages[-1].folder
     is_onnx = (final / "model.onnx").is_file()
-    for item in final.iterdir():
-        if item.is_file() and item.name not in ("README.md", "stage.json"):
-            shutil.copy2(item, output / item.name)
+    replace_files(final, output, skip=("README.md", "stage.json"))
     results = None
     if measure and task:
         settings = recipe.get("measure") or {}
@@ -497,16 +496,13 @@ def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path) 
 
 def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path) -> None:
     """Write to a temporary folder and rename: a stage folder that exists is complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".{folder.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    if isinstance(model, Path):  # an export wrote its own folder
-        shutil.copytree(model, partial)
-    else:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-    (partial / "stage.json").write_text(json.dumps(_stage_record(stage), indent=1), encoding="utf-8")
-    os.replace(partial, folder)
+    with writing_folder(folder) as partial:
+        if isinstance(model, Path):  # an export wrote its own folder
+            shutil.copytree(model, partial, dirs_exist_ok=True)
+        else:
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+        (partial / "stage.json").write_text(json.dumps(_stage_record(stage), indent=1), encoding="utf-8")
 
 
 def _stage_record(stage: Stage) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from .atomic import writing_folder
+
 logger = logging.getLogger(__name__)
 
 STUDY_NAME = "hfcompress-search"
@@ -431,9 +433,9 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
             f"#   hfcompress compress --config chosen.yaml --model MODEL --output OUT\n"
             + yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
         target = output / "chosen"
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(chosen["folder"], target, ignore=shutil.ignore_patterns("stages", "work"))
+        with writing_folder(target) as partial:
+            shutil.copytree(chosen["folder"], partial, ignore=shutil.ignore_patterns("stages", "work"),
+                            dirs_exist_ok=True)
         if measure_dev:
             _report_on_dev(evaluator, target, chosen, output)
     else:

@@ -27,6 +27,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 
 from hfcompress import CompressionTrainer, FFNPruningConfig, HeadPruningConfig, MovementPruningConfig, compress
 from hfcompress.methods.movement.config import PRUNING_METHODS
+from hfcompress.atomic import writing_folder
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card
 from hfcompress.scripting import (DistillArguments, TaskArguments, load_predecessor, load_tokenized,
@@ -77,8 +78,9 @@ def main() -> None:
         trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
         model = trainer.model
     pruned_dir = os.path.join(training.output_dir, "pruned")
-    model.save_pretrained(pruned_dir)
-    tokenizer.save_pretrained(pruned_dir)
+    with writing_folder(pruned_dir) as partial:  # a killed save leaves the previous model, not half of one
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     label = f"pruned ({method if importance is not None else config.pruning_method})"
     results = report([("unpruned", teacher), (label, model)], data, task_args,
                      training.output_dir, baseline="unpruned", extra={"pruning": config.to_dict()})

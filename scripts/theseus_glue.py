@@ -18,6 +18,7 @@ import os
 from transformers import AutoTokenizer, TrainingArguments, set_seed
 
 from hfcompress import CompressionTrainer, TheseusConfig
+from hfcompress.atomic import writing_folder
 from hfcompress.finetune import build_trainer
 from hfcompress.hub import build_model_card, push_to_hub
 from hfcompress.scripting import DistillArguments, TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, print_produced, quiet_libraries, report
@@ -48,9 +49,9 @@ def main() -> None:
     trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
     successor = trainer.model
     successor_dir = os.path.join(training.output_dir, "successor")
-    trainer.save_model(successor_dir)
-
-    tokenizer.save_pretrained(successor_dir)
+    with writing_folder(successor_dir) as partial:  # a killed save leaves the previous successor, not half of one
+        trainer.save_model(str(partial))
+        tokenizer.save_pretrained(partial)
     results = report(
         [(f"predecessor ({layers} layers)", teacher), (f"theseus ({theseus.successor_layers} layers)", successor)],
         data, task_args, training.output_dir, baseline=f"predecessor ({layers} layers)",

@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from transformers import AutoConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ...adapters import get_adapter
+from ...atomic import writing_folder
 from ...calibration import check_max_batches, first_batches
 from .config import ROUNDINGS, WEIGHT_BITS
 from .layers import _quantize_rows
@@ -145,77 +147,75 @@ def export_onnx(
                              "neither ffn_per_token nor keep_ffn_out_float (which treat the FFN MatMuls their own way).")
         require_calibration(dataloader)
     check_max_batches(max_batches)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
-    model = copy.deepcopy(model).float().eval()
-    if smoothing is not None:
-        smooth_linears(model, smoothing_targets(model), dataloader, smoothing, max_batches)
-    if rounding == "gptq":
-        # ONNX Runtime's symmetric int8 ranges: [-64, 64] with reduce_range (7-bit), [-127, 127] without.
-        names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-        rounded = gptq_linears(model, names, dataloader, qmax=64 if weight_bits == 7 else 127, max_batches=max_batches)
-        with torch.no_grad():
-            for name, (quantized, scale) in rounded.items():
-                linear = model.get_submodule(name)
-                linear.weight.copy_((quantized * scale[:, None]).to(linear.weight))
-    model.config._attn_implementation = "eager"
-    for module in model.modules():
-        if hasattr(module, "config") and module.config is not model.config:
-            module.config._attn_implementation = "eager"
-    names = _input_names(model)
-    dummy = tuple(torch.ones(2, 16, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 16, dtype=torch.long)
-                  for n in names)
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        fp32 = work / "fp32.onnx"
-        torch.onnx.export(
-            _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-            opset_version=opset, dynamo=False,
-        )
-        current = fp32
-        if optimize:
-            current = _optimize(current, work / "optimized.onnx", model)
-        if int8:
-            import onnx
-            from onnx import TensorProto
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    final_dir = Path(output_dir)
+    # Built beside the final folder and swapped in: a killed export leaves the previous one, never half of one.
+    with writing_folder(final_dir) as output_dir:
+        # Eager attention exports as plain MatMul/Softmax, the pattern ORT's fusions recognise.
+        model = copy.deepcopy(model).float().eval()
+        if smoothing is not None:
+            smooth_linears(model, smoothing_targets(model), dataloader, smoothing, max_batches)
+        if rounding == "gptq":
+            # ONNX Runtime's symmetric int8 ranges: [-64, 64] with reduce_range (7-bit), [-127, 127] without.
+            names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+            rounded = gptq_linears(model, names, dataloader, qmax=64 if weight_bits == 7 else 127, max_batches=max_batches)
+            with torch.no_grad():
+                for name, (quantized, scale) in rounded.items():
+                    linear = model.get_submodule(name)
+                    linear.weight.copy_((quantized * scale[:, None]).to(linear.weight))
+        model.config._attn_implementation = "eager"
+        for module in model.modules():
+            if hasattr(module, "config") and module.config is not model.config:
+                module.config._attn_implementation = "eager"
+        names = _input_names(model)
+        dummy = tuple(torch.ones(2, 16, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 16, dtype=torch.long)
+                      for n in names)
+        with tempfile.TemporaryDirectory() as work:
+            work = Path(work)
+            fp32 = work / "fp32.onnx"
+            torch.onnx.export(
+                _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
+                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+                opset_version=opset, dynamo=False,
+            )
+            current = fp32
+            if optimize:
+                current = _optimize(current, work / "optimized.onnx", model)
+            if int8:
+                import onnx
+                from onnx import TensorProto
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            exclude = []
-            if keep_ffn_out_float or ffn_per_token:
-                graph_model = onnx.load(str(current))
-                ffn_in, ffn_out = _ffn_matmuls(graph_model.graph)
-                exclude = ffn_out if keep_ffn_out_float else []
-            if ffn_per_token:
-                per_token = ffn_in + ([] if keep_ffn_out_float else ffn_out)
-                current = work / "per_token.onnx"
-                onnx.save(_per_token_matmuls(graph_model, per_token, weight_bits, per_channel), str(current))
-            if static:
-                _quantize_static(current, work / "int8.onnx", names, dataloader, max_batches, per_channel,
-                                 weight_bits, exclude)
-            else:
-                # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
-                quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
-                                 per_channel=per_channel, nodes_to_exclude=exclude, reduce_range=weight_bits == 7,
-                                 extra_options={"DefaultTensorType": TensorProto.FLOAT})
-            current = work / "int8.onnx"
-        final = output_dir / ONNX_FILE
-        tmp = output_dir / (ONNX_FILE + ".tmp")
-        os.replace(current, tmp)
-        os.replace(tmp, final)
-    config = model.config.to_dict()
-    config["hfcompress_onnx"] = {"int8": ("static" if static else "dynamic") if int8 else False, "optimized": optimize, "per_channel": per_channel,
-                                 "ffn_out_float": bool(int8 and keep_ffn_out_float),
-                                 "ffn_per_token": bool(int8 and ffn_per_token),
-                                 "weight_bits": weight_bits if int8 else None,
-                                 "rounding": rounding if int8 else None,
-                                 "smoothing": smoothing if int8 else None,
-                                 "inputs": names, "opset": opset}
-    (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output_dir)
-    return output_dir
+                exclude = []
+                if keep_ffn_out_float or ffn_per_token:
+                    graph_model = onnx.load(str(current))
+                    ffn_in, ffn_out = _ffn_matmuls(graph_model.graph)
+                    exclude = ffn_out if keep_ffn_out_float else []
+                if ffn_per_token:
+                    per_token = ffn_in + ([] if keep_ffn_out_float else ffn_out)
+                    current = work / "per_token.onnx"
+                    onnx.save(_per_token_matmuls(graph_model, per_token, weight_bits, per_channel), str(current))
+                if static:
+                    _quantize_static(current, work / "int8.onnx", names, dataloader, max_batches, per_channel,
+                                     weight_bits, exclude)
+                else:
+                    # Fused (com.microsoft) nodes defeat ONNX shape inference; their outputs are float.
+                    quantize_dynamic(str(current), str(work / "int8.onnx"), weight_type=QuantType.QInt8,
+                                     per_channel=per_channel, nodes_to_exclude=exclude, reduce_range=weight_bits == 7,
+                                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+                current = work / "int8.onnx"
+            shutil.move(str(current), str(output_dir / ONNX_FILE))
+        config = model.config.to_dict()
+        config["hfcompress_onnx"] = {"int8": ("static" if static else "dynamic") if int8 else False, "optimized": optimize, "per_channel": per_channel,
+                                     "ffn_out_float": bool(int8 and keep_ffn_out_float),
+                                     "ffn_per_token": bool(int8 and ffn_per_token),
+                                     "weight_bits": weight_bits if int8 else None,
+                                     "rounding": rounding if int8 else None,
+                                     "smoothing": smoothing if int8 else None,
+                                     "inputs": names, "opset": opset}
+        (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(output_dir)
+    return final_dir
 
 
 def _quantize_static(source: Path, target: Path, names: list[str], dataloader: Any, max_batches: int | None,
