@@ -27,6 +27,18 @@ def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, t
     return torch.clamp(torch.round(weight / scale[:, None]), -qmax, qmax).to(torch.int8), scale
 
 
+_WARNED_DEVICES: set[str] = set()
+
+
+def _warn_not_cpu(device: torch.device) -> None:
+    """Once per device type: the int8 kernels are CPU kernels, so elsewhere the layer runs in float."""
+    if device.type not in _WARNED_DEVICES:
+        _WARNED_DEVICES.add(device.type)
+        warnings.warn(f"hfcompress int8 linears run int8 kernels on CPU only; on {device.type} they compute with their "
+                      "dequantized float weights (same results as int8 weights, no int8 speed-up). For int8 speed on a "
+                      "GPU use a GPU int8 backend; for CPU serving keep the model on CPU.", stacklevel=3)
+
+
 class Int8DynamicLinear(nn.Module):
     """A Linear with int8 per-channel weights and dynamically quantized activations.
 
@@ -107,7 +119,7 @@ class Int8DynamicLinear(nn.Module):
         if smoothing is not None:
             x = x * smoothing.to(x.dtype)
         if not x.is_cpu:
-            # The int8 kernels are CPU kernels; elsewhere compute with the dequantized weight.
+            _warn_not_cpu(x.device)
             return F.linear(x, self.dequantized_weight().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         reduce_range = self.activation_bits == 7
         if x.dtype is torch.float32:  # the common case, without two no-op conversions per call
