@@ -88,8 +88,8 @@ def remove_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[i
             linears = adapter.attention_linears(layer)
             device = linears["query"].weight.device
             index_rows = torch.cat([torch.arange(h * head_size, (h + 1) * head_size) for h in keep]).to(device)
-            for role in ("query", "key", "value"):
-                adapter.replace_module(layer, getattr(adapter, role), slice_linear(linears[role], index_rows, dim=0))
+            for path in adapter.head_projection_paths(layer):
+                adapter.replace_module(layer, path, slice_linear(layer.get_submodule(path), index_rows, dim=0))
             adapter.replace_module(layer, adapter.attention_output, slice_linear(linears["output"], index_rows, dim=1))
             adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
         heads_before.append(num_heads)
@@ -112,10 +112,9 @@ def set_head_counts(model: PreTrainedModel, kept_heads: Sequence[Sequence[int]])
         linears = adapter.attention_linears(layer)
         if linears["query"].out_features == width:
             continue
-        for role in ("query", "key", "value"):
-            adapter.replace_module(
-                layer, getattr(adapter, role), empty_linear_like(linears[role], linears[role].in_features, width)
-            )
+        for path in adapter.head_projection_paths(layer):
+            projection = layer.get_submodule(path)
+            adapter.replace_module(layer, path, empty_linear_like(projection, projection.in_features, width))
         out = linears["output"]
         adapter.replace_module(layer, adapter.attention_output, empty_linear_like(out, width, out.out_features))
         adapter.set_layer_num_heads(layer, len(keep), model.config, keep)

@@ -6,6 +6,7 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
+    DebertaV2Config,
     DistilBertConfig,
     ElectraConfig,
     MPNetConfig,
@@ -26,6 +27,11 @@ def tiny_config(family: str = "bert", layers: int = 4, heads: int = 4, hidden: i
     if family == "distilbert":
         return DistilBertConfig(vocab_size=120, max_position_embeddings=64, num_labels=3, n_layers=layers,
                                 n_heads=heads, dim=hidden, hidden_dim=ffn)
+    if family in ("deberta-v2", "deberta-v2-unshared"):  # v3-style: relative positions only
+        return DebertaV2Config(**TINY, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                               intermediate_size=ffn, relative_attention=True, position_biased_input=False,
+                               pos_att_type=["p2c", "c2p"], max_relative_positions=-1, position_buckets=16,
+                               share_att_key=family == "deberta-v2", type_vocab_size=0, norm_rel_ebd="layer_norm")
     cls = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "electra": ElectraConfig,
            "mpnet": MPNetConfig}[family]
     extra = {"embedding_size": hidden} if family == "electra" else {}
@@ -46,7 +52,7 @@ def tiny_inputs(batch: int = 3, length: int = 10, seed: int = 1):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet"]
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2", "deberta-v2-unshared"]
 
 
 @pytest.fixture

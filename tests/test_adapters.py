@@ -50,9 +50,12 @@ def test_unsupported_model_type_lists_supported():
         get_adapter("gpt2")
     message = str(error.value)
     assert "gpt2" in message
-    for model_type in ("bert", "roberta", "xlm-roberta", "electra", "distilbert"):
+    for model_type in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2"):
         assert model_type in message
-    assert set(supported_model_types()) >= {"bert", "roberta", "xlm-roberta", "electra", "distilbert"}
+    assert set(supported_model_types()) >= {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet",
+                                            "deberta-v2"}
+    with pytest.raises(ValueError, match="fused linear"):  # a family users ask for says why it is not there yet
+        get_adapter("modernbert")
 
 
 def test_adapter_accepts_config():

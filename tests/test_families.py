@@ -1,4 +1,4 @@
-"""Families beyond BERT's layout (MPNet's shared relative-position bias) and task heads beyond sequence
+"""Families beyond BERT's layout (MPNet's shared relative-position bias, DeBERTa's disentangled attention) and task heads beyond sequence
 classification (token classification, question answering): each method's result reloads through the Auto classes."""
 
 import warnings
@@ -18,9 +18,14 @@ from .conftest import tiny_config, tiny_inputs, tiny_model
 UNEVEN = {0: [1, 3], 1: [0, 1, 2], 3: [2]}
 
 
-def test_mpnet_layer_that_lost_heads_takes_only_their_part_of_the_shared_position_bias():
-    model = tiny_model("mpnet")
-    silenced = tiny_model("mpnet")  # same seed: same weights
+NEW_FAMILIES = ["mpnet", "deberta-v2", "deberta-v2-unshared"]
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_removing_heads_equals_silencing_them_with_relative_position_terms(family):
+    # MPNet: each layer takes its heads' part of the shared bias; DeBERTa: position projections lose the same rows.
+    model = tiny_model(family)
+    silenced = tiny_model(family)  # same seed: same weights
     adapter = get_adapter(model)
     head = adapter.head_size(model.config)
     with torch.no_grad():  # a head whose output columns are zero contributes nothing: removal must equal that
@@ -36,8 +41,9 @@ def test_mpnet_layer_that_lost_heads_takes_only_their_part_of_the_shared_positio
         torch.testing.assert_close(model(**tiny_inputs()).logits, silenced(**tiny_inputs()).logits, atol=1e-5, rtol=0)
 
 
-def test_mpnet_pruned_model_exports_to_onnx_with_the_same_logits(tmp_path):
-    model = prune_ffn_neurons(prune_heads(tiny_model("mpnet"), UNEVEN), {0: list(range(10)), 2: [1, 2]})
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_pruned_model_exports_to_onnx_with_the_same_logits(family, tmp_path):
+    model = prune_ffn_neurons(prune_heads(tiny_model(family), UNEVEN), {0: list(range(10)), 2: [1, 2]})
     model.save_pretrained(tmp_path / "torch")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "torch").eval()
     inputs = tiny_inputs()
@@ -62,8 +68,9 @@ def _rows(n=32):
                                                           final_warmup=1),
                                     TheseusConfig(successor_layers=2, steps_for_replacing=2)],
                          ids=["movement", "theseus"])
-def test_mpnet_training_time_methods_reload(config, tmp_path):
-    model = tiny_model("mpnet")
+@pytest.mark.parametrize("family", ["mpnet", "deberta-v2"])
+def test_training_time_methods_reload(family, config, tmp_path):
+    model = tiny_model(family)
     args = TrainingArguments(str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=8, report_to=[],
                              use_cpu=True, save_strategy="no", learning_rate=1e-3, seed=0)
     CompressionTrainer(model=model, args=args, train_dataset=_rows(), compression=[config]).train()
@@ -87,7 +94,7 @@ def _outputs(model, inputs):
     return out.logits if hasattr(out, "logits") else torch.stack([out.start_logits, out.end_logits])
 
 
-@pytest.mark.parametrize("family", ["bert", "mpnet"])
+@pytest.mark.parametrize("family", ["bert", "mpnet", "deberta-v2"])
 @pytest.mark.parametrize("head", list(HEADS))
 @pytest.mark.parametrize("step", list(STEPS))
 def test_token_classification_and_qa_models_compress_and_reload(family, head, step, tmp_path):

@@ -112,7 +112,8 @@ def test_pruned_model_and_tokenizer_agree_with_the_original_on_kept_text_and_rel
 def test_keep_alphabet_spells_unseen_words_and_min_count_drops_rare_tokens(tmp_path):
     tokenizer = _tokenizer("wordpiece", tmp_path / "tok")
     _, spelt = prune_vocabulary(_model("wordpiece", len(tokenizer)), tokenizer, KEPT_CORPUS, VocabularyPruningConfig())
-    assert spelt.unk_token_id not in spelt("wonderful")["input_ids"]
+    assert spelt.unk_token_id not in spelt("dots")["input_ids"]  # unseen word, seen characters: spelt
+    assert spelt.unk_token_id in spelt("wolf")["input_ids"]  # w, l, f never occur in the corpus: not kept
     _, frequent = prune_vocabulary(_model("wordpiece", len(tokenizer)), tokenizer, KEPT_CORPUS,
                                    VocabularyPruningConfig(min_count=2, keep_alphabet=False, keep_tokens=["dog"]))
     assert frequent.tokenize("the cat dog mat") == ["the", "cat", "dog", "[UNK]"]  # mat occurs once, dog is asked for

@@ -73,6 +73,9 @@ class ModelAdapter:
     # A per-head attention bias computed once for all layers (MPNet's relative positions): the argument of the
     # attention module that carries it, so a layer with fewer heads takes only its heads' part.
     shared_head_bias_arg: tuple[int, str] | None = None
+    # Further per-head projections of a layer (DeBERTa's relative-position key/query projections when they are not
+    # shared with key/query): they lose a removed head's rows like query, key and value. Absent ones are skipped.
+    extra_head_projections: tuple[str, ...] = ()
 
     # --- modules -------------------------------------------------------------------------
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -97,6 +100,12 @@ class ModelAdapter:
             "value": layer.get_submodule(self.value),
             "output": layer.get_submodule(self.attention_output),
         }
+
+    def head_projection_paths(self, layer: nn.Module) -> list[str]:
+        """Paths (relative to ``layer``) of every linear whose output rows are grouped by head: query, key, value
+        and the family's extra per-head projections that this layer has."""
+        extra = [path for path in self.extra_head_projections if _has_submodule(layer, path)]
+        return [self.query, self.key, self.value, *extra]
 
     def ffn_linears(self, layer: nn.Module) -> dict[str, nn.Linear]:
         """``{"in", "out"}`` linears of one layer's feed-forward block."""
@@ -161,6 +170,8 @@ class ModelAdapter:
     def max_positions(self, config: PretrainedConfig) -> int | None:
         """The longest sequence the position embeddings cover (None: the family has no such limit)."""
         positions = getattr(config, "max_position_embeddings", None)
+        if getattr(config, "position_biased_input", True) is False:  # relative positions only (DeBERTa-v3)
+            return None
         return None if positions is None else int(positions) - self.reserved_positions
 
     def check_length(self, config: PretrainedConfig, length: int) -> None:
@@ -233,6 +244,14 @@ def _slice_shared_bias(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tu
     return args, kwargs
 
 
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
 def _backbone(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
@@ -254,6 +273,12 @@ def _configs_of(model: nn.Module) -> list[PretrainedConfig]:
 
 
 _REGISTRY: dict[str, ModelAdapter] = {}
+# Families users ask for that need more than a module map, and why.
+NOT_YET = {
+    "modernbert": " yet: its attention computes q, k and v in one fused linear (Wqkv) and its FFN is a gated "
+                  "linear unit (Wi holds input and gate halves), so removing a head or a neuron means slicing three "
+                  "or two blocks of one matrix, which the adapter interface does not describe",
+}
 
 
 def register_adapter(adapter: ModelAdapter) -> ModelAdapter:
@@ -293,8 +318,9 @@ def get_adapter(model_or_config: nn.Module | PretrainedConfig | str) -> ModelAda
         config = model_or_config if isinstance(model_or_config, PretrainedConfig) else getattr(model_or_config, "config", None)
         model_type = getattr(config, "model_type", None)
     if model_type not in _REGISTRY:
+        reason = NOT_YET.get(model_type, "")
         raise ValueError(
-            f"hfcompress does not support model_type={model_type!r}. Supported model types: "
+            f"hfcompress does not support model_type={model_type!r}{reason}. Supported model types: "
             f"{', '.join(supported_model_types())}. Use one of those architectures, or register a "
             "ModelAdapter for yours with hfcompress.adapters.register_adapter."
         )

@@ -45,6 +45,9 @@ def tie_map(model: PreTrainedModel, groups: list[list[int]], share: str,
     role_paths = _role_paths(adapter, share)
     if linear_weights_only and role_paths is None:
         role_paths = list(adapter.linear_paths().values())
+    if role_paths is not None and share != "ffn":
+        # Per-head projections beyond q/k/v (DeBERTa's unshared position projections) are attention weights too.
+        role_paths += [path for path in adapter.head_projection_paths(layers[0]) if path not in role_paths]
     mapping = {}
     for group in groups:
         source = layer_names[id(layers[group[0]])]

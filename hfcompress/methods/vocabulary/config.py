@@ -15,9 +15,9 @@ class VocabularyPruningConfig(MethodConfig):
     is rewritten to match (WordPiece, BPE and SentencePiece/Unigram tokenizers), so model and tokenizer load
     anywhere with the Auto classes, without hfcompress.
 
-    ``keep_alphabet`` also keeps every single-character token (and WordPiece's ``##c`` forms): a word built
-    from a dropped piece is then spelt in characters instead of becoming the unknown token. A BPE tokenizer
-    always keeps the pieces its kept tokens are merged from.
+    ``keep_alphabet`` also keeps the single-character tokens (and WordPiece's ``##c`` forms) of every character
+    the corpus uses: a word built from a dropped piece is then spelt in characters instead of becoming the unknown
+    token. A BPE tokenizer always keeps its whole alphabet and the pieces its kept tokens are merged from.
 
     Example:
         >>> model, tokenizer = prune_vocabulary(model, tokenizer, train["sentence"], VocabularyPruningConfig())
@@ -28,7 +28,7 @@ class VocabularyPruningConfig(MethodConfig):
 
     min_count: int = field(default=1, metadata={"help": "Occurrences in the corpus a token needs to stay."})
     keep_alphabet: bool = field(default=True, metadata={
-        "help": "Also keep every single-character token, so unseen words are spelt instead of unknown."})
+        "help": "Also keep the corpus characters' single-character tokens, so unseen words are spelt, not unknown."})
     keep_tokens: list[str] = field(default_factory=list, metadata={"help": "Tokens kept whatever the corpus says."})
 
     def __post_init__(self) -> None:

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from ...integration import append_step, make_step
 from .config import VocabularyPruningConfig
-from .tokenizer import count_token_ids, required_ids, shrink_tokenizer, tokenizer_json, unknown_token_rate
+from .tokenizer import corpus_characters, count_token_ids, required_ids, shrink_tokenizer, tokenizer_json, unknown_token_rate
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def kept_token_ids(model: PreTrainedModel, tokenizer: Any, texts: Iterable[str],
     """The ids to keep (sorted) and what was counted: corpus tokens with ``min_count``, special and added tokens,
     ``keep_tokens``, the ids config.json names, and what the tokenizer model needs (alphabet, BPE pieces)."""
     data = tokenizer_json(tokenizer)
+    texts = list(texts)
     counts = count_token_ids(tokenizer, texts)
     ids = {i for i, n in counts.items() if n >= config.min_count}
     ids |= set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
@@ -42,7 +43,8 @@ def kept_token_ids(model: PreTrainedModel, tokenizer: Any, texts: Iterable[str],
     if unknown:
         raise ValueError(f"keep_tokens names tokens the tokenizer does not have: {unknown[:10]}.")
     ids |= set(tokenizer.convert_tokens_to_ids(config.keep_tokens))
-    ids = required_ids(data, ids, config.keep_alphabet)
+    characters = corpus_characters(tokenizer, texts) if config.keep_alphabet else None
+    ids = required_ids(data, ids, config.keep_alphabet, characters)
     info = {"corpus_tokens": int(sum(counts.values())), "corpus_distinct_tokens": len(counts)}
     return sorted(ids), info
 

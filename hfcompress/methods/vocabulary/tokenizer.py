@@ -81,18 +81,37 @@ def _merged(model: dict[str, Any], left: str, right: str) -> str:
     return left + (right[len(prefix):] if prefix and right.startswith(prefix) else right)
 
 
-def required_ids(data: dict[str, Any], ids: set[int], keep_alphabet: bool) -> set[int]:
-    """``ids`` plus what the tokenizer model needs to produce them: for BPE the alphabet and, recursively, the
-    two pieces every kept token is merged from; with ``keep_alphabet`` every single-character token.
+def corpus_characters(tokenizer: Any, texts: Iterable[str]) -> set[str]:
+    """The characters the tokenizer model sees for ``texts`` (after its normalizer and pre-tokenizer, so
+    lower-casing, accent stripping, ``▁`` and byte-level symbols are accounted for)."""
+    backend = tokenizer.backend_tokenizer
+    characters: set[str] = set()
+    for text in texts:
+        if backend.normalizer is not None:
+            text = backend.normalizer.normalize_str(text)
+        pieces = [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text)] \
+            if backend.pre_tokenizer is not None else [text]
+        for piece in pieces:
+            characters.update(piece)
+    return characters
+
+
+def required_ids(data: dict[str, Any], ids: set[int], keep_alphabet: bool,
+                 characters: set[str] | None = None) -> set[int]:
+    """``ids`` plus what the tokenizer model needs to produce them: for BPE its whole alphabet and, recursively,
+    the two pieces every kept token is merged from; with ``keep_alphabet`` the single-character tokens (of
+    ``characters`` only, when given: a character the corpus never uses needs no spelling).
     """
     model = data["model"]
     vocabulary = model_vocabulary(data)
     kept = set(ids)
-    if keep_alphabet or model["type"] == "BPE":
+    bpe = model["type"] == "BPE"
+    if keep_alphabet or bpe:
         prefix = model.get("continuing_subword_prefix") or ""
         for token, index in vocabulary.items():
             body = token[len(prefix):] if prefix and token.startswith(prefix) else token
-            if len(body) == 1:
+            # BPE keeps every symbol: text with an unseen byte must still encode, and byte-level BPE has no unknown.
+            if len(body) == 1 and (bpe or characters is None or body in characters):
                 kept.add(index)
     if model["type"] == "BPE":
         sources = {_merged(model, a, b): (a, b) for a, b in _merge_pairs(model)}
