@@ -246,10 +246,27 @@ class IterativePruningCallback(CompressionCallback):
         self.rounds_done = 0
         self._totals: list[int | None] = [None] * len(configs)
 
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # The parameters a DistributedDataParallel wrapper was built with; the ones pruning creates later are not
+        # among them, so their gradients are averaged across processes here (on_pre_optimizer_step).
+        self._wrapped_parameters = {id(p) for p in model.parameters()} if model is not None else set()
+
     def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         due = min(self.iterations, state.global_step // self.prune_every + 1)
         while self.rounds_done < due:
             self._prune_round(model, optimizer)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        world = torch.distributed.get_world_size()
+        if world == 1:
+            return
+        wrapped = getattr(self, "_wrapped_parameters", set())
+        for parameter in model.parameters():
+            if parameter.grad is not None and id(parameter) not in wrapped:
+                torch.distributed.all_reduce(parameter.grad, op=torch.distributed.ReduceOp.SUM)
+                parameter.grad.div_(world)
 
     def _prune_round(self, model: nn.Module, optimizer: Any) -> None:
         names_to_group = {}

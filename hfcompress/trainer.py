@@ -55,6 +55,12 @@ class CompressionTrainer(Trainer):
         self.teacher = teacher
         self.distillation = distillation or (DistillationConfig() if teacher is not None else None)
         super().__init__(*args, callbacks=callbacks, **kwargs)
+        if not getattr(self.accelerator.unwrap_model(self.model), "accepts_loss_kwargs", False):
+            # transformers takes a forward with **kwargs for one whose loss is divided by the global item count, and
+            # multiplies the loss by the process count (and skips the gradient-accumulation division) to undo the
+            # per-process averaging. Task heads return a per-batch mean: under DDP on 2 processes that doubled every
+            # gradient (measured on CPU: loss and grad norm 2x the single-process run). Treat the loss as the mean.
+            self.model_accepts_loss_kwargs = False
         if self.teacher is not None:
             # Its forward runs under no_grad; its requires_grad flags stay the caller's, so a student
             # later deep-copied from the same teacher is not frozen.

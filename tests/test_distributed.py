@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -35,3 +36,30 @@ def test_theseus_two_processes_train_the_same_successor(tmp_path):
     assert not any("layer.3." in k for k in rank0)  # exported: 3 layers
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
+
+
+PRUNING_WORKER = Path(__file__).with_name("ddp_pruning_worker.py")
+
+
+@pytest.mark.parametrize("method, port", [("movement", 29534), ("iterative", 29535)])
+def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, port):
+    # Movement scores are parameters (DDP averages their gradients); iterative importance runs on the same batches
+    # everywhere, and the linears a round creates get their gradients averaged by the callback. With the same
+    # global batch (2 x 4 vs 1 x 8, sequential order, SGD) the saved models equal the one-process run to float noise.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(PRUNING_WORKER), method, str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = subprocess.run([sys.executable, str(PRUNING_WORKER), method, str(tmp_path / "one")], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    rank0, rank1 = load_file(tmp_path / "two" / "rank0.safetensors"), load_file(tmp_path / "two" / "rank1.safetensors")
+    alone = load_file(tmp_path / "one" / "rank0.safetensors")
+    records = [safe_open(tmp_path / folder / "rank0.safetensors", "pt").metadata()["record"] for folder in ("two", "one")]
+    assert records[0] == records[1]  # the same heads / neurons removed (iterative); movement records no shape
+    assert rank0.keys() == rank1.keys() == alone.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+        torch.testing.assert_close(rank0[key], alone[key], atol=1e-6, rtol=0)
+        assert torch.equal(rank0[key] == 0, alone[key] == 0), key  # the same weights pruned
