@@ -104,7 +104,8 @@ def export_onnx(
     ``int8="static"`` quantizes activations with scales calibrated once on ``dataloader`` (ONNX Runtime's
     ``quantize_static``, QDQ format, min-max calibration over ``max_batches`` batches) instead of per call:
     no range computation at run time, but one fixed grid for every input. Only MatMuls with a constant
-    weight are quantized (attention's activation-by-activation products stay float), on the unfused graph
+    weight and the embedding lookups are quantized (attention's activation-by-activation products stay float), on
+    the unfused graph
     unless ``optimize=True`` is given. ``int8=True`` (or ``"dynamic"``) is the per-call kind.
 
     Example:
@@ -238,8 +239,9 @@ def _quantize_static(source: Path, target: Path, names: list[str], dataloader: A
 
     quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, reduce_range=weight_bits == 7,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude, op_types_to_quantize=["MatMul",
-                                                                                                              "Gemm"],
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                    # Gather: the word embeddings, most of a small model's file, stored as int8 as dynamic int8 does.
+                    op_types_to_quantize=["MatMul", "Gemm", "Gather"],
                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT})
 
 
