@@ -27,7 +27,7 @@ from .callbacks import CompressionCallback
 from .integration import annotate_last_step, append_step, make_step
 from .method_config import MethodConfig, check_choice, check_range
 from .reconstruction import reconstruct, summarise
-from .structure import remove_ffn_neurons, remove_heads
+from .structure import remove_ffn_neurons, remove_heads, require_weights
 
 logger = logging.getLogger(__name__)
 UNITS = ("heads", "ffn")
@@ -197,6 +197,7 @@ def prune_by_importance(model: PreTrainedModel, config: Any, dataloader=None) ->
     if dataloader is None:
         raise ValueError(f"{type(config).__name__} ranks units by importance and needs data: "
                          "compress(model, config, dataloader=...) with batches that include labels.")
+    require_weights(model, "attention heads" if config.name == "heads" else "FFN neurons")
     total = None
     for round_index in range(config.iterations):
         total = prune_by_importance_round(model, config, dataloader, round_index, total)

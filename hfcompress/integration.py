@@ -129,6 +129,31 @@ def append_step(model: PreTrainedModel, step: dict[str, Any]) -> None:
     record = get_record(model) or HfCompressConfig()
     record.steps.append(copy.deepcopy(step))
     _set_record(model, record)
+    forget_broken_ties(model)
+
+
+def forget_broken_ties(model: PreTrainedModel) -> None:
+    """Drop the weight ties a sharing step declared whose parameters a later step replaced (int8 or low-rank
+    modules, sliced linears): transformers would otherwise try to re-tie tensors that no longer exist, at save or
+    at load. Ties that still hold are kept."""
+    ours = getattr(model, "hfcompress_ties", None)
+    if not ours:
+        return
+
+    def holds(target: str, source: str) -> bool:
+        try:
+            return model.get_parameter(target) is model.get_parameter(source)
+        except AttributeError:
+            return False
+
+    broken = {target for target, source in ours.items() if not holds(target, source)}
+    if not broken:
+        return
+    model.hfcompress_ties = {t: s for t, s in ours.items() if t not in broken}
+    for attr in ("_tied_weights_keys", "all_tied_weights_keys"):
+        declared = getattr(model, attr, None)
+        if isinstance(declared, dict):
+            setattr(model, attr, {t: s for t, s in declared.items() if t not in broken})
 
 
 def annotate_last_step(model: PreTrainedModel, info: dict[str, Any]) -> None:
@@ -160,6 +185,7 @@ def rebuild_structure(model: PreTrainedModel, steps: list[dict[str, Any]]) -> No
             )
         if spec.rebuild is not None:
             spec.rebuild(model, step)
+    forget_broken_ties(model)
 
 
 def _runtime_quantized(steps: list[dict[str, Any]]) -> bool:

@@ -55,6 +55,17 @@ def replace_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, attr, new)
 
 
+def require_weights(model: PreTrainedModel, what: str) -> None:
+    """Refuse, before any change, to slice encoder linears that hold no float weight matrix (int8 modules)."""
+    adapter = get_adapter(model)
+    for layer in adapter.layers(model):
+        for path in [*adapter.head_projection_paths(layer), adapter.attention_output, adapter.ffn_in, adapter.ffn_out]:
+            module = layer.get_submodule(path)
+            if not isinstance(getattr(module, "weight", None), torch.Tensor):
+                raise ValueError(f"Cannot remove {what} from {type(module).__name__} modules (int8 weights): prune "
+                                 f"{what} first, then quantize.")
+
+
 def remove_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[int]]) -> dict[str, list]:
     """Remove the given heads (``{layer: [head, ...]}``, indices into each layer's current heads).
 
@@ -65,6 +76,7 @@ def remove_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[i
         >>> remove_heads(model, {0: [1, 3], 2: [0]})["kept_heads"][0]
         [0, 2, 4, 5, 6, 7, 8, 9, 10, 11]
     """
+    require_weights(model, "attention heads")
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     unknown = sorted(set(int(k) for k in heads_to_prune) - set(range(len(layers))))
@@ -129,6 +141,7 @@ def remove_ffn_neurons(model: PreTrainedModel, neurons_to_prune: Mapping[int, Se
         >>> remove_ffn_neurons(model, {0: list(range(100))})["ffn_sizes"][0]
         1436
     """
+    require_weights(model, "FFN neurons")
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     unknown = sorted(set(int(k) for k in neurons_to_prune) - set(range(len(layers))))

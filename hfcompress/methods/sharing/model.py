@@ -57,15 +57,23 @@ def tie_map(model: PreTrainedModel, groups: list[list[int]], share: str,
     return mapping
 
 
-def _apply_ties(model: PreTrainedModel, mapping: dict[str, str]) -> None:
+def _check_tie_shapes(model: PreTrainedModel, mapping: dict[str, str]) -> None:
+    """Every tie possible, checked before anything changes."""
     for target, source in mapping.items():
         owner_name, _, attr = target.rpartition(".")
         owner = model.get_submodule(owner_name)
         source_parameter = model.get_parameter(source)
         if owner._parameters[attr].shape != source_parameter.shape:
             raise ValueError(f"Cannot tie {target} {tuple(owner._parameters[attr].shape)} to {source} "
-                             f"{tuple(source_parameter.shape)}: layers in a group must have the same shapes.")
-        owner._parameters[attr] = source_parameter
+                             f"{tuple(source_parameter.shape)}: layers in a group must have the same shapes. Share "
+                             "layers before pruning heads or FFN neurons (or prune every layer of a group alike).")
+
+
+def _apply_ties(model: PreTrainedModel, mapping: dict[str, str]) -> None:
+    _check_tie_shapes(model, mapping)
+    for target, source in mapping.items():
+        owner_name, _, attr = target.rpartition(".")
+        model.get_submodule(owner_name)._parameters[attr] = model.get_parameter(source)
     # transformers' tied-weights bookkeeping: save once, reload and re-tie.
     declared = dict(getattr(model, "_tied_weights_keys", None) or {})
     declared.update(mapping)
@@ -73,6 +81,8 @@ def _apply_ties(model: PreTrainedModel, mapping: dict[str, str]) -> None:
     if getattr(model, "all_tied_weights_keys", None) is None:
         model.all_tied_weights_keys = {}
     model.all_tied_weights_keys.update(mapping)
+    # Ours to forget when a later step replaces a tied linear (integration.forget_broken_ties).
+    model.hfcompress_ties = {**getattr(model, "hfcompress_ties", {}), **mapping}
 
 
 def _linear_groups(model: PreTrainedModel, mapping: dict[str, str]) -> dict[str, list[str]]:
@@ -158,6 +168,7 @@ def share_weights(model: PreTrainedModel, config: WeightSharingConfig, dataloade
     adapter = get_adapter(model)
     groups = config.resolve_groups(len(adapter.layers(model)))
     mapping = tie_map(model, groups, config.share, config.linear_weights_only)
+    _check_tie_shapes(model, mapping)
     merged = {}
     if config.init == "regmean":
         if dataloader is None:

@@ -20,7 +20,7 @@ from ...calibration import first_batches
 from ...importance import unit_gates
 from ...integration import append_step, make_step
 from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise
-from ...structure import remove_ffn_neurons, remove_heads, set_ffn_widths, set_head_counts
+from ...structure import remove_ffn_neurons, remove_heads, require_weights, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
 from .latency import describe_table, meet_latency_budget, measure_latency_table
 
@@ -151,6 +151,7 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
     if dataloader is None:
         raise ValueError("StructuredPruningConfig scores heads and neurons on calibration data: "
                          "compress(model, config, dataloader=...) (labels optional).")
+    require_weights(model, "attention heads and FFN neurons")
     start = time.perf_counter()
     batches = first_batches(dataloader, config.max_batches, "retraining-free pruning")
     # One unchanged copy serves the latency timings and the reconstruction targets (taken before Fisher's gradients).
