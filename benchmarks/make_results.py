@@ -28,6 +28,7 @@ SECTIONS = [
     ("qat", "Int8 without the loss: quantization-aware fine-tuning, static int8, accuracy guard"),
     ("structured", "Attention-head and FFN-neuron pruning"),
     ("retraining_free", "Retraining-free structured pruning (Fisher mask search + reconstruction)"),
+    ("vocabulary", "Vocabulary pruning"),
     ("movement", "Movement pruning"),
     ("sharing_lowrank", "Weight sharing and low-rank factorization"),
 ]
@@ -40,6 +41,8 @@ EXTRA_COLUMNS = {
     "movement": [("remaining_encoder_weights", "encoder weights kept", "{:.1%}".format),
                  ("sparse_size_bytes", "sparse form (MB)", lambda b: f"{b / 2**20:.1f}")],
     "sharing_lowrank": [("encoder_params", "encoder params", lambda n: f"{n / 1e6:.2f}M")],
+    "vocabulary": [("vocab_size", "tokens", "{:,}".format), ("dev_unknown_rate", "dev unknown tokens", "{:.2%}".format),
+                   ("dev_texts_retokenized", "dev texts retokenized", "{:.1%}".format)],
     "quantization": [("score_bs1", "score, one row per call", lambda v: f"{100 * v:.2f}"),
                      ("flips_vs_fp32", "predictions changed vs fp32", "{:.2%}".format),
                      ("kl_vs_fp32", "KL to fp32", "{:.4f}".format)],
@@ -55,7 +58,9 @@ def describe(payload: dict) -> str:
         subset = f" (random subset of the train file)" if data.get("train_subset_of") else ""
         split = f" (80/20 split of the dev file: no train file here)" if data.get("dev_split") else ""
         parts.append(f"train {data['train_rows']} rows{subset}{split}, max length {data.get('max_length')}")
-    if teacher:
+    if teacher.get("note"):
+        parts.append(teacher["note"])
+    elif teacher:
         parts.append(f"teacher: {teacher.get('epochs')} epochs, best dev {100 * teacher.get('best_dev', 0):.2f} "
                      f"(per epoch: {', '.join(f'{100 * v:.1f}' for _, v in teacher.get('dev_history', []))})")
     if payload.get("steps"):
@@ -472,6 +477,30 @@ def qat_summary(payloads: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def vocabulary_summary(payloads: list[dict]) -> list[str]:
+    """Issue #28's targets per task: file -40% or more with <= 0.2 points lost, and with int8 embeddings and an
+    int8 encoder a file <= 15% of fp32; each against the teacher of the same run."""
+    lines = [note("vocabulary"), ""]
+    for payload in payloads:
+        rows = payload["rows"]
+        base = rows[0]
+        metrics = ["f1", "accuracy"] if payload["task"] == "mrpc" else ["accuracy"]
+        parts = []
+        for row in rows[1:]:
+            text = f"{row['name']}: {row['vocab_size']:,} tokens, file {row['size_ratio']:.0%} of fp32"
+            if row.get("metrics") and base.get("metrics"):
+                drops = {m: 100 * (base["metrics"][m] - row["metrics"][m]) for m in metrics}
+                text += " (drop " + ", ".join(f"{m} {d:.2f}" for m, d in drops.items()) + ")"
+                int8 = "int8" in row["name"]
+                met = row["size_ratio"] <= (0.15 if int8 else 0.60) and (int8 or all(d <= 0.2 for d in drops.values()))
+                text += f", {'meets' if met else 'misses'} " + (
+                    "the <= 15% file target" if int8 else "-40% file at <= 0.2 points")
+            parts.append(text)
+        source = payload.get("data", {}).get("vocabulary_from", "train split")
+        lines.append(f"- {payload['task']} (vocabulary from the {source}): " + "; ".join(parts) + ".")
+    return lines + [""]
+
+
 def _hardware_line(hardware: dict) -> str:
     """The small print under a table: where it was measured (with the int8 ISA when the JSON records it)."""
     isa = f" ({hardware['int8_isa']})" if hardware.get("int8_isa") else ""
@@ -692,6 +721,8 @@ def main() -> None:
             out += retraining_free_summary(payloads)
         if prefix == "qat":
             out += qat_summary(payloads)
+        if prefix == "vocabulary":
+            out += vocabulary_summary(payloads)
         out += paired_comparisons(prefix)
         for payload in payloads:
             rows, extra = payload["rows"], list(EXTRA_COLUMNS.get(prefix, ()))
