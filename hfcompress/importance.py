@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .adapters import get_adapter
 from .calibration import check_max_batches, first_batches
 from .callbacks import CompressionCallback
-from .integration import annotate_last_step, append_step, make_step
+from .integration import annotate_last_step, append_step, get_record, make_step
 from .method_config import MethodConfig, check_choice, check_range
 from .reconstruction import reconstruct, summarise
 from .structure import remove_ffn_neurons, remove_heads, require_weights
@@ -180,7 +180,7 @@ def prune_by_importance_round(model: PreTrainedModel, config: Any, dataloader, r
     already_removed = total - sum(len(s) for s in scores)
     goal = round(config.target * total * (round_index + 1) / config.iterations)
     plan = select_units_to_prune(scores, goal - already_removed, config.scope)
-    info: dict[str, Any] = {"round": round_index + 1}
+    info: dict[str, Any] = {"round": round_index + 1, "units_before_rounds": total}
     if kind == "heads":  # small enough to keep for the model card's heat map
         info["importance"] = [[round(float(v), 6) for v in s] for s in scores]
     shape = (remove_heads if kind == "heads" else remove_ffn_neurons)(model, plan)
@@ -248,9 +248,24 @@ class IterativePruningCallback(CompressionCallback):
         self._totals: list[int | None] = [None] * len(configs)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step > 0 and model is not None:
+            self._restore_rounds(model, state.global_step)
         # The parameters a DistributedDataParallel wrapper was built with; the ones pruning creates later are not
         # among them, so their gradients are averaged across processes here (on_pre_optimizer_step).
         self._wrapped_parameters = {id(p) for p in model.parameters()} if model is not None else set()
+
+    def _restore_rounds(self, model: nn.Module, global_step: int) -> None:
+        """A run resumed at ``global_step``: the rounds its checkpoint already holds (CompressionTrainer rebuilt
+        their structure before loading the weights) and the unit counts the remaining rounds take shares of."""
+        self.rounds_done = min(self.iterations, (global_step - 1) // self.prune_every + 1)
+        steps = get_record(model).steps if get_record(model) is not None else []
+        for index, config in enumerate(self.configs):
+            done = [s for s in steps if s["method"] == config.name and "units_before_rounds" in s["info"]]
+            if len(done) < self.rounds_done:
+                raise ValueError(f"Resuming at step {global_step}, {self.rounds_done} pruning round(s) should be in "
+                                 f"the checkpoint, but its record holds {len(done)} {config.name} round(s). Resume "
+                                 "with CompressionTrainer (it rebuilds the pruned structure before loading weights).")
+            self._totals[index] = done[-1]["info"]["units_before_rounds"] if done else None
 
     def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         due = min(self.iterations, state.global_step // self.prune_every + 1)

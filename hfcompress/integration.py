@@ -188,6 +188,30 @@ def rebuild_structure(model: PreTrainedModel, steps: list[dict[str, Any]]) -> No
     forget_broken_ties(model)
 
 
+def replay_checkpoint_structure(model: PreTrainedModel, folder: str | Path) -> None:
+    """Give ``model`` the structure of the training checkpoint in ``folder`` when that checkpoint's record has more
+    steps than the model's (steps taken during training); the earlier steps must be the same ones."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return
+    import json
+
+    saved = json.loads(path.read_text(encoding="utf-8")).get("quantization_config") or {}
+    if saved.get("quant_method") != QUANT_METHOD:
+        return
+    steps = HfCompressConfig(**saved).steps
+    record = get_record(model)
+    current = record.steps if record is not None else []
+    if len(steps) <= len(current):
+        return
+    if [s["method"] for s in steps[:len(current)]] != [s["method"] for s in current]:
+        raise ValueError(f"The checkpoint in {folder} was made from a differently compressed model (its steps: "
+                         f"{[s['method'] for s in steps]}; this model's: {[s['method'] for s in current]}). Resume "
+                         "with the same model and compression settings.")
+    rebuild_structure(model, steps[len(current):])
+    _set_record(model, HfCompressConfig(**{**saved, "steps": steps}))
+
+
 def _runtime_quantized(steps: list[dict[str, Any]]) -> bool:
     return any(getattr(find_method(step["method"]), "runtime_quantized", False) for step in steps)
 

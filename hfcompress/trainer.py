@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, Trainer
 
 from .callbacks import CompressionCallback
 from .compress import CompressCallback
+from .integration import replay_checkpoint_structure
 from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
 from .registry import method_for_config, methods
 
@@ -78,6 +79,12 @@ class CompressionTrainer(Trainer):
             dataset = self._remove_unused_columns(dataset, description="calibration")
         return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, shuffle=False,
                           collate_fn=self.data_collator)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        # A checkpoint written after a structural change made during training (an iterative pruning round) holds
+        # smaller tensors than the model built for this run: give the model the checkpoint's structure first.
+        replay_checkpoint_structure(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def create_optimizer(self, model=None):
         # Methods that need their own parameter groups (movement scores) add them here, before

@@ -7,9 +7,15 @@ import sys
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, TrainingArguments
 
-from hfcompress import CompressionTrainer, LowRankConfig, QuantAwareConfig, WeightSharingConfig
+from hfcompress import (CompressionTrainer, FFNPruningConfig, HeadPruningConfig, IterativePruningCallback,
+                        LowRankConfig, MovementPruningConfig, QuantAwareConfig, WeightSharingConfig)
+from hfcompress.methods.movement.config import PRUNING_METHODS
 
 METHODS = {
+    **{f"movement-{method}": (lambda method=method: [MovementPruningConfig(
+        pruning_method=method, final_remaining=0.5, initial_warmup=2, final_warmup=4,
+        **({"regularization_lambda": 1.0} if method == "sigmoied_threshold" else {}))]) for method in PRUNING_METHODS},
+    "iterative": lambda: [],
     "qat": lambda: [QuantAwareConfig(backend="torch")],
     "sharing": lambda: [WeightSharingConfig(group_size=2, pattern="cycle")],
     "lowrank": lambda: [LowRankConfig(param_ratio=0.5)],
@@ -35,7 +41,14 @@ rows = [{"input_ids": ids[i], "attention_mask": torch.ones(12, dtype=torch.long)
 args = TrainingArguments(f"{options.out}/run", max_steps=options.steps, per_device_train_batch_size=8,
                          learning_rate=5e-3, save_strategy="steps", save_steps=options.save_steps, report_to=[],
                          use_cpu=True, seed=0, data_seed=0)
-trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, compression=METHODS[options.method]())
+callbacks = []
+if options.method == "iterative":  # rounds at steps 0, 5 and 10; importance on the same fixed batches every time
+    batches = [{k: torch.stack([r[k] for r in rows[i:i + 8]]) for k in ("input_ids", "attention_mask", "labels")}
+               for i in (0, 8)]
+    callbacks.append(IterativePruningCallback([HeadPruningConfig(target=0.5, iterations=3),
+                                               FFNPruningConfig(target=0.5, iterations=3)], batches, prune_every=5))
+trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, compression=METHODS[options.method](),
+                             callbacks=callbacks)
 trainer.train(resume_from_checkpoint=True if options.resume else None)
 trainer.model.save_pretrained(f"{options.out}/final")
 print("finished", file=sys.stderr)
