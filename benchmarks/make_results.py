@@ -351,6 +351,22 @@ def pipeline_summary(payloads: list[dict]) -> list[str]:
         front = [r for r in rows if not any(o["score"] >= r["score"] and o["latency_bs1_ms"] <= r["latency_bs1_ms"]
                                             and (o["score"] > r["score"] or o["latency_bs1_ms"] < r["latency_bs1_ms"])
                                             for o in rows)]
+        pick = next((r for r in rows if r["name"] == "hfcompress search pick"), None)
+        search_file = HERE / "results" / f"search_{payload['task']}.json"
+        if pick is not None and search_file.is_file():
+            max_drop = json.loads(search_file.read_text(encoding="utf-8"))["budget"]["max_drop"]
+            # The hand-written row the search's own rule would take on dev: the fastest within max_drop points.
+            allowed = [r for r in ours if r is not pick and 100 * (teacher["score"] - r["score"]) <= max_drop]
+            if allowed:
+                hand = min(allowed, key=lambda r: r["latency_bs1_ms"])
+                gap = 100 * (hand["score"] - pick["score"])
+                met = gap <= 0.5 and pick["latency_bs1_ms"] <= hand["latency_bs1_ms"]
+                lines.append(f"  Search pick (24 trials, budget {max_drop} points) vs the hand-written row the same rule "
+                             f"picks on dev (fastest within {max_drop} points: **{hand['name']}**, "
+                             f"{100 * hand['score']:.2f}, {teacher['latency_bs1_ms'] / hand['latency_bs1_ms']:.2f}x): "
+                             f"{100 * pick['score']:.2f} at {teacher['latency_bs1_ms'] / pick['latency_bs1_ms']:.2f}x, "
+                             f"{gap:.2f} points below; {'meets' if met else 'misses'} the target (within 0.5 points at "
+                             "equal or lower latency).")
         kinds = ", ".join(f"{r['name']} ({r.get('kind')})" for r in sorted(front, key=lambda r: r["latency_bs1_ms"]))
         lines.append(f"  Pareto front (dev score vs batch-1 latency), fastest first: {kinds}.")
         lines.append(f"  Plot: [pipeline_{payload['task']}{payload.get('tag', '')}.png]"
@@ -365,16 +381,39 @@ def search_runs() -> list[str]:
     for path in sorted((HERE / "results").glob("search_*.json")):
         payload = json.loads(path.read_text(encoding="utf-8"))
         chosen = (payload.get("chosen") or {}).get("trial")
+        states = payload.get("trial_states")
+        counted = f" Trials: {', '.join(f'{n} {k.lower()}' for k, n in states.items())}." if states else ""
         lines += [f"`hfcompress search`, {payload['task']} ({path.name}): {payload['note']} Reference (the original "
-                  f"on the held-out rows): {payload['reference_score']:.2f}.", "",
-                  "| trial | layers | heads cut | FFN cut | low-rank | int8 | held-out score | bs1 speedup at trial | "
-                  "bs1 speedup re-timed | bs32 speedup re-timed | chosen |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"on the held-out rows): {payload['reference_score']:.2f}.{counted}", "",
+                  "| trial | layers | heads cut | FFN cut | retraining-free kept FLOPs | low-rank | int8 | held-out score | "
+                  "bs1 speedup at trial | bs1 speedup re-timed | bs32 speedup re-timed | chosen |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in payload["trials"]:
             p = row["candidate"]
             at_trial = row.get("latency_ratio_bs1_at_trial", row["latency_ratio_bs1"])
-            lines.append(f"| {row['trial']} | {p['layers']} | {p['heads']:.0%} | {p['ffn']:.0%} | {p['lowrank'] or '-'} | "
+            lines.append(f"| {row['trial']} | {p['layers']} | {p['heads']:.0%} | {p['ffn']:.0%} | "
+                         f"{p.get('retraining_free') or '-'} | {p['lowrank'] or '-'} | "
                          f"{p['int8']} | {row['score']:.2f} | {1 / at_trial:.2f}x | {1 / row['latency_ratio_bs1']:.2f}x | "
                          f"{1 / row['latency_ratio_bs32']:.2f}x | {'yes' if row['trial'] == chosen else ''} |")
+        if payload.get("pruned_early"):
+            lines.append("")
+            lines.append("Stopped after the 75-step check (score below reference - max_drop - 3): " + "; ".join(
+                f"trial {t['trial']} ({t['params'].get('layers')} layers, held-out {t['short_score']:.2f})"
+                for t in payload["pruned_early"]) + ".")
+        final = payload.get("chosen") or {}
+        if "search_score" in final:
+            lines.append("")
+            lines.append(f"Chosen trial {final['trial']} trained again with the full budget: held-out {final['score']:.2f} "
+                         f"(was {final['search_score']:.2f} after the search budget), re-timed "
+                         f"{1 / final['latency_ratio_bs1']:.2f}x / {1 / final['latency_ratio_bs32']:.2f}x at batch 1 / 32.")
+        dev = payload.get("dev")
+        if dev:
+            rows = {r["name"]: r for r in dev["rows"]}
+            pick, original = rows.get("search pick"), rows.get("original")
+            if pick and original:
+                lines.append(f"On the dev set (never seen by the search): {100 * pick['score']:.2f} vs the original's "
+                             f"{100 * original['score']:.2f}, {pick.get('speedup_bs1', 0):.2f}x / "
+                             f"{pick.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file {pick['size_bytes'] / 2**20:.1f} MB.")
         lines.append("")
     return lines
 
