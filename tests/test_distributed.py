@@ -41,15 +41,26 @@ def test_theseus_two_processes_train_the_same_successor(tmp_path):
 PRUNING_WORKER = Path(__file__).with_name("ddp_pruning_worker.py")
 
 
-@pytest.mark.parametrize("method, port", [("movement", 29534), ("iterative", 29535)])
-def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, port):
+# accelerate starts two CPU processes with --multi_gpu when no GPU is visible (its --cpu flag starts one, and
+# --cpu --multi_gpu is refused); both launchers hand the script torchrun's environment and gloo.
+LAUNCHERS = {
+    "torchrun": lambda port: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                              str(port)],
+    "accelerate": lambda port: [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                                "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                                "--main_process_port", str(port)],
+}
+
+
+@pytest.mark.parametrize("method, launcher, port", [("movement", "torchrun", 29534), ("iterative", "torchrun", 29535),
+                                                    ("movement", "accelerate", 29536)])
+def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, launcher, port):
     # Movement scores are parameters (DDP averages their gradients); iterative importance runs on the same batches
     # everywhere, and the linears a round creates get their gradients averaged by the callback. With the same
     # global batch (2 x 4 vs 1 x 8, sequential order, SGD) the saved models equal the one-process run to float noise.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-         str(PRUNING_WORKER), method, str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([*LAUNCHERS[launcher](port), str(PRUNING_WORKER), method, str(tmp_path / "two")],
+                            capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     single = subprocess.run([sys.executable, str(PRUNING_WORKER), method, str(tmp_path / "one")], capture_output=True,
                             text=True, env=env, timeout=600)
