@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, TrainingArguments
 
 from hfcompress import (CompressionTrainer, FFNPruningConfig, HeadPruningConfig, IterativePruningCallback,
-                        LowRankConfig, MovementPruningConfig, QuantAwareConfig, WeightSharingConfig)
+                        LowRankConfig, MovementPruningConfig, QuantAwareConfig, TheseusConfig, WeightSharingConfig)
 from hfcompress.methods.movement.config import PRUNING_METHODS
 
 METHODS = {
@@ -16,6 +16,7 @@ METHODS = {
         pruning_method=method, final_remaining=0.5, initial_warmup=2, final_warmup=4,
         **({"regularization_lambda": 1.0} if method == "sigmoied_threshold" else {}))]) for method in PRUNING_METHODS},
     "iterative": lambda: [],
+    "theseus": lambda: [TheseusConfig(successor_layers=2, replacing_rate=0.5, steps_for_replacing=8)],
     "qat": lambda: [QuantAwareConfig(backend="torch")],
     "sharing": lambda: [WeightSharingConfig(group_size=2, pattern="cycle")],
     "lowrank": lambda: [LowRankConfig(param_ratio=0.5)],

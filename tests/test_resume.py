@@ -23,7 +23,8 @@ def _run(*args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("method", ["qat", "sharing", "lowrank", "iterative", "movement-topK", "movement-threshold",
+@pytest.mark.parametrize("method", ["qat", "sharing", "lowrank", "iterative", "theseus", "movement-topK",
+                                    "movement-threshold",
                                     "movement-sigmoied_threshold", "movement-magnitude"])
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, method):
     _run(method, str(tmp_path / "straight"))
