@@ -167,7 +167,7 @@ def test_latency_search_is_the_best_pair_per_layer_within_the_budget():
 
 
 def test_latency_budget_is_met_within_ten_percent_on_the_measured_model(tmp_path):
-    from hfcompress.benchmark import measure_latency, paired_latency
+    from hfcompress.benchmark import paired_latency
 
     from .conftest import tiny_config
 
@@ -175,7 +175,11 @@ def test_latency_budget_is_met_within_ten_percent_on_the_measured_model(tmp_path
     model = AutoModelForSequenceClassification.from_config(
         tiny_config("bert", layers=4, heads=8, hidden=256, ffn=1024)).eval()
     dense = copy.deepcopy(model)
-    budget = 0.6 * measure_latency(model, batch_size=1, seq_len=64, threads=None, repeats=30)["median_ms"]
+    # Timed the way the latency table times (passes spaced by a pause, models alternated): a back-to-back loop
+    # runs warmer and measured 3.3 ms where the table saw 5.6 ms, which once put 0.6 of it out of reach.
+    timed = paired_latency({"dense": model, "copy": dense}, [("dense", "copy")], batch_size=1, seq_len=64,
+                           threads=None, rounds=40)
+    budget = 0.6 * timed["median_ms"]["dense"]
     batches = [{"input_ids": torch.randint(5, 110, (8, 64), generator=torch.Generator().manual_seed(i)),
                 "attention_mask": torch.ones(8, 64, dtype=torch.long)} for i in range(2)]
     compress(model, StructuredPruningConfig(max_latency_ms=budget, seq_length=64), dataloader=batches)
