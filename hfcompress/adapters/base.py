@@ -169,9 +169,9 @@ class ModelAdapter:
 
     def max_positions(self, config: PretrainedConfig) -> int | None:
         """The longest sequence the position embeddings cover (None: the family has no such limit)."""
-        positions = getattr(config, "max_position_embeddings", None)
         if getattr(config, "position_biased_input", True) is False:  # relative positions only (DeBERTa-v3)
             return None
+        positions = getattr(config, "max_position_embeddings", None)
         return None if positions is None else int(positions) - self.reserved_positions
 
     def check_length(self, config: PretrainedConfig, length: int) -> None:

@@ -2,7 +2,8 @@
 
 from .base import ModelAdapter, register_adapter
 
-_BERT_LAYOUT = dict(
+# Shared by the families that keep BERT's layer layout and config names (deberta.py, mpnet.py rename some paths).
+BERT_LAYOUT = dict(
     layers_path="encoder.layer",
     query="attention.self.query",
     key="attention.self.key",
@@ -19,9 +20,9 @@ _BERT_LAYOUT = dict(
     attention_all_head_size_attr="all_head_size",
 )
 
-BERT = register_adapter(ModelAdapter(name="bert", model_types=("bert",), token_type_ids=True, **_BERT_LAYOUT))
+BERT = register_adapter(ModelAdapter(name="bert", model_types=("bert",), token_type_ids=True, **BERT_LAYOUT))
 ROBERTA = register_adapter(
     ModelAdapter(name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), reserved_positions=2,
-                 **_BERT_LAYOUT)
+                 **BERT_LAYOUT)
 )
-ELECTRA = register_adapter(ModelAdapter(name="electra", model_types=("electra",), token_type_ids=True, **_BERT_LAYOUT))
+ELECTRA = register_adapter(ModelAdapter(name="electra", model_types=("electra",), token_type_ids=True, **BERT_LAYOUT))

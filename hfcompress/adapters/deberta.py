@@ -6,25 +6,14 @@ terms too; without sharing, the separate ``pos_key_proj`` / ``pos_query_proj`` l
 """
 
 from .base import ModelAdapter, register_adapter
+from .bert import BERT_LAYOUT
 
 DEBERTA_V2 = register_adapter(
     ModelAdapter(
         name="deberta-v2",
         model_types=("deberta-v2",),
-        layers_path="encoder.layer",
-        query="attention.self.query_proj",
-        key="attention.self.key_proj",
-        value="attention.self.value_proj",
-        attention_output="attention.output.dense",
-        attention_module="attention.self",
-        ffn_in="intermediate.dense",
-        ffn_out="output.dense",
-        config_num_layers="num_hidden_layers",
-        config_num_heads="num_attention_heads",
-        config_hidden_size="hidden_size",
-        config_intermediate_size="intermediate_size",
-        attention_heads_attr="num_attention_heads",
-        attention_all_head_size_attr="all_head_size",
+        **{**BERT_LAYOUT, "query": "attention.self.query_proj", "key": "attention.self.key_proj",
+           "value": "attention.self.value_proj"},
         token_type_ids=True,
         onnx_fusion_type=None,  # ORT's BERT fusions do not match disentangled attention
         extra_head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),

@@ -5,25 +5,14 @@ takes only its own heads' part of it (``shared_head_bias_arg``: the attention mo
 """
 
 from .base import ModelAdapter, register_adapter
+from .bert import BERT_LAYOUT
 
 MPNET = register_adapter(
     ModelAdapter(
         name="mpnet",
         model_types=("mpnet",),
-        layers_path="encoder.layer",
-        query="attention.attn.q",
-        key="attention.attn.k",
-        value="attention.attn.v",
-        attention_output="attention.attn.o",
-        attention_module="attention.attn",
-        ffn_in="intermediate.dense",
-        ffn_out="output.dense",
-        config_num_layers="num_hidden_layers",
-        config_num_heads="num_attention_heads",
-        config_hidden_size="hidden_size",
-        config_intermediate_size="intermediate_size",
-        attention_heads_attr="num_attention_heads",
-        attention_all_head_size_attr="all_head_size",
+        **{**BERT_LAYOUT, "query": "attention.attn.q", "key": "attention.attn.k", "value": "attention.attn.v",
+           "attention_output": "attention.attn.o", "attention_module": "attention.attn"},
         onnx_fusion_type=None,  # ORT's BERT fusions do not know the relative-position bias
         reserved_positions=2,  # positions count from padding_idx + 1, as in RoBERTa
         shared_head_bias_arg=(2, "position_bias"),
