@@ -222,6 +222,7 @@ def set_kept_bias_heads(attention: nn.Module, kept: list[int], bias_arg: tuple[i
     # A plain list, not a buffer: the record rebuilds it, and a buffer made on the meta skeleton at load time
     # would not be filled by the checkpoint.
     attention.hfcompress_bias_heads = [int(current[k]) for k in kept] if current is not None else list(kept)
+    attention.hfcompress_bias_index = {}  # device -> index tensor, built once per device on the first forward
     attention.hfcompress_bias_arg = bias_arg
     if not getattr(attention, "hfcompress_bias_hooked", False):
         attention.register_forward_pre_hook(_slice_shared_bias, with_kwargs=True)
@@ -235,7 +236,10 @@ def _slice_shared_bias(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tu
     def select(bias: torch.Tensor) -> torch.Tensor:
         if bias.shape[1] == len(kept):  # nothing removed since the bias was made
             return bias
-        return bias.index_select(1, torch.tensor(kept, device=bias.device))
+        cache = module.hfcompress_bias_index
+        if bias.device not in cache:
+            cache[bias.device] = torch.tensor(kept, device=bias.device)
+        return bias.index_select(1, cache[bias.device])
 
     if kwargs.get(name) is not None:
         kwargs = {**kwargs, name: select(kwargs[name])}
