@@ -258,7 +258,8 @@ class IterativePruningCallback(CompressionCallback):
         """A run resumed at ``global_step``: the rounds its checkpoint already holds (CompressionTrainer rebuilt
         their structure before loading the weights) and the unit counts the remaining rounds take shares of."""
         self.rounds_done = min(self.iterations, (global_step - 1) // self.prune_every + 1)
-        steps = get_record(model).steps if get_record(model) is not None else []
+        record = get_record(model)
+        steps = record.steps if record is not None else []
         for index, config in enumerate(self.configs):
             done = [s for s in steps if s["method"] == config.name and "units_before_rounds" in s["info"]]
             if len(done) < self.rounds_done:

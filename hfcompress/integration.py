@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -194,8 +195,6 @@ def replay_checkpoint_structure(model: PreTrainedModel, folder: str | Path) -> N
     path = Path(folder) / "config.json"
     if not path.is_file():
         return
-    import json
-
     saved = json.loads(path.read_text(encoding="utf-8")).get("quantization_config") or {}
     if saved.get("quant_method") != QUANT_METHOD:
         return
