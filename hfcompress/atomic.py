@@ -95,3 +95,39 @@ def replace_files(source: str | os.PathLike, folder: str | os.PathLike, skip: tu
         tmp = folder / f".{item.name}.partial"
         shutil.copy2(item, tmp)
         os.replace(tmp, folder / item.name)
+
+
+def last_complete_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
+    """The newest ``checkpoint-N`` in ``run_dir`` that the Trainer finished writing, and the newer ones it did not.
+
+    The Trainer writes a checkpoint in place and ``trainer_state.json`` last; a run killed while saving leaves a
+    newest checkpoint without it (or with an empty ``config.json``), which ``resume_from_checkpoint=True`` would
+    pick and fail on.
+
+    Example:
+        >>> checkpoint, skipped = last_complete_checkpoint("out")
+    """
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*"):
+        suffix = path.name[len("checkpoint-"):]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    skipped = []
+    for _, path in sorted(found, reverse=True):
+        if _complete(path):
+            return path, skipped
+        skipped.append(path)
+    return None, skipped
+
+
+def _complete(checkpoint: Path) -> bool:
+    import json
+
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        config = checkpoint / "config.json"
+        if config.exists():
+            json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True

@@ -195,7 +195,11 @@ def replay_checkpoint_structure(model: PreTrainedModel, folder: str | Path) -> N
     path = Path(folder) / "config.json"
     if not path.is_file():
         return
-    saved = json.loads(path.read_text(encoding="utf-8")).get("quantization_config") or {}
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("quantization_config") or {}
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): the checkpoint was not written whole (the run was "
+                         "stopped while saving it). Resume from the checkpoint before it.") from None
     if saved.get("quant_method") != QUANT_METHOD:
         return
     steps = HfCompressConfig(**saved).steps

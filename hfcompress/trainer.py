@@ -8,7 +8,11 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, Trainer
+from transformers.utils import logging
 
+logger = logging.get_logger(__name__)
+
+from .atomic import last_complete_checkpoint
 from .callbacks import CompressionCallback
 from .compress import CompressCallback
 from .integration import replay_checkpoint_structure
@@ -79,6 +83,20 @@ class CompressionTrainer(Trainer):
             dataset = self._remove_unused_columns(dataset, description="calibration")
         return DataLoader(dataset, batch_size=self.args.per_device_eval_batch_size, shuffle=False,
                           collate_fn=self.data_collator)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; ``resume_from_checkpoint=True`` takes the newest checkpoint that was written whole
+        (a run killed while saving leaves a newer, half-written one, which ``Trainer`` would pick and fail on)."""
+        if resume_from_checkpoint is True:
+            checkpoint, skipped = last_complete_checkpoint(self.args.output_dir)
+            if checkpoint is None:
+                raise ValueError(f"No complete checkpoint found in output_dir {self.args.output_dir!r} (checked: "
+                                 f"{[p.name for p in skipped] or 'none there'}); start without resume_from_checkpoint.")
+            for path in skipped:
+                logger.warning("Skipping %s: it was not written whole (the run was stopped while saving it); "
+                               "resuming from %s.", path, checkpoint)
+            resume_from_checkpoint = str(checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         # A checkpoint written after a structural change made during training (an iterative pruning round) holds

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from hfcompress import OnnxSequenceClassifier, export_onnx, prune_heads
-from hfcompress.atomic import replace_files, writing_folder
+from hfcompress.atomic import last_complete_checkpoint, replace_files, writing_folder
 
 from .conftest import tiny_inputs, tiny_model
 
@@ -94,3 +94,18 @@ def test_files_copied_into_a_shared_folder_load_only_when_complete(tmp_path):
     loaded = AutoModelForSequenceClassification.from_pretrained(shared).eval()
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, tiny_model(seed=1)(**tiny_inputs()).logits,
                                atol=0, rtol=0)
+
+
+def test_resume_takes_the_newest_checkpoint_written_whole(tmp_path):
+    for step, files in [(4, {"config.json": "{}", "trainer_state.json": "{}"}),
+                        (8, {"config.json": "{}", "trainer_state.json": "{}"}),
+                        (12, {"config.json": "", "trainer_state.json": "{}"}),  # killed while writing the config
+                        (16, {"config.json": "{}"})]:  # killed before the trainer state
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    checkpoint, skipped = last_complete_checkpoint(tmp_path)
+    assert checkpoint == tmp_path / "checkpoint-8"
+    assert skipped == [tmp_path / "checkpoint-16", tmp_path / "checkpoint-12"]
+    assert last_complete_checkpoint(tmp_path / "checkpoint-4") == (None, [])

@@ -39,6 +39,11 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, method)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "final").exists(), "the kill must land before the run ends"
+    # A run killed while saving leaves a newest checkpoint half-written (the kill above can land there too): the
+    # resume must take the newest complete one instead of failing on it.
+    half_written = out / "run" / "checkpoint-999"
+    half_written.mkdir(exist_ok=True)
+    (half_written / "config.json").write_text("")
     _run(method, str(out), "--resume")
     straight = AutoModelForSequenceClassification.from_pretrained(tmp_path / "straight" / "final").eval()
     resumed = AutoModelForSequenceClassification.from_pretrained(out / "final").eval()
