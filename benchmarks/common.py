@@ -72,6 +72,20 @@ def load_data(setup: TaskSetup, tokenizer, seed: int = 42):
     return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)
 
 
+def unseen_train_rows(setup: TaskSetup, tokenizer, rows: int, seed: int = 42):
+    """Training-file rows outside the subset ``load_data`` trains on (None when it trains on the whole file):
+    calibration rows no teacher has seen, still never dev rows."""
+    if not setup.train_rows:
+        return None
+    dataset = load_task(setup.task, SHARED_DATA / setup.data_subdir, dev_split=setup.dev_split, seed=seed)
+    train = dataset["train"]
+    if train.num_rows <= setup.train_rows:
+        return None
+    end = min(train.num_rows, setup.train_rows + rows)
+    dataset["train"] = train.shuffle(seed=seed).select(range(setup.train_rows, end))
+    return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)["train"]
+
+
 def train_batches(train, tokenizer, seed: int, batch_size: int = 32) -> DataLoader:
     """Shuffled, padded batches of a tokenized train split, with ``labels`` (importance, calibration)."""
     columns = ["input_ids", "attention_mask", "token_type_ids", "label"]

@@ -58,7 +58,11 @@ def describe(payload: dict) -> str:
         subset = f" (random subset of the train file)" if data.get("train_subset_of") else ""
         split = f" (80/20 split of the dev file: no train file here)" if data.get("dev_split") else ""
         parts.append(f"train {data['train_rows']} rows{subset}{split}, max length {data.get('max_length')}")
-    if teacher.get("note"):
+    if payload.get("from_base"):
+        parts.append(f"no teacher: every row fine-tuned from pretrained MiniLM for {payload['finetune_steps']} steps "
+                     f"at lr {payload['finetune_lr']}, batch 32, last step kept (QAT rows with int8 simulated "
+                     "throughout)")
+    elif teacher.get("note"):
         parts.append(teacher["note"])
     elif teacher:
         parts.append(f"teacher: {teacher.get('epochs')} epochs, best dev {100 * teacher.get('best_dev', 0):.2f} "
@@ -69,7 +73,7 @@ def describe(payload: dict) -> str:
             (f" (scores {payload['scores_learning_rate']})" if payload.get("scores_learning_rate") else "")
         parts.append(f"every trained variant: {payload['steps']} steps, batch {payload.get('batch_size', 32)}{rates}"
                      + (", with distillation from the teacher" if payload.get("distillation") else ""))
-    if payload.get("finetune_steps"):
+    if payload.get("finetune_steps") and not payload.get("from_base"):
         parts.append(f"fine-tune after compression: {payload['finetune_steps']} steps at lr {payload['finetune_lr']}"
                      + (" with distillation from the teacher" if payload.get("finetune_distillation") else "")
                      + (f" (logits and every layer's hidden states, hidden-state weight {payload['finetune_hidden_weight']})"
@@ -487,6 +491,9 @@ def qat_summary(payloads: list[dict]) -> list[str]:
     with int8 embeddings <= 30% of fp32; and where static ONNX int8 is faster than dynamic."""
     lines = [note("qat"), ""]
     for payload in payloads:
+        if payload.get("paired_mean_drops"):
+            lines.append(_qat_from_base_line(payload))
+            continue
         rows = payload["rows"]
         teacher = rows[0]
         base = teacher.get("metrics", {})
@@ -514,6 +521,22 @@ def qat_summary(payloads: list[dict]) -> list[str]:
                              f"{row.get('size_ratio', float('nan')):.0%} of fp32")
         lines.append(f"- {payload['task']}: " + "; ".join(parts) + ".")
     return lines + [""]
+
+
+def _qat_from_base_line(payload: dict) -> str:
+    """QAT as the task fine-tune: mean over seeds of each seed's float score minus its int8 score."""
+    rows, parts = payload["rows"], []
+    metrics = ["f1", "accuracy"] if payload["task"] == "mrpc" else ["accuracy"]
+    for kind, drops in payload["paired_mean_drops"].items():
+        picked = [r for r in rows if r["name"].startswith(kind + ",")]
+        speed = sum(r.get("speedup_bs1", 0) for r in picked) / len(picked)
+        text = (f"{kind}: mean paired drop over {len(picked)} seeds "
+                + ", ".join(f"{m} {100 * drops[m]:+.2f}" for m in metrics) + f", {speed:.2f}x at batch 1")
+        if kind.startswith("QAT"):
+            met = all(100 * drops[m] <= 0.3 for m in metrics) and speed >= 1.5
+            text += f" ({'meets' if met else 'misses'} <= 0.3 points at >= 1.5x)"
+        parts.append(text)
+    return f"- {payload['task']}, QAT as the fine-tune itself (`--from_base`): " + "; ".join(parts) + "."
 
 
 def vocabulary_summary(payloads: list[dict]) -> list[str]:
