@@ -175,6 +175,9 @@ def test_accuracy_guard_keeps_a_planted_bad_layer_in_float(tmp_path):
     step = get_record(guarded).steps[-1]
     assert step["info"]["kept_float"][0] == planted and planted not in step["shape"]["linears"]
     assert step["info"]["estimated_drop"] <= 2.0 < step["info"]["estimated_drop_all_int8"]
+    # The estimate is the measured drop plus one standard error of the paired difference (rows are noisy).
+    info = step["info"]
+    assert info["estimated_drop"] == pytest.approx(info["measured_drop"] + info["standard_error"], abs=2e-3)
     assert isinstance(guarded.get_submodule(planted), nn.Linear)
     guarded.save_pretrained(tmp_path / "out")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
@@ -187,3 +190,16 @@ def test_accuracy_guard_keeps_a_planted_bad_layer_in_float(tmp_path):
         compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=0.5))
     with pytest.raises(ValueError, match="max_drop"):
         DynamicQuantConfig(max_drop=-1)
+
+
+def test_the_guard_estimate_adds_the_standard_error_of_the_paired_difference():
+    from hfcompress.methods.quantization.guard import _paired_drop
+
+    reference = torch.tensor([True] * 90 + [False] * 10)
+    assert _paired_drop(reference, reference.clone()) == (0.0, 0.0)
+    quantized = reference.clone()
+    quantized[:4] = False  # 4 rows lost
+    quantized[95] = True  # 1 gained
+    mean, error = _paired_drop(reference, quantized)
+    assert mean == pytest.approx(3.0)
+    assert error == pytest.approx(100 * (5 - 9 / 100) ** 0.5 / 100)

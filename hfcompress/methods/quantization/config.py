@@ -46,7 +46,8 @@ class DynamicQuantConfig(MethodConfig):
     ``max_drop=0.5`` guards accuracy: on the calibration batches (training rows held out from what you
     report) it measures how many points int8 loses against their labels (or the float model's predictions),
     ranks the linears by what each costs alone (output KL divergence), and keeps the costliest in float, one
-    at a time, until the estimated drop is within ``max_drop``. The record and the card list them.
+    at a time, until the estimated drop (the measured drop plus one standard error, so that the budget holds on
+    new rows too) is within ``max_drop``. More rows, a tighter estimate. The record and the card list them.
 
     ``smoothing=0.8`` applies SmoothQuant channel scaling (migration strength alpha) to the FFN
     linears before quantizing: their few large input features stop setting every token's

@@ -2,7 +2,9 @@
 
 The drop is estimated on calibration rows the caller holds out from what it reports (training rows): the
 points of accuracy the int8 model loses against the labels there (without labels, against the float model's
-own predictions, which makes it the share of changed predictions). Each linear's cost is measured alone: the
+own predictions, which makes it the share of changed predictions), plus one standard error of that paired
+difference: a drop measured on a thousand rows is itself uncertain by a few tenths of a point, and a guard held to
+the bare measurement overshoots its budget on new rows about half the time. Each linear's cost is measured alone: the
 mean KL divergence of the model's output distribution from the float one when only that linear is int8 (on the
 first ``RANKING_BATCHES`` batches). The
 most costly linears stay float, one more at a time, until the estimated drop is within ``max_drop``.
@@ -29,8 +31,17 @@ def _outputs(model: PreTrainedModel, batches: list[dict[str, Any]]) -> torch.Ten
         return torch.cat([model(**model_inputs(batch, device)).logits.float().cpu() for batch in batches])
 
 
-def _score(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return 100.0 * float((logits.argmax(-1) == labels).float().mean())
+def _correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1) == labels
+
+
+def _paired_drop(reference: torch.Tensor, quantized: torch.Tensor) -> tuple[float, float]:
+    """Points of accuracy lost (float correct minus int8 correct, as a share of rows) and its standard error."""
+    rows = reference.numel()
+    lost = float((reference & ~quantized).sum())  # right in float, wrong in int8
+    gained = float((~reference & quantized).sum())
+    variance = max(lost + gained - (lost - gained) ** 2 / rows, 0.0)
+    return 100.0 * (lost - gained) / rows, 100.0 * variance ** 0.5 / rows
 
 
 def _kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
@@ -73,11 +84,14 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
         reference = _outputs(model, batches)
         labels = (torch.cat([batch["labels"].reshape(-1).cpu() for batch in batches])
                   if all("labels" in batch for batch in batches) else reference.argmax(-1))
-        float_score = _score(reference, labels)
+        float_correct = _correct(reference, labels)
+        measured: dict[str, float] = {}
 
         def drop(quantized: list[str]) -> float:
             with _Swapped(model, quantized, weight_bits):
-                return float_score - _score(_outputs(model, batches), labels)
+                mean, error = _paired_drop(float_correct, _correct(_outputs(model, batches), labels))
+            measured.update(measured_drop=round(mean, 3), standard_error=round(error, 3))
+            return mean + error
 
         start = drop(targets)
         kept: list[str] = []
@@ -96,7 +110,8 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
                 estimated = drop([n for n in targets if n not in kept])
     finally:
         model.train(was_training)
-    info = {"estimated_drop_all_int8": round(start, 3), "estimated_drop": round(estimated, 3),
+    info = {"estimated_drop_all_int8": round(start, 3), "estimated_drop": round(estimated, 3), **measured,
+            "estimate": "measured drop + 1 standard error",
             "guard_rows": int(labels.numel()), "labels": "given" if all("labels" in b for b in batches) else
             "float model's predictions", "kept_float_costs": {n: round(costs[n], 6) for n in kept}}
     return kept, info

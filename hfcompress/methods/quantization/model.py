@@ -141,8 +141,8 @@ def describe_int8(step: dict) -> dict:
     if "kept_float" in info:
         settings["kept in float by the accuracy guard"] = (
             f"{len(info['kept_float'])} ({', '.join(info['kept_float']) or 'none'}); estimated drop "
-            f"{info['estimated_drop']} points on {info['guard_rows']} held-out rows (all int8: "
-            f"{info['estimated_drop_all_int8']})")
+            f"{info['estimated_drop']} points ({info.get('estimate', 'measured drop')}) on {info['guard_rows']} "
+            f"held-out rows (all int8: {info['estimated_drop_all_int8']})")
     if step["config"].get("backend", "torch") == "torch":
         # Which activations the kernels can pair with these weights depends on the reader's CPU.
         settings["activations"] = (
