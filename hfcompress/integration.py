@@ -189,6 +189,21 @@ def rebuild_structure(model: PreTrainedModel, steps: list[dict[str, Any]]) -> No
     forget_broken_ties(model)
 
 
+def require_whole_layers(model: PreTrainedModel, action: str) -> None:
+    """Refuse to change the layer count of a model whose record already describes every layer (pruned heads or
+    neurons, factorized or shared linears, int8): that record would no longer match the layers, and the model
+    would not reload. ``action`` names what to do first ("Truncate layers", "Run BERT-of-Theseus").
+
+    Example:
+        >>> require_whole_layers(model, "Truncate layers")
+    """
+    record = get_record(model)
+    per_layer = [step["method"] for step in (record.steps if record else []) if get_method(step["method"]).rebuild]
+    if per_layer:
+        raise ValueError(f"{action} before {', '.join(dict.fromkeys(per_layer))}: their record describes every layer "
+                         "of the model, so change the layer count first, then compress the layers that stay.")
+
+
 def replay_checkpoint_structure(model: PreTrainedModel, folder: str | Path) -> None:
     """Give ``model`` the structure of the training checkpoint in ``folder`` when that checkpoint's record has more
     steps than the model's (steps taken during training); the earlier steps must be the same ones."""

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from hfcompress import (CompressionTrainer, DynamicQuantConfig, LowRankConfig, MovementPruningConfig,
-                        StructuredPruningConfig, TruncationConfig, WeightSharingConfig, compress, get_record,
+                        StructuredPruningConfig, TheseusConfig, TruncationConfig, WeightSharingConfig, compress, get_record,
                         prune_ffn_neurons, prune_heads)
 from hfcompress.benchmark import count_parameters
 
@@ -88,3 +88,32 @@ def test_sparse_movement_then_post_training_steps(then, tmp_path):
         pruning_method="topK", final_remaining=0.5, initial_warmup=1, final_warmup=1)]).train()
     STEPS[then](model.eval())
     _check_reload(model, tmp_path / "out")
+
+
+def _theseus(model, tmp_path):
+    args = TrainingArguments(str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=4, report_to=[],
+                             use_cpu=True, save_strategy="no", learning_rate=1e-3, seed=0)
+    rows = [{k: v[i] for k, v in batch.items()} for batch in _batches() for i in range(4)]
+    trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, compression=[
+        TheseusConfig(successor_layers=2, replacing_rate=0.5, steps_for_replacing=2)])
+    trainer.train()
+    return trainer.model.eval()
+
+
+@pytest.mark.parametrize("second", list(STEPS))
+def test_theseus_then_every_post_training_step(second, tmp_path):
+    model = _theseus(tiny_model(), tmp_path)
+    STEPS[second](model)
+    _check_reload(model, tmp_path / "out")
+
+
+@pytest.mark.parametrize("first", [step for step in STEPS if step != "truncation"])
+def test_theseus_after_a_per_layer_step_is_refused_before_any_change(first, tmp_path):
+    # Like truncation, Theseus changes the layer count: a record that describes every layer would not reload.
+    model = tiny_model()
+    STEPS[first](model)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="Run BERT-of-Theseus before"):
+        _theseus(model, tmp_path)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

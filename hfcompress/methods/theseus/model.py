@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
+from ...integration import require_whole_layers
 from .config import TheseusConfig
 
 
@@ -114,6 +115,7 @@ def attach_successor(model: PreTrainedModel, config: TheseusConfig, seed: int = 
     layers = adapter.layers(model)
     if isinstance(layers, TheseusLayers):
         return layers
+    require_whole_layers(model, "Run BERT-of-Theseus")
     if config.successor_layers >= len(layers):
         raise ValueError(
             f"successor_layers={config.successor_layers} must be smaller than the predecessor's {len(layers)} layers."

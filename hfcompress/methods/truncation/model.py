@@ -6,8 +6,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
-from ...integration import append_step, get_record, make_step
-from ...registry import get_method
+from ...integration import append_step, make_step, require_whole_layers
 from .config import TruncationConfig
 
 
@@ -28,11 +27,7 @@ def kept_layer_indices(total: int, config: TruncationConfig) -> list[int]:
 
 def truncate_layers(model: PreTrainedModel, config: TruncationConfig, dataloader=None) -> PreTrainedModel:
     """``compress(model, TruncationConfig(...))``: drop encoder layers in place."""
-    record = get_record(model)
-    per_layer = [step["method"] for step in (record.steps if record else []) if get_method(step["method"]).rebuild]
-    if per_layer:
-        raise ValueError(f"Truncate layers before {', '.join(dict.fromkeys(per_layer))}: their record describes "
-                         "every layer of the model, so drop layers first, then compress the ones that stay.")
+    require_whole_layers(model, "Truncate layers")
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     keep = kept_layer_indices(len(layers), config)
