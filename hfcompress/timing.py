@@ -7,8 +7,10 @@ method so a method that needs a measured time (a latency budget) does not import
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -42,6 +44,27 @@ def _warm_process(model: Any, inputs: dict[str, torch.Tensor], seconds: float = 
     _PROCESS_WARM = True
 
 
+BUSY_LOAD_PER_CORE = 1.5
+
+
+def warn_if_busy() -> float | None:
+    """Warn when other processes already load the CPU: every time measured now would be slow and noisy.
+
+    The 1-minute load average counts this process's own threads too (about one per core while it trains), so
+    only a load well above the core count means someone else is computing (measured: a test run beside a
+    benchmark inflated a latency budget 40x). Returns the load average (None where the system has none).
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+    cores = os.cpu_count() or 1
+    if load > BUSY_LOAD_PER_CORE * cores:
+        warnings.warn(f"The CPU is busy (1-minute load average {load:.1f} on {cores} cores): latency measured now "
+                      "is slow and noisy. Time on an otherwise idle machine.", RuntimeWarning, stacklevel=3)
+    return load
+
+
 def _device(model: Any) -> torch.device:
     return next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
 
@@ -56,6 +79,8 @@ def _timed_passes(
     models, each timed pass starts ``settle_ms`` after the previous one ended (see
     ``interleaved_latency``).
     """
+    if _device(next(iter(models.values()))).type == "cpu":
+        warn_if_busy()
     names = list(models)
     inputs = {name: _dummy_batch(models[name], batch_size, seq_len, _device(models[name])) for name in names}
     training = {name: getattr(models[name], "training", False) for name in names}

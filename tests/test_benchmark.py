@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from hfcompress import prune_heads
@@ -129,3 +130,14 @@ def test_rows_flag_a_pair_the_noise_cannot_rank():
     warnings = unrankable(rows)
     assert len(warnings) == 1 and warnings[0].startswith("noisy vs base at batch 1") and "--repeats" in warnings[0]
     assert " ?" in format_table(rows).splitlines()[3]
+
+
+def test_timing_on_a_busy_cpu_warns(monkeypatch):
+    from hfcompress import timing
+
+    model = tiny_model("bert")
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (40.0, 40.0, 40.0))
+    with pytest.warns(RuntimeWarning, match="CPU is busy"):
+        timing.measure_latency(model, seq_len=8, warmup=1, repeats=2)
+    monkeypatch.setattr(timing.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert timing.warn_if_busy() == 0.1
