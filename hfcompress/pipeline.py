@@ -57,7 +57,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           TrainingArguments)
 
 from .adapters import check_sequence_length
-from .atomic import replace_files, writing_folder
+from .atomic import last_complete_checkpoint, replace_files, writing_folder
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, method_names
 
@@ -450,38 +450,19 @@ def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, toke
         compression = []
     trainer = build_trainer(model, tokenizer, task, args, data["train"], trainer_cls=CompressionTrainer,
                             compression=compression, callbacks=callbacks, **kwargs)
+    # An iterative stage resumes too: CompressionTrainer gives the model the checkpoint's pruned structure first.
     checkpoint = _last_checkpoint(Path(args.output_dir))
-    if checkpoint is not None and iterative is not None:
-        # Rounds change the model's shape during the run: a checkpoint's shapes need not match a
-        # fresh start, so an interrupted iterative stage starts over.
-        logger.warning("stage %s: iterative pruning restarts the stage instead of resuming %s", stage.folder, checkpoint)
-        checkpoint = None
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return trainer.model
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint; one cut short by a kill (no trainer_state.json yet) is removed."""
-    if not folder.is_dir():
-        return None
-    complete = []
-    for checkpoint in folder.glob("checkpoint-*"):
-        if not checkpoint.name.removeprefix("checkpoint-").isdigit():
-            continue
-        if _readable_json(checkpoint / "trainer_state.json"):  # the Trainer writes it last
-            complete.append(checkpoint)
-        else:
-            logger.warning("removing %s: written only in part when the run stopped", checkpoint)
-            shutil.rmtree(checkpoint, ignore_errors=True)
-    return max(complete, key=lambda p: int(p.name.removeprefix("checkpoint-")), default=None)
-
-
-def _readable_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
+    """The newest complete checkpoint; newer ones cut short by a kill are removed."""
+    checkpoint, partial = last_complete_checkpoint(folder)
+    for path in partial:
+        logger.warning("removing %s: written only in part when the run stopped", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return checkpoint
 
 
 def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path) -> Path:

@@ -20,8 +20,9 @@ from transformers import (
     PreTrainedModel,
     TrainingArguments,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .atomic import last_complete_checkpoint
 from .benchmark import add_ratios, benchmark_rows, format_table, hardware, speedup_legend, unrankable, write_results
 from .data import get_task, load_task, tokenize_task
 from .finetune import build_trainer
@@ -142,8 +143,7 @@ def load_predecessor(args: TaskArguments, training: TrainingArguments, tokenizer
         "push_to_hub": False,
     })
     trainer = build_trainer(model, tokenizer, args.task_name, teacher_args, data["train"], data["validation"])
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(teacher_args.output_dir)
-                  if os.path.isdir(teacher_args.output_dir) else None)
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(teacher_args.output_dir)[0])
     trainer.save_model(teacher_args.output_dir)
     # Checkpoints only serve resuming the teacher's fine-tune; once it is saved they are optimizer state nobody needs.
     for checkpoint in Path(teacher_args.output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):

@@ -109,8 +109,16 @@ _KILL_STAGES = [{"stage": "layers", "strategy": "truncate", "layers": 2, "traini
                 {"stage": "compress", "method": "heads", "target": 0.25}]
 
 
-def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base):
-    recipe = _recipe(tmp_path, _KILL_STAGES)
+_ITERATIVE_STAGE = {"stage": "train", "methods": [{"method": "heads", "target": 0.5, "iterations": 2},
+                                                  {"method": "ffn", "target": 0.5, "iterations": 2}],
+                    "iterative": {"prune_every": 10}, "training": {"max_steps": 60, "save_steps": 10}}
+
+
+@pytest.mark.parametrize("second", ["sharing", "iterative"])
+def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base, second):
+    # An iterative stage killed after its first round resumes with the pruned structure, like any other.
+    stages = _KILL_STAGES if second == "sharing" else [_KILL_STAGES[0], _ITERATIVE_STAGE, _KILL_STAGES[2]]
+    recipe = _recipe(tmp_path, stages)
     reference = tmp_path / "reference"
     assert main(_cli(recipe, tiny_base, reference, "--no-measure")) == 0
 
@@ -119,14 +127,15 @@ def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     deadline = time.time() + 300
-    work = out / "work" / "02-train-sharing"
+    stage_two = "02-train-sharing" if second == "sharing" else "02-train-heads-ffn"
+    work = out / "work" / stage_two
     # Kill as soon as one checkpoint is complete (the Trainer writes trainer_state.json last).
     while time.time() < deadline and not list(work.glob("checkpoint-*/trainer_state.json")) \
             and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert (out / "stages" / "01-truncate2").is_dir() and not (out / "stages" / "02-train-sharing").exists(), \
+    assert (out / "stages" / "01-truncate2").is_dir() and not (out / "stages" / stage_two).exists(), \
         "the kill must land inside stage 2"
     first = (out / "stages" / "01-truncate2" / "model.safetensors").stat().st_mtime_ns
 
