@@ -166,29 +166,44 @@ def test_latency_search_is_the_best_pair_per_layer_within_the_budget():
     assert [len(k) for k in everything[0]] == [3, 3] and [len(k) for k in everything[1]] == [8, 8]
 
 
-def test_latency_budget_is_met_within_ten_percent_on_the_measured_model(tmp_path):
-    from hfcompress.benchmark import paired_latency
+def _cost_model_ms(model) -> float:
+    """A deterministic stand-in for a stopwatch: per layer, a fixed part plus heads and FFN neurons, with a
+    head x neuron term so that a layer cut in both saves less than the two cuts timed apart (as real timing
+    does), which exercises the budget's measure-and-tighten loop."""
+    from hfcompress.adapters import get_adapter
+
+    adapter = get_adapter(model)
+    total = 1.0
+    for layer in adapter.layers(model):
+        heads = adapter.layer_num_heads(layer, model.config)
+        neurons = adapter.ffn_linears(layer)["in"].out_features
+        total += 0.2 + 0.1 * heads + 0.001 * neurons + 0.0004 * heads * neurons
+    return total
+
+
+def _fake_paired_latency(models, pairs, **_):
+    times = {name: _cost_model_ms(model) for name, model in models.items()}
+    return {"median_ms": times, "ratios": {f"{a} / {b}": {"median": times[a] / times[b]} for a, b in pairs}}
+
+
+def test_latency_budget_is_met_on_the_measured_model(tmp_path, monkeypatch):
+    # The budget logic (table, search, measure-and-tighten) against a deterministic cost model: unit tests do not
+    # time (benchmarks/retraining_free.py times the real MiniLM against its budgets).
+    from hfcompress.methods.structured import latency
 
     from .conftest import tiny_config
 
+    monkeypatch.setattr(latency, "paired_latency", _fake_paired_latency)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(
         tiny_config("bert", layers=4, heads=8, hidden=256, ffn=1024)).eval()
-    dense = copy.deepcopy(model)
-    # Timed the way the latency table times (passes spaced by a pause, models alternated): a back-to-back loop
-    # runs warmer and measured 3.3 ms where the table saw 5.6 ms, which once put 0.6 of it out of reach.
-    timed = paired_latency({"dense": model, "copy": dense}, [("dense", "copy")], batch_size=1, seq_len=64,
-                           threads=None, rounds=40)
-    budget = 0.6 * timed["median_ms"]["dense"]
+    budget = 0.6 * _cost_model_ms(model)
     batches = [{"input_ids": torch.randint(5, 110, (8, 64), generator=torch.Generator().manual_seed(i)),
                 "attention_mask": torch.ones(8, 64, dtype=torch.long)} for i in range(2)]
     compress(model, StructuredPruningConfig(max_latency_ms=budget, seq_length=64), dataloader=batches)
     info = get_record(model).steps[-1]["info"]
-    assert info["latency_ms_measured"] <= 1.10 * budget  # timed while pruning; noise can leave it a hair over
-    wanted = budget / info["latency_table"]["dense_ms"]  # the budget as a share of the dense time it measured
-    ratio = paired_latency({"pruned": model, "dense": dense}, [("pruned", "dense")], batch_size=1, seq_len=64,
-                           threads=None, rounds=60)["ratios"]["pruned / dense"]["median"]
-    assert ratio <= 1.10 * wanted, (ratio, wanted)
+    assert info["latency_ms_measured"] == pytest.approx(_cost_model_ms(model), abs=0.01)  # recorded to 2 decimals
+    assert 0.9 * budget <= _cost_model_ms(model) <= budget  # within budget, and not far below it
     model.save_pretrained(tmp_path / "out")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     with torch.no_grad():
