@@ -519,6 +519,16 @@ def qat_summary(payloads: list[dict]) -> list[str]:
                 parts.append(f"{row['name']}: drop {drops}, {row.get('speedup_bs1', 0):.2f}x / "
                              f"{row.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file "
                              f"{row.get('size_ratio', float('nan')):.0%} of fp32")
+        static = next((r for r in rows if r["name"].startswith("post-training int8 (onnxruntime, static")), None)
+        dynamic = next((r for r in rows if r["name"] == "post-training int8 (onnxruntime)"), None)
+        if static and dynamic:
+            verdicts = []
+            for batch in (1, 32):
+                ratio = dynamic[f"latency_bs{batch}_ms"] / static[f"latency_bs{batch}_ms"]
+                verdicts.append(f"batch {batch}: static {'faster' if ratio > 1.03 else 'slower' if ratio < 0.97 else 'level'}"
+                                f" ({ratio:.2f}x dynamic's speed)")
+            parts.append("static vs dynamic ONNX Runtime int8 on this CPU (medians of this run): "
+                         + ", ".join(verdicts))
         lines.append(f"- {payload['task']}: " + "; ".join(parts) + ".")
     return lines + [""]
 
