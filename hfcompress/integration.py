@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from transformers import PreTrainedModel
 from transformers.quantizers.auto import register_quantization_config, register_quantizer
@@ -189,6 +190,32 @@ def rebuild_structure(model: PreTrainedModel, steps: list[dict[str, Any]]) -> No
     forget_broken_ties(model)
 
 
+def _replaced_children(module: nn.Module) -> bool:
+    return any(type(child).__module__.startswith("hfcompress.") for child in module.children())
+
+
+def _skip_family_init_of_replaced(model: PreTrainedModel) -> None:
+    """Some families' weight init reaches into named children (ModernBERT: ``init(attn.Wqkv.weight)``), which an
+    int8 or sparse-stored replacement does not have. Those weights come from the checkpoint: while it loads, a
+    parent's family init that fails on such a child is left there (every other module's init runs as usual)."""
+    for sub_model in [m for m in model.modules() if isinstance(m, PreTrainedModel)]:
+        def init_weights(module: nn.Module, original=sub_model._init_weights) -> None:
+            if not _replaced_children(module):
+                return original(module)
+            try:
+                original(module)
+            except AttributeError:
+                pass
+
+        sub_model._init_weights = init_weights
+
+
+def _restore_family_init(model: PreTrainedModel) -> None:
+    for sub_model in model.modules():
+        if isinstance(sub_model, PreTrainedModel) and "_init_weights" in vars(sub_model):
+            del sub_model._init_weights
+
+
 def require_whole_layers(model: PreTrainedModel, action: str) -> None:
     """Refuse to change the layer count of a model whose record already describes every layer (pruned heads or
     neurons, factorized or shared linears, int8): that record would no longer match the layers, and the model
@@ -286,10 +313,12 @@ class HfCompressQuantizer(HfQuantizer):
 
     def _process_model_before_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:
         rebuild_structure(model, self.quantization_config.steps)
+        _skip_family_init_of_replaced(model)
         check_checkpoint_files(model, kwargs.get("checkpoint_files") or [])
         return model
 
     def _process_model_after_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:
+        _restore_family_init(model)
         if not self._runtime_quantized():
             # Only the shapes differ from the standard model: it is a plain float model that
             # trains, casts (.half()) and saves like any other, with the record kept in its config.

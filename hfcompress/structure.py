@@ -100,8 +100,9 @@ def remove_heads(model: PreTrainedModel, heads_to_prune: Mapping[int, Sequence[i
             linears = adapter.attention_linears(layer)
             device = linears["query"].weight.device
             index_rows = torch.cat([torch.arange(h * head_size, (h + 1) * head_size) for h in keep]).to(device)
+            projection_rows = adapter.head_rows(keep, num_heads, head_size).to(device)
             for path in adapter.head_projection_paths(layer):
-                adapter.replace_module(layer, path, slice_linear(layer.get_submodule(path), index_rows, dim=0))
+                adapter.replace_module(layer, path, slice_linear(layer.get_submodule(path), projection_rows, dim=0))
             adapter.replace_module(layer, adapter.attention_output, slice_linear(linears["output"], index_rows, dim=1))
             adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
         heads_before.append(num_heads)
@@ -122,11 +123,12 @@ def set_head_counts(model: PreTrainedModel, kept_heads: Sequence[Sequence[int]])
     for layer, keep in zip(layers, kept_heads):
         width = len(keep) * head_size
         linears = adapter.attention_linears(layer)
-        if linears["query"].out_features == width:
+        if linears["query"].out_features == adapter.head_projection_width(len(keep), head_size):
             continue
         for path in adapter.head_projection_paths(layer):
             projection = layer.get_submodule(path)
-            adapter.replace_module(layer, path, empty_linear_like(projection, projection.in_features, width))
+            adapter.replace_module(layer, path, empty_linear_like(projection, projection.in_features,
+                                                                  adapter.head_projection_width(len(keep), head_size)))
         out = linears["output"]
         adapter.replace_module(layer, adapter.attention_output, empty_linear_like(out, width, out.out_features))
         adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
@@ -150,7 +152,7 @@ def remove_ffn_neurons(model: PreTrainedModel, neurons_to_prune: Mapping[int, Se
     sizes_before, sizes_after = [], []
     for index, layer in enumerate(layers):
         linears = adapter.ffn_linears(layer)
-        width = linears["in"].out_features
+        width = adapter.ffn_width(layer)
         remove = sorted({int(n) for n in neurons_to_prune.get(index, neurons_to_prune.get(str(index), ()))})
         bad = [n for n in remove if not 0 <= n < width]
         if bad:
@@ -160,7 +162,8 @@ def remove_ffn_neurons(model: PreTrainedModel, neurons_to_prune: Mapping[int, Se
         if remove:
             removed = set(remove)
             keep = torch.tensor([n for n in range(width) if n not in removed], device=linears["in"].weight.device)
-            adapter.replace_module(layer, adapter.ffn_in, slice_linear(linears["in"], keep, dim=0))
+            adapter.replace_module(layer, adapter.ffn_in, slice_linear(linears["in"], adapter.ffn_in_rows(keep, width),
+                                                                       dim=0))
             adapter.replace_module(layer, adapter.ffn_out, slice_linear(linears["out"], keep, dim=1))
         sizes_before.append(width)
         sizes_after.append(width - len(remove))
@@ -176,7 +179,8 @@ def set_ffn_widths(model: PreTrainedModel, sizes: Sequence[int]) -> None:
                          "config.json and the record disagree; the checkpoint is damaged.")
     for layer, width in zip(layers, sizes):
         linears = adapter.ffn_linears(layer)
-        if linears["in"].out_features == width:
+        if adapter.ffn_width(layer) == width:
             continue
-        adapter.replace_module(layer, adapter.ffn_in, empty_linear_like(linears["in"], linears["in"].in_features, width))
+        rows = width * (2 if adapter.gated_ffn else 1)
+        adapter.replace_module(layer, adapter.ffn_in, empty_linear_like(linears["in"], linears["in"].in_features, rows))
         adapter.replace_module(layer, adapter.ffn_out, empty_linear_like(linears["out"], width, linears["out"].out_features))

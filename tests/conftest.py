@@ -7,6 +7,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     DebertaV2Config,
+    ModernBertConfig,
     DistilBertConfig,
     ElectraConfig,
     MPNetConfig,
@@ -32,6 +33,10 @@ def tiny_config(family: str = "bert", layers: int = 4, heads: int = 4, hidden: i
                                intermediate_size=ffn, relative_attention=True, position_biased_input=False,
                                pos_att_type=["p2c", "c2p"], max_relative_positions=-1, position_buckets=16,
                                share_att_key=family == "deberta-v2", type_vocab_size=0, norm_rel_ebd="layer_norm")
+    if family == "modernbert":  # global attention every 2nd layer, a 4-token sliding window in the others
+        return ModernBertConfig(**TINY, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                intermediate_size=ffn, global_attn_every_n_layers=2, local_attention=8,
+                                pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
     cls = {"bert": BertConfig, "roberta": RobertaConfig, "xlm-roberta": XLMRobertaConfig, "electra": ElectraConfig,
            "mpnet": MPNetConfig}[family]
     extra = {"embedding_size": hidden} if family == "electra" else {}
@@ -52,7 +57,8 @@ def tiny_inputs(batch: int = 3, length: int = 10, seed: int = 1):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2", "deberta-v2-unshared"]
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2", "deberta-v2-unshared",
+            "modernbert"]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Families beyond BERT's layout (MPNet's shared relative-position bias, DeBERTa's disentangled attention) and task heads beyond sequence
-classification (token classification, question answering): each method's result reloads through the Auto classes."""
+"""Families beyond BERT's layout (MPNet's shared relative-position bias, DeBERTa's disentangled attention, ModernBERT's
+fused q/k/v, gated FFN and alternating global/local layers) and task heads beyond sequence classification (token classification, question answering): each method's result reloads through the Auto classes."""
 
 import warnings
 
@@ -18,7 +18,7 @@ from .conftest import tiny_config, tiny_inputs, tiny_model
 UNEVEN = {0: [1, 3], 1: [0, 1, 2], 3: [2]}
 
 
-NEW_FAMILIES = ["mpnet", "deberta-v2", "deberta-v2-unshared"]
+NEW_FAMILIES = ["mpnet", "deberta-v2", "deberta-v2-unshared", "modernbert"]
 
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
@@ -38,6 +38,21 @@ def test_removing_heads_equals_silencing_them_with_relative_position_terms(famil
     with torch.no_grad():
         output = adapter.attention_linears(adapter.layers(silenced)[0])["output"]
         output.weight[:, 0:head] = 0
+        torch.testing.assert_close(model(**tiny_inputs()).logits, silenced(**tiny_inputs()).logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["bert", *NEW_FAMILIES])
+def test_removing_ffn_neurons_equals_silencing_them(family):
+    # ModernBERT's gated FFN: a neuron is a row of the input half and of the gate half of one linear.
+    model, silenced = tiny_model(family), tiny_model(family)
+    adapter = get_adapter(model)
+    neurons = {0: [0, 5, 9], 2: list(range(20))}
+    with torch.no_grad():
+        for index, removed in neurons.items():
+            adapter.ffn_linears(adapter.layers(silenced)[index])["out"].weight[:, removed] = 0
+    prune_ffn_neurons(model, neurons)
+    assert [adapter.ffn_width(layer) for layer in adapter.layers(model)] == [61, 64, 44, 64]
+    with torch.no_grad():
         torch.testing.assert_close(model(**tiny_inputs()).logits, silenced(**tiny_inputs()).logits, atol=1e-5, rtol=0)
 
 
@@ -64,15 +79,19 @@ def _rows(n=32):
              "attention_mask": torch.ones(10, dtype=torch.long), "labels": torch.tensor(i % 3)} for i in range(n)]
 
 
-@pytest.mark.parametrize("config", [MovementPruningConfig(pruning_method="topK", final_remaining=0.5, initial_warmup=1,
-                                                          final_warmup=1),
-                                    TheseusConfig(successor_layers=2, steps_for_replacing=2)],
-                         ids=["movement", "theseus"])
-@pytest.mark.parametrize("family", ["mpnet", "deberta-v2"])
-def test_training_time_methods_reload(family, config, tmp_path):
+@pytest.mark.parametrize("method", ["movement", "theseus"])
+@pytest.mark.parametrize("family", ["mpnet", "deberta-v2", "modernbert"])
+def test_training_time_methods_reload(family, method, tmp_path):
     model = tiny_model(family)
     args = TrainingArguments(str(tmp_path / "run"), max_steps=4, per_device_train_batch_size=8, report_to=[],
                              use_cpu=True, save_strategy="no", learning_rate=1e-3, seed=0)
+    config = MovementPruningConfig(pruning_method="topK", final_remaining=0.5, initial_warmup=1, final_warmup=1)
+    if method == "theseus":
+        config = TheseusConfig(successor_layers=2, steps_for_replacing=2)
+        if get_adapter(model).first_layer_differs:  # ModernBERT: the successor must start from layer 0
+            with pytest.raises(ValueError, match='successor_init="first"'):
+                CompressionTrainer(model=model, args=args, train_dataset=_rows(), compression=[config])
+            config = TheseusConfig(successor_layers=2, steps_for_replacing=2, successor_init="first")
     CompressionTrainer(model=model, args=args, train_dataset=_rows(), compression=[config]).train()
     model.eval().save_pretrained(tmp_path / "out")
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
@@ -94,7 +113,7 @@ def _outputs(model, inputs):
     return out.logits if hasattr(out, "logits") else torch.stack([out.start_logits, out.end_logits])
 
 
-@pytest.mark.parametrize("family", ["bert", "mpnet", "deberta-v2"])
+@pytest.mark.parametrize("family", ["bert", "mpnet", "deberta-v2", "modernbert"])
 @pytest.mark.parametrize("head", list(HEADS))
 @pytest.mark.parametrize("step", list(STEPS))
 def test_token_classification_and_qa_models_compress_and_reload(family, head, step, tmp_path):

@@ -61,7 +61,7 @@ def test_heads_and_ffn_prune_then_roundtrip(family, scope, tmp_path):
     compress(model, FFNPruningConfig(target=0.5, scope=scope), dataloader=_loader())
     adapter = get_adapter(model)
     heads = [adapter.layer_num_heads(l, model.config) for l in adapter.layers(model)]
-    widths = [adapter.ffn_linears(l)["in"].out_features for l in adapter.layers(model)]
+    widths = [adapter.ffn_width(l) for l in adapter.layers(model)]
     assert sum(heads) == 8 and min(heads) >= 1
     assert sum(widths) == 128
     if scope == "layer":

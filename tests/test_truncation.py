@@ -7,6 +7,8 @@ from transformers import AutoModelForSequenceClassification
 from hfcompress import TruncationConfig, compress, get_record
 from hfcompress.methods.truncation import kept_layer_indices
 
+from hfcompress.adapters import get_adapter
+
 from .conftest import FAMILIES, tiny_inputs, tiny_model
 
 
@@ -24,13 +26,18 @@ def test_kept_layers():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_truncated_model_reloads_as_the_same_standard_model(family, tmp_path):
     model = tiny_model(family, layers=4)
-    original_layer = model.base_model.get_submodule(
-        "transformer.layer" if family == "distilbert" else "encoder.layer")[3]
-    compress(model, TruncationConfig(layers=2, keep="evenly"))
-    layers = model.base_model.get_submodule("transformer.layer" if family == "distilbert" else "encoder.layer")
+    adapter = get_adapter(model)
+    config, kept = TruncationConfig(layers=2, keep="evenly"), [1, 3]
+    if adapter.first_layer_differs:  # ModernBERT's layer 0 has no attention LayerNorm: it must stay, first
+        with pytest.raises(ValueError, match='keep="first"'):
+            compress(model, config)
+        config, kept = TruncationConfig(layers=2, keep="first"), [0, 1]
+    original_layer = adapter.layers(model)[kept[1]]
+    compress(model, config)
+    layers = adapter.layers(model)
     assert len(layers) == 2 and layers[1] is original_layer
     expected = model(**tiny_inputs()).logits
     model.save_pretrained(tmp_path)
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     torch.testing.assert_close(loaded(**tiny_inputs()).logits, expected, atol=1e-6, rtol=0)
-    assert get_record(loaded).steps[0]["info"]["kept_layers"] == [1, 3]
+    assert get_record(loaded).steps[0]["info"]["kept_layers"] == kept

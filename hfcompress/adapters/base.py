@@ -76,6 +76,19 @@ class ModelAdapter:
     # Further per-head projections of a layer (DeBERTa's relative-position key/query projections when they are not
     # shared with key/query): they lose a removed head's rows like query, key and value. Absent ones are skipped.
     extra_head_projections: tuple[str, ...] = ()
+    # q, k and v computed by one linear (ModernBERT's Wqkv): its rows are three blocks (q, k, v), each grouped by
+    # head, so query, key and value name the same path and a head's rows are taken from every block.
+    fused_qkv: bool = False
+    # A gated FFN whose input linear holds the input and the gate halves (ModernBERT's Wi): a neuron is a row of
+    # each half.
+    gated_ffn: bool = False
+    # An attribute each layer carries that the config lists per layer (ModernBERT's attention_type, listed in
+    # layer_types): kept in step when layers are dropped.
+    layer_type_attr: str | None = None
+    config_layer_types: str | None = None
+    # The first layer is built differently from the others (ModernBERT's has no attention LayerNorm), so a smaller
+    # stack must keep layer 0, first.
+    first_layer_differs: bool = False
 
     # --- modules -------------------------------------------------------------------------
     def layers(self, model: nn.Module) -> nn.ModuleList:
@@ -91,6 +104,16 @@ class ModelAdapter:
             return
         for config in _configs_of(model):
             setattr(config, self.config_num_layers, len(layers))
+            if self.config_layer_types:
+                setattr(config, self.config_layer_types, [getattr(layer, self.layer_type_attr) for layer in layers])
+
+    def check_kept_layers(self, kept: list[int], how: str) -> None:
+        """Refuse, before any change, a smaller stack the family cannot build: ``kept`` are the original layers
+        in their new order; ``how`` names the setting that keeps layer 0 first."""
+        if self.first_layer_differs and (not kept or kept[0] != 0 or 0 in kept[1:]):
+            raise ValueError(f"{self.name}'s first layer is built differently from the others (no attention "
+                             f"LayerNorm), so a smaller model must start with layer 0; these settings keep layers "
+                             f"{kept}. Use {how}.")
 
     def attention_linears(self, layer: nn.Module) -> dict[str, nn.Linear]:
         """``{"query", "key", "value", "output"}`` linears of one layer's self-attention."""
@@ -105,7 +128,26 @@ class ModelAdapter:
         """Paths (relative to ``layer``) of every linear whose output rows are grouped by head: query, key, value
         and the family's extra per-head projections that this layer has."""
         extra = [path for path in self.extra_head_projections if _has_submodule(layer, path)]
-        return [self.query, self.key, self.value, *extra]
+        return list(dict.fromkeys([self.query, self.key, self.value, *extra]))
+
+    def head_rows(self, keep: list[int], num_heads: int, head_size: int) -> torch.Tensor:
+        """Rows of a head projection (``head_projection_paths``) that belong to the heads in ``keep``."""
+        rows = torch.cat([torch.arange(h * head_size, (h + 1) * head_size) for h in keep])
+        if not self.fused_qkv:
+            return rows
+        return torch.cat([rows + block * num_heads * head_size for block in range(3)])
+
+    def head_projection_width(self, num_heads: int, head_size: int) -> int:
+        """Output width of a head projection with ``num_heads`` heads."""
+        return (3 if self.fused_qkv else 1) * num_heads * head_size
+
+    def ffn_width(self, layer: nn.Module) -> int:
+        """FFN neurons of one layer."""
+        return self.ffn_linears(layer)["in"].out_features // (2 if self.gated_ffn else 1)
+
+    def ffn_in_rows(self, keep: torch.Tensor, width: int) -> torch.Tensor:
+        """Rows of the FFN input linear that belong to the neurons in ``keep`` (of ``width``)."""
+        return torch.cat([keep, keep + width]) if self.gated_ffn else keep
 
     def ffn_linears(self, layer: nn.Module) -> dict[str, nn.Linear]:
         """``{"in", "out"}`` linears of one layer's feed-forward block."""
@@ -142,7 +184,9 @@ class ModelAdapter:
         if unknown:
             raise ValueError(f"Unknown linear roles {unknown}; roles: {list(paths)}.")
         names = {id(module): name for name, module in model.named_modules()}
-        return [names[id(layer.get_submodule(paths[role]))] for layer in self.layers(model) for role in roles]
+        # dict.fromkeys: roles that share one module (fused q/k/v) name it once.
+        return list(dict.fromkeys(names[id(layer.get_submodule(paths[role]))] for layer in self.layers(model)
+                                  for role in roles))
 
     def pooler_linear_names(self, model: nn.Module) -> list[str]:
         """Full names of the backbone's pooler linears (empty when the family has no pooler)."""
@@ -195,7 +239,7 @@ class ModelAdapter:
 
     def layer_num_heads(self, layer: nn.Module, config: PretrainedConfig) -> int:
         """Heads actually present in one layer (uneven after head pruning)."""
-        return self.attention_linears(layer)["query"].out_features // self.head_size(config)
+        return self.attention_linears(layer)["query"].out_features // self.head_projection_width(1, self.head_size(config))
 
     def set_layer_num_heads(self, layer: nn.Module, num_heads: int, config: PretrainedConfig,
                             kept: list[int] | None = None) -> None:
@@ -278,11 +322,7 @@ def _configs_of(model: nn.Module) -> list[PretrainedConfig]:
 
 _REGISTRY: dict[str, ModelAdapter] = {}
 # Families users ask for that need more than a module map, and why.
-NOT_YET = {
-    "modernbert": " yet: its attention computes q, k and v in one fused linear (Wqkv) and its FFN is a gated "
-                  "linear unit (Wi holds input and gate halves), so removing a head or a neuron means slicing three "
-                  "or two blocks of one matrix, which the adapter interface does not describe",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def register_adapter(adapter: ModelAdapter) -> ModelAdapter:

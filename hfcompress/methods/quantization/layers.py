@@ -166,10 +166,12 @@ class Int8StoredEmbedding(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
+        # The copy's own version too: code that writes into the returned tensor (a family's weight init while a
+        # checkpoint loads) must not leave a stale table behind.
         key = (self.weight_int8.data_ptr(), self.weight_int8._version, self.weight_scale._version)
-        if self._float is None or key != self._float_from:
+        if self._float is None or (*key, self._float._version) != self._float_from:
             self._float = self.weight_int8.float() * self.weight_scale[:, None]
-            self._float_from = key
+            self._float_from = (*key, self._float._version)
         return self._float
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

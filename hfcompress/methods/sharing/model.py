@@ -20,8 +20,8 @@ from .config import WeightSharingConfig
 
 def _role_paths(adapter, share: str) -> list[str] | None:
     paths = adapter.linear_paths()
-    if share == "attention":
-        return [paths[r] for r in ("query", "key", "value", "output")]
+    if share == "attention":  # dict.fromkeys: a fused q/k/v linear is one path
+        return list(dict.fromkeys(paths[r] for r in ("query", "key", "value", "output")))
     if share == "ffn":
         return [paths[r] for r in ("ffn_in", "ffn_out")]
     return None  # the whole layer
@@ -44,7 +44,7 @@ def tie_map(model: PreTrainedModel, groups: list[list[int]], share: str,
     layer_names = {id(layer): name for name, layer in model.named_modules()}
     role_paths = _role_paths(adapter, share)
     if linear_weights_only and role_paths is None:
-        role_paths = list(adapter.linear_paths().values())
+        role_paths = list(dict.fromkeys(adapter.linear_paths().values()))
     if role_paths is not None and share != "ffn":
         # Per-head projections beyond q/k/v (DeBERTa's unshared position projections) are attention weights too.
         role_paths += [path for path in adapter.head_projection_paths(layers[0]) if path not in role_paths]

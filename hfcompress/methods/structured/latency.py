@@ -73,9 +73,9 @@ def measure_latency_table(model: PreTrainedModel, seq_length: int, rounds: int =
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     heads = adapter.layer_num_heads(layers[0], model.config)
-    width = adapter.ffn_linears(layers[0])["in"].out_features
-    if any(adapter.layer_num_heads(layer, model.config) != heads or adapter.ffn_linears(layer)["in"].out_features
-           != width for layer in layers):
+    width = adapter.ffn_width(layers[0])
+    if any(adapter.layer_num_heads(layer, model.config) != heads or adapter.ffn_width(layer) != width
+           for layer in layers):
         raise ValueError("A latency budget is measured on a model whose layers all have the same shape; this one "
                          "was pruned before. Give the budget as kept_flops instead, or prune the original model.")
     grid = min(width, neuron_grid)

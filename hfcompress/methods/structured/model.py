@@ -134,7 +134,7 @@ def _remove_unkept(model: PreTrainedModel, kept_heads: list[list[int]], kept_neu
     layers = adapter.layers(model)
     head_plan = {index: [h for h in range(adapter.layer_num_heads(layer, model.config)) if h not in set(keep)]
                  for index, (layer, keep) in enumerate(zip(layers, kept_heads))}
-    neuron_plan = {index: [n for n in range(adapter.ffn_linears(layer)["in"].out_features) if n not in set(keep)]
+    neuron_plan = {index: [n for n in range(adapter.ffn_width(layer)) if n not in set(keep)]
                    for index, (layer, keep) in enumerate(zip(layers, kept_neurons))}
     return {**remove_heads(model, {k: v for k, v in head_plan.items() if v}),
             **remove_ffn_neurons(model, {k: v for k, v in neuron_plan.items() if v})}

@@ -121,6 +121,7 @@ def attach_successor(model: PreTrainedModel, config: TheseusConfig, seed: int = 
             f"successor_layers={config.successor_layers} must be smaller than the predecessor's {len(layers)} layers."
         )
     sources = successor_sources(len(layers), config.successor_layers, config.successor_init)
+    adapter.check_kept_layers(sources, "TheseusConfig(successor_init=\"first\")")
     successor = nn.ModuleList([copy.deepcopy(layers[i]) for i in sources])
     seed = config.replacement_seed if config.replacement_seed is not None else seed
     stack = TheseusLayers(layers, successor, seed)

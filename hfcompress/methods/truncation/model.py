@@ -31,6 +31,7 @@ def truncate_layers(model: PreTrainedModel, config: TruncationConfig, dataloader
     adapter = get_adapter(model)
     layers = adapter.layers(model)
     keep = kept_layer_indices(len(layers), config)
+    adapter.check_kept_layers(keep, "TruncationConfig(keep=\"first\")")
     adapter.set_layers(model, nn.ModuleList([layers[i] for i in keep]))
     append_step(model, make_step(config.name, config, None, {"layers_before": len(layers), "kept_layers": keep}))
     return model
