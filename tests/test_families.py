@@ -130,3 +130,13 @@ def test_token_classification_and_qa_models_compress_and_reload(family, head, st
     torch.testing.assert_close(_outputs(loaded, inputs), expected, atol=1e-6, rtol=0)
     assert count_parameters(loaded) == count_parameters(model)
     assert get_record(loaded).steps[-1]["method"] == get_record(model).steps[-1]["method"]
+
+
+def test_structured_movement_is_refused_where_heads_and_neurons_are_not_row_blocks(tmp_path):
+    model = tiny_model("modernbert")
+    args = TrainingArguments(str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8, report_to=[],
+                             use_cpu=True, save_strategy="no", seed=0)
+    config = MovementPruningConfig(pruning_method="topK", final_remaining=0.5, granularity="head", targets=["attention"])
+    with pytest.raises(ValueError, match='granularity="element"'):
+        CompressionTrainer(model=model, args=args, train_dataset=_rows(), compression=[config]).train()
+    assert not any("scores" in name for name, _ in model.named_parameters())  # refused before any change

@@ -41,6 +41,13 @@ def attach_masks(model: PreTrainedModel, config: MovementPruningConfig) -> list[
     if others:
         raise ValueError(f"Movement pruning needs plain Linear layers; {others[0]!r} is a "
                          f"{type(model.get_submodule(others[0])).__name__}. Prune before low-rank, int8 or sparse storage.")
+    if config.granularity != "element" and (adapter.fused_qkv or adapter.gated_ffn):
+        # A unit is one contiguous block of rows; a fused head (rows in each of q, k, v) or a gated neuron (a row in
+        # each half) is not, and scoring the blocks apart would cut query or gate rows as if they were heads.
+        raise ValueError(f"Structured movement pruning (granularity={config.granularity!r}) scores a head as a block "
+                         f"of value rows and a neuron as an FFN-input row; {adapter.name} fuses q/k/v and gates its "
+                         "FFN. Use granularity=\"element\", or remove heads and neurons with HeadPruningConfig / "
+                         "FFNPruningConfig (or IterativePruningCallback inside a fine-tune).")
     if config.granularity == "element":
         plan = [(name, 1) for name in adapter.linear_names(model, roles)]
     else:
