@@ -593,3 +593,17 @@ def test_onnx_smoothing_adds_one_mul_per_ffn_matmul_and_stays_close(tmp_path, op
     factorized = compress(tiny_model("bert", hidden=64, ffn=128), hfcompress.LowRankConfig(rank=8, targets=["ffn"]))
     with pytest.raises(ValueError, match="none of them is a Linear"):
         export_onnx(factorized, tmp_path / "x", int8=True, smoothing=0.8, dataloader=_calibration())
+
+
+def test_int8_embeddings_run_under_inference_mode_and_after_it():
+    from hfcompress import DynamicQuantConfig, compress
+
+    model = compress(tiny_model("bert"), DynamicQuantConfig(embeddings=True))
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    with torch.inference_mode():  # the float view made here is an inference tensor (no version counter)
+        first = model(**inputs).logits
+        second = model(**inputs).logits
+    after = model(**inputs).logits  # grad mode again: the inference-mode copy must not be used here
+    assert torch.equal(first, expected) and torch.equal(second, expected) and torch.equal(after.detach(), expected)

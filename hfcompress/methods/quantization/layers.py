@@ -140,6 +140,11 @@ class Int8DynamicLinear(nn.Module):
             ", input smoothed" if self.input_smoothing is not None else "")
 
 
+def _version(tensor: torch.Tensor) -> int | None:
+    # Tensors made under torch.inference_mode have no version counter (and cannot be written in place outside it).
+    return None if tensor.is_inference() else tensor._version
+
+
 class Int8StoredEmbedding(nn.Module):
     """A word embedding stored as int8 rows + scales; looked up from a float copy made once."""
 
@@ -168,10 +173,12 @@ class Int8StoredEmbedding(nn.Module):
     def weight(self) -> torch.Tensor:
         # The copy's own version too: code that writes into the returned tensor (a family's weight init while a
         # checkpoint loads) must not leave a stale table behind.
-        key = (self.weight_int8.data_ptr(), self.weight_int8._version, self.weight_scale._version)
-        if self._float is None or (*key, self._float._version) != self._float_from:
+        # A copy made under torch.inference_mode is an inference tensor, unusable where autograd records: one per mode.
+        key = (self.weight_int8.data_ptr(), _version(self.weight_int8), _version(self.weight_scale),
+               torch.is_inference_mode_enabled())
+        if self._float is None or (*key, _version(self._float)) != self._float_from:
             self._float = self.weight_int8.float() * self.weight_scale[:, None]
-            self._float_from = (*key, self._float._version)
+            self._float_from = (*key, _version(self._float))
         return self._float
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
