@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -121,8 +122,6 @@ def last_complete_checkpoint(run_dir: str | os.PathLike) -> tuple[Path | None, l
 
 
 def _complete(checkpoint: Path) -> bool:
-    import json
-
     try:
         json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
         config = checkpoint / "config.json"

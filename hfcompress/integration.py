@@ -194,18 +194,17 @@ def _replaced_children(module: nn.Module) -> bool:
     return any(type(child).__module__.startswith("hfcompress.") for child in module.children())
 
 
-def _skip_family_init_of_replaced(model: PreTrainedModel) -> None:
+def _tolerate_replaced_children_in_family_init(model: PreTrainedModel) -> None:
     """Some families' weight init reaches into named children (ModernBERT: ``init(attn.Wqkv.weight)``), which an
     int8 or sparse-stored replacement does not have. Those weights come from the checkpoint: while it loads, a
     parent's family init that fails on such a child is left there (every other module's init runs as usual)."""
     for sub_model in [m for m in model.modules() if isinstance(m, PreTrainedModel)]:
         def init_weights(module: nn.Module, original=sub_model._init_weights) -> None:
-            if not _replaced_children(module):
-                return original(module)
             try:
                 original(module)
             except AttributeError:
-                pass
+                if not _replaced_children(module):
+                    raise
 
         sub_model._init_weights = init_weights
 
@@ -313,7 +312,7 @@ class HfCompressQuantizer(HfQuantizer):
 
     def _process_model_before_weight_loading(self, model: PreTrainedModel, **kwargs: Any) -> PreTrainedModel:
         rebuild_structure(model, self.quantization_config.steps)
-        _skip_family_init_of_replaced(model)
+        _tolerate_replaced_children_in_family_init(model)
         check_checkpoint_files(model, kwargs.get("checkpoint_files") or [])
         return model
 

@@ -122,13 +122,13 @@ def set_head_counts(model: PreTrainedModel, kept_heads: Sequence[Sequence[int]])
     head_size = adapter.head_size(model.config)
     for layer, keep in zip(layers, kept_heads):
         width = len(keep) * head_size
+        projection_width = adapter.head_projection_width(len(keep), head_size)
         linears = adapter.attention_linears(layer)
-        if linears["query"].out_features == adapter.head_projection_width(len(keep), head_size):
+        if linears["query"].out_features == projection_width:
             continue
         for path in adapter.head_projection_paths(layer):
             projection = layer.get_submodule(path)
-            adapter.replace_module(layer, path, empty_linear_like(projection, projection.in_features,
-                                                                  adapter.head_projection_width(len(keep), head_size)))
+            adapter.replace_module(layer, path, empty_linear_like(projection, projection.in_features, projection_width))
         out = linears["output"]
         adapter.replace_module(layer, adapter.attention_output, empty_linear_like(out, width, out.out_features))
         adapter.set_layer_num_heads(layer, len(keep), model.config, keep)
@@ -181,6 +181,6 @@ def set_ffn_widths(model: PreTrainedModel, sizes: Sequence[int]) -> None:
         linears = adapter.ffn_linears(layer)
         if adapter.ffn_width(layer) == width:
             continue
-        rows = width * (2 if adapter.gated_ffn else 1)
-        adapter.replace_module(layer, adapter.ffn_in, empty_linear_like(linears["in"], linears["in"].in_features, rows))
+        adapter.replace_module(layer, adapter.ffn_in, empty_linear_like(linears["in"], linears["in"].in_features,
+                                                                        adapter.ffn_in_width(width)))
         adapter.replace_module(layer, adapter.ffn_out, empty_linear_like(linears["out"], width, linears["out"].out_features))

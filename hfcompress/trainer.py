@@ -10,14 +10,14 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedModel, Trainer
 from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
-
 from .atomic import last_complete_checkpoint
 from .callbacks import CompressionCallback
 from .compress import CompressCallback
 from .integration import replay_checkpoint_structure
 from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
 from .registry import method_for_config, methods
+
+logger = logging.get_logger(__name__)
 
 
 class CompressionTrainer(Trainer):

@@ -141,9 +141,13 @@ class ModelAdapter:
         """Output width of a head projection with ``num_heads`` heads."""
         return (3 if self.fused_qkv else 1) * num_heads * head_size
 
+    def ffn_in_width(self, neurons: int) -> int:
+        """Output width of the FFN input linear with ``neurons`` neurons."""
+        return (2 if self.gated_ffn else 1) * neurons
+
     def ffn_width(self, layer: nn.Module) -> int:
         """FFN neurons of one layer."""
-        return self.ffn_linears(layer)["in"].out_features // (2 if self.gated_ffn else 1)
+        return self.ffn_linears(layer)["in"].out_features // self.ffn_in_width(1)
 
     def ffn_in_rows(self, keep: torch.Tensor, width: int) -> torch.Tensor:
         """Rows of the FFN input linear that belong to the neurons in ``keep`` (of ``width``)."""

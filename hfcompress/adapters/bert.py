@@ -2,6 +2,14 @@
 
 from .base import ModelAdapter, register_adapter
 
+# BERT's config field names, which most families keep (modernbert.py too).
+BERT_CONFIG_NAMES = dict(
+    config_num_layers="num_hidden_layers",
+    config_num_heads="num_attention_heads",
+    config_hidden_size="hidden_size",
+    config_intermediate_size="intermediate_size",
+)
+
 # Shared by the families that keep BERT's layer layout and config names (deberta.py, mpnet.py rename some paths).
 BERT_LAYOUT = dict(
     layers_path="encoder.layer",
@@ -12,10 +20,7 @@ BERT_LAYOUT = dict(
     attention_module="attention.self",
     ffn_in="intermediate.dense",
     ffn_out="output.dense",
-    config_num_layers="num_hidden_layers",
-    config_num_heads="num_attention_heads",
-    config_hidden_size="hidden_size",
-    config_intermediate_size="intermediate_size",
+    **BERT_CONFIG_NAMES,
     attention_heads_attr="num_attention_heads",
     attention_all_head_size_attr="all_head_size",
 )

@@ -3,6 +3,7 @@ positions, alternating global and sliding-window attention (``config.layer_types
 attention LayerNorm."""
 
 from .base import ModelAdapter, register_adapter
+from .bert import BERT_CONFIG_NAMES
 
 MODERNBERT = register_adapter(ModelAdapter(
     name="modernbert",
@@ -15,10 +16,7 @@ MODERNBERT = register_adapter(ModelAdapter(
     attention_module="attn",
     ffn_in="mlp.Wi",
     ffn_out="mlp.Wo",
-    config_num_layers="num_hidden_layers",
-    config_num_heads="num_attention_heads",
-    config_hidden_size="hidden_size",
-    config_intermediate_size="intermediate_size",
+    **BERT_CONFIG_NAMES,
     fused_qkv=True,
     gated_ffn=True,
     layer_type_attr="attention_type",

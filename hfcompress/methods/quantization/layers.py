@@ -171,9 +171,8 @@ class Int8StoredEmbedding(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        # The copy's own version too: code that writes into the returned tensor (a family's weight init while a
-        # checkpoint loads) must not leave a stale table behind.
-        # A copy made under torch.inference_mode is an inference tensor, unusable where autograd records: one per mode.
+        # Rebuilt when the copy itself was written into (a family's weight init while a checkpoint loads), and once
+        # per inference mode: a copy made under torch.inference_mode is unusable where autograd records.
         key = (self.weight_int8.data_ptr(), _version(self.weight_int8), _version(self.weight_scale),
                torch.is_inference_mode_enabled())
         if self._float is None or (*key, _version(self._float)) != self._float_from:
