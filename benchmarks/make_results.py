@@ -55,8 +55,8 @@ def describe(payload: dict) -> str:
     parts = [f"task **{payload['task']}** ({payload['metric']} on {data.get('dev_rows', '?')} dev rows)"
              + (f", run `{payload['tag']}`" if payload.get("tag") else "")]
     if data.get("train_rows"):
-        subset = f" (random subset of the train file)" if data.get("train_subset_of") else ""
-        split = f" (80/20 split of the dev file: no train file here)" if data.get("dev_split") else ""
+        subset = " (random subset of the train file)" if data.get("train_subset_of") else ""
+        split = " (80/20 split of the dev file: no train file here)" if data.get("dev_split") else ""
         parts.append(f"train {data['train_rows']} rows{subset}{split}, max length {data.get('max_length')}")
     if payload.get("from_base"):
         parts.append(f"no teacher: every row fine-tuned from pretrained MiniLM for {payload['finetune_steps']} steps "
@@ -596,10 +596,58 @@ QUANTIZATION_NOTE = note("quantization")
 ORT_OPTIONS_NOTE = note("ort_options")
 
 
-def _paired_verdict(ratio: dict) -> str:
-    """ours / plain per-round ratio -> "faster" / "level" / "slower", by whether its 95% interval excludes 1."""
+def _paired_verdict(ratio: dict, bar: float | None = None) -> str:
+    """ours / plain per-round time ratio -> "faster" / "level" / "slower". Repeated runs (``bar`` given, e.g.
+    0.97): "slower" when plain's speed over ours, median over the repeats, is below the bar; single runs: by
+    whether the 95% interval excludes 1."""
+    if bar is not None:
+        speed = 1 / ratio["median"]
+        return "slower" if speed < bar else "faster" if speed > 1 / bar else "level"
     low, high = ratio["ci95"]
     return "slower" if low > 1.0 else "faster" if high < 1.0 else "level"
+
+
+def quantization_repeats(payload: dict) -> list[str]:
+    """Every row of a run timed as a whole table several times (quantization.py --repeats): speedup over fp32,
+    median over the repeats with their range, and issue #26's targets where a row has one."""
+    paired = {p["batch_size"]: p for p in payload.get("paired", [])}
+    if not paired or "repeats" not in paired[1]:
+        return []
+    rows = {r["name"]: r for r in payload["rows"]}
+    fp32 = rows["fp32"]
+    metrics = ["f1", "accuracy"] if payload["task"] == "mrpc" else ["accuracy"]
+    lines = [f"**{payload['task']}**: every row against fp32, the whole paired table timed {paired[1]['repeats']} "
+             f"times ({paired[1]['rounds']} / {paired[32]['rounds']} rounds per repeat at batch 1 / 32); speedup = "
+             "median over the repeats of each repeat's median per-round ratio, range of the repeats in brackets. "
+             "Targets of #26: QAT within 0.3 points at >= 1.5x (torch) / >= 1.7x (ONNX Runtime); the guard within "
+             "its max_drop on dev; int8 files <= 30% of fp32.", "",
+             "| model | " + " | ".join(f"{m} (drop)" for m in metrics) + " | speedup bs1 | speedup bs32 | file | "
+             "#26 target |", "|---" * (len(metrics) + 5) + "|"]
+    for name, row in rows.items():
+        if name == "fp32" or f"{name} / fp32" not in paired[1]["ratios"]:
+            continue
+        speeds = []
+        for batch in (1, 32):
+            ratio = paired[batch]["ratios"][f"{name} / fp32"]
+            speeds.append((1 / ratio["median"], 1 / ratio["ci95"][1], 1 / ratio["ci95"][0]))
+        drops = {m: 100 * (fp32["metrics"][m] - row["metrics"][m]) for m in metrics}
+        target = ""
+        if name.startswith("hfcompress QAT"):
+            need = 1.5 if "(torch)" in name else 1.7
+            missed = [f"{m} drop {d:.2f}" for m, d in drops.items() if d > 0.3] + \
+                ([f"{speeds[0][0]:.2f}x < {need}x"] if speeds[0][0] < need else [])
+            target = "met" if not missed else "missed: " + ", ".join(missed)
+        elif "accuracy guard" in name:
+            budget = float(name.rsplit("max_drop ", 1)[1])
+            worst = max(drops.values())
+            target = f"{'met' if worst <= budget else 'missed'}: dev drop {worst:.2f} vs max_drop {budget:g}"
+        size = row.get("size_ratio")
+        if size is not None and "int8" in name and size > 0.30:
+            target += ("; " if target else "") + f"file {size:.0%} > 30%"
+        lines.append(f"| {name} | " + " | ".join(f"{100 * row['metrics'][m]:.2f} ({d:+.2f})" for m, d in drops.items())
+                     + " | " + " | ".join(f"{s:.2f}x ({lo:.2f}-{hi:.2f})" for s, lo, hi in speeds)
+                     + f" | {'' if size is None else f'{size:.0%}'} | {target} |")
+    return lines + [""]
 
 
 def quantization_summary(payloads: list[dict]) -> list[str]:
@@ -627,9 +675,10 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
             if paired:
                 speedup = 1 / paired[1]["ratios"][f"{ours_name} / fp32"]["median"]
                 ratios = [paired[b]["ratios"][f"{ours_name} / {plain_name}"] for b in (1, 32)]
-                versus = [f"{r['median']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] {_paired_verdict(r)}"
+                bar = payload.get("never_slower_bar")
+                versus = [f"{r['median']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] {_paired_verdict(r, bar)}"
                           for r in ratios]
-                slower = [f"bs{b} slower" for b, r in zip((1, 32), ratios) if _paired_verdict(r) == "slower"]
+                slower = [f"bs{b} slower" for b, r in zip((1, 32), ratios) if _paired_verdict(r, bar) == "slower"]
             else:
                 speedup = ours["speedup_bs1"]
                 medians = [ours[f"latency_bs{b}_ms"] / plain[f"latency_bs{b}_ms"] for b in (1, 32)]
@@ -643,7 +692,10 @@ def quantization_summary(payloads: list[dict]) -> list[str]:
                          f"{' / '.join(f'{d:.2f}' for d in drops)} | {speedup:.2f}x | {ours['size_ratio']:.0%} | "
                          f"{versus[0]} | {versus[1]} | {'no: ' + ', '.join(missed) if missed else 'yes'} | "
                          f"{_percent(ours.get('flips_vs_fp32'))} / {_percent(plain.get('flips_vs_fp32'))} |")
-    return lines + ["", QUANTIZATION_NOTE, ""]
+    lines += ["", QUANTIZATION_NOTE, ""]
+    for payload in payloads:
+        lines += quantization_repeats(payload)
+    return lines
 
 
 def ort_graph_options() -> list[str]:

@@ -27,14 +27,13 @@ import argparse
 import copy
 import math
 import statistics
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from common import (get_teacher, load_data, minilm_path, run_payload, save_run, TASK_SETUPS, train_batches,
-                    training_args, unseen_train_rows)
+from common import (CACHE, get_teacher, keep_variant, load_data, minilm_path, run_payload, save_run, TASK_SETUPS,
+                    train_batches, training_args, unseen_train_rows)
 
 from hfcompress import (CompressionTrainer, DistillationConfig, DynamicQuantConfig, OnnxSequenceClassifier,
                         QuantAwareConfig, compress, export_onnx)
@@ -90,7 +89,8 @@ def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work:
                         **ort(control, f"control-{seed}")})
         qat_torch = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed,
                                [QuantAwareConfig(backend="torch", embeddings=True)], "torch")
-        entries.append({"name": f"QAT, int8 (torch), seed {seed}", "model": qat_torch, "extra": {"seed": seed}})
+        # Kept (cache/qat/<task>/), so quantization.py can time the QAT models in its whole table.
+        entries.append(keep_variant("qat", task, f"QAT, int8 (torch), seed {seed}", qat_torch, {"seed": seed}))
         qat_ort = _fine_tune(teacher, tokenizer, task, data, steps, lr, seed,
                              [QuantAwareConfig(backend="onnxruntime", weight_bits=ORT_BITS)], "onnxruntime")
         entries.append({"name": f"QAT, int8 (onnxruntime), seed {seed}", "extra": {"seed": seed},
@@ -168,6 +168,6 @@ if __name__ == "__main__":
         for task_name in options.tasks:
             run_from_base(task_name, options.seeds, options.tag, options.steps)
         raise SystemExit(0)
-    with tempfile.TemporaryDirectory() as folder:
-        for task_name in options.tasks:
-            run_task(task_name, options.steps or 120, options.lr, options.seeds, options.tag, Path(folder))
+    # ONNX exports stay in the cache (not committed) beside the kept torch models: quantization.py re-times them.
+    for task_name in options.tasks:
+        run_task(task_name, options.steps or 120, options.lr, options.seeds, options.tag, CACHE / "qat" / task_name)
