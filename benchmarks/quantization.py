@@ -97,7 +97,7 @@ def saves_and_reloads(model, inputs) -> bool:
             return torch.allclose(loaded(**inputs).logits, model(**inputs).logits, atol=1e-5)
 
 
-def run_task(task: str, work: Path, repeats: int = 3) -> None:
+def run_task(task: str, work: Path, repeats: int = 3, successor: str | None = None) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup)
@@ -200,7 +200,7 @@ def run_task(task: str, work: Path, repeats: int = 3) -> None:
     if qat_ort and (qat_ort[0] / "config.json").is_file():
         entries.append({"name": "hfcompress QAT int8 (onnxruntime)", "model": OnnxSequenceClassifier.from_pretrained(qat_ort[0]),
                         "size_bytes": weights_size_bytes(qat_ort[0]), "extra": {"model_dir": str(qat_ort[0])}})
-    successor_dir = CACHE / "theseus" / task / "theseus_constant"
+    successor_dir = Path(successor) if successor else CACHE / "theseus" / task / "theseus_constant"
     if (successor_dir / "model.safetensors").is_file():
         successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
         entries.append({"name": "theseus 3 layers (fp32)", "model": successor})
@@ -259,7 +259,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["sst2", "mrpc"])
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the whole paired timing table")
+    parser.add_argument("--successor", default=None, help="a Theseus successor folder for the first task (default: "
+                                                          "cache/theseus/<task>/theseus_constant when it exists)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for name in options.tasks:
-            run_task(name, Path(folder), options.repeats)
+            run_task(name, Path(folder), options.repeats, options.successor if name == options.tasks[0] else None)
