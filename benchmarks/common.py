@@ -125,11 +125,13 @@ def keep_variant(benchmark: str, task: str, name: str, model, extra: dict | None
     return its ``benchmark_rows`` entry."""
     folder = CACHE / benchmark / task / slug(name)
     model.save_pretrained(folder)
-    try:
-        where = str(folder.relative_to(ROOT))
-    except ValueError:
-        where = str(folder)
-    return {"name": name, "model": model, "extra": {**(extra or {}), "model_dir": where}}
+    return {"name": name, "model": model, "extra": {**(extra or {}), "model_dir": shown_path(folder)}}
+
+
+def shown_path(folder: Path) -> str:
+    """A kept model's folder as results files record it: relative to the repository when the cache is inside it
+    (HFCOMPRESS_BENCH_CACHE may put it elsewhere)."""
+    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
 
 
 def teacher_dir(task: str) -> Path:

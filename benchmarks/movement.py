@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from common import (benchmark_parser, run_payload, save_run, CACHE, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, slug,
-                    teacher_dir, training_args)
+from common import (benchmark_parser, run_payload, save_run, CACHE, TASK_SETUPS, get_teacher, keep_variant, load_data, slug,
+                    shown_path, teacher_dir, training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, MovementPruningConfig, get_record, store_sparse
 from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
@@ -74,7 +74,7 @@ def run_task(task: str, epochs: float, lr: float, seed: int, distill: bool, step
     dev_inputs = DataCollatorWithPadding(tokenizer)(
         [{c: row[c] for c in model_inputs} for row in data["validation"].select(range(8))])
     entries = [{"name": "teacher", "model": teacher,
-                "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT)), "remaining_encoder_weights": 1.0}}]
+                "extra": {"model_dir": shown_path(teacher_dir(task)), "remaining_encoder_weights": 1.0}}]
     for name, config in variants().items():
         if names and name not in names:
             continue

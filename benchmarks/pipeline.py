@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run
+from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run, shown_path
 
 from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
 from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
@@ -119,8 +119,7 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
         model = load_model(out)
         (out / "used_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         entries.append({"name": label or name, "model": model, "size_bytes": weights_size_bytes(out),
-                        "extra": {"kind": kind, "pipeline": name, "recipe": recipe, "model_dir": str(out.relative_to(ROOT))
-                                  if out.is_relative_to(ROOT) else str(out)}})
+                        "extra": {"kind": kind, "pipeline": name, "recipe": recipe, "model_dir": shown_path(out)}})
 
     chosen = pipelines(task)
     names = names or list(chosen)

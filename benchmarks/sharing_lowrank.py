@@ -17,8 +17,8 @@ import copy
 import math
 
 
-from common import (benchmark_parser, run_payload, save_run, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
-                    train_batches, training_args)
+from common import (benchmark_parser, run_payload, save_run, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+                    shown_path, train_batches, training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, LowRankConfig, WeightSharingConfig, compress
 from hfcompress.benchmark import add_ratios, benchmark_rows
@@ -62,7 +62,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
-    entries = [{"name": "teacher", "model": teacher, "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT)),
+    entries = [{"name": "teacher", "model": teacher, "extra": {"model_dir": shown_path(teacher_dir(task)),
                                                             "encoder_params": encoder_params(teacher)}}]
     for name, config in VARIANTS.items():
         if names and name not in names:

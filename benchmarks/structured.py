@@ -17,8 +17,8 @@ import copy
 import math
 
 
-from common import (benchmark_parser, run_payload, save_run, RESULTS, ROOT, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
-                    train_batches, training_args)
+from common import (benchmark_parser, run_payload, save_run, RESULTS, TASK_SETUPS, get_teacher, keep_variant, load_data, teacher_dir,
+                    shown_path, train_batches, training_args)
 
 from hfcompress import (CompressionTrainer, DistillationConfig, FFNPruningConfig, HeadPruningConfig,
                         IterativePruningCallback, compress, get_record)
@@ -65,7 +65,7 @@ def run_task(task: str, finetune_epochs: float, lr: float, seed: int, finetune_s
 
     steps = finetune_steps or math.ceil(data["train"].num_rows / 32 * finetune_epochs)
     entries = [{"name": "teacher (12 heads x 6 layers, FFN 1536)", "model": teacher,
-                "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
+                "extra": {"model_dir": shown_path(teacher_dir(task))}}]
     removed_heads = {}
     # Rounds at steps 0, s/(n+1), ..., so the last round still gets half the steps or more.
     prune_every = steps // (iterations + 1)

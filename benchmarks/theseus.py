@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, load_data, teacher_dir, training_args
+from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data, shown_path, teacher_dir, training_args
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
@@ -117,14 +117,14 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, ta
                 models[name] = model
             _save(task, setup, teacher_info, data, steps, seed, grid, rows=None, tag=tag)
     entries = [{"name": "teacher (6 layers)", "model": teacher,
-                "extra": {"model_dir": str(teacher_dir(task).relative_to(ROOT))}}]
+                "extra": {"model_dir": shown_path(teacher_dir(task))}}]
     for name, model in models.items():
         best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
         # Kept (not committed) for re-timing on a quiet machine and for later benchmarks (int8 of a successor).
         folder = successor_dir(task, name, tag)
         model.save_pretrained(folder)
         entries.append({"name": name, "model": model,
-                        "extra": {"learning_rate": best["lr"], "model_dir": str(folder.relative_to(ROOT))}})
+                        "extra": {"learning_rate": best["lr"], "model_dir": shown_path(folder)}})
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
     add_ratios(rows, "teacher (6 layers)")
     _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=tag)
