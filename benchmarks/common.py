@@ -86,6 +86,14 @@ def unseen_train_rows(setup: TaskSetup, tokenizer, rows: int, seed: int = 42):
     return tokenize_task(dataset, tokenizer, setup.task, max_length=setup.max_length)["train"]
 
 
+def guard_rows(setup: TaskSetup, tokenizer, data, rows: int = 1024):
+    """Rows for an accuracy guard's estimate, and whether the teacher never saw them: training rows outside the
+    teacher's subset where there are any (as a user holding rows out would), else its own training rows (which
+    flatter the estimate). Never dev rows."""
+    unseen = unseen_train_rows(setup, tokenizer, rows)
+    return (unseen, True) if unseen is not None else (data["train"], False)
+
+
 def train_batches(train, tokenizer, seed: int, batch_size: int = 32) -> DataLoader:
     """Shuffled, padded batches of a tokenized train split, with ``labels`` (importance, calibration)."""
     columns = ["input_ids", "attention_mask", "token_type_ids", "label"]

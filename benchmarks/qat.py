@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from common import (CACHE, get_teacher, keep_variant, load_data, minilm_path, run_payload, save_run, TASK_SETUPS,
-                    train_batches, training_args, unseen_train_rows)
+from common import (CACHE, get_teacher, guard_rows, keep_variant, load_data, minilm_path, run_payload, save_run,
+                    TASK_SETUPS, train_batches, training_args)
 
 from hfcompress import (CompressionTrainer, DistillationConfig, DynamicQuantConfig, OnnxSequenceClassifier,
                         QuantAwareConfig, compress, export_onnx)
@@ -59,11 +59,8 @@ def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work:
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     fusions = default_ort_fusions(int8=True)
-    # Where the teacher trained on a subset, the guard calibrates on training rows it never saw (as a user holding
-    # rows out would); otherwise on training rows, which flatters the estimate.
-    unseen = unseen_train_rows(setup, tokenizer, 1024)
-    guard_data, guard_rows = ((unseen, "1024 training rows outside the teacher's subset") if unseen is not None
-                              else (data["train"], "1024 training rows"))
+    guard_data, unseen = guard_rows(setup, tokenizer, data)
+    guard_note = "1024 training rows outside the teacher's subset" if unseen else "1024 training rows"
 
     def ort(model, name, **kind):
         folder = export_onnx(model, work / f"{task}-{name}", **({"int8": True, "optimize": fusions} | kind),
@@ -73,7 +70,7 @@ def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work:
     entries = [{"name": "fp32 teacher", "model": teacher},
                {"name": "post-training int8 (torch)",
                 "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True))},
-               {"name": f"post-training int8 (torch), accuracy guard max_drop 0.3 ({guard_rows})",
+               {"name": f"post-training int8 (torch), accuracy guard max_drop 0.3 ({guard_note})",
                 "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True, max_drop=0.3,
                                                                              max_batches=32),
                                   dataloader=train_batches(guard_data, tokenizer, 1))},

@@ -44,7 +44,7 @@ import torch
 from datasets import concatenate_datasets
 from transformers import AutoModelForSequenceClassification
 
-from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data, slug, train_batches, unseen_train_rows
+from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, guard_rows, load_data, shown_path, slug, train_batches
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
 from hfcompress.benchmark import (add_ratios, benchmark_rows, format_table, hardware, paired_latency, predict,
@@ -147,8 +147,8 @@ def run_task(task: str, work: Path, repeats: int = 3, successor: str | None = No
                     "model": OnnxSequenceClassifier.from_pretrained(per_token_ort_dir),
                     "size_bytes": weights_size_bytes(per_token_ort_dir)})
     # GPTQ rounding, calibrated on 32 train batches drawn from rows the fidelity check below does not use.
-    calibration = train_batches(data["train"].shuffle(seed=1).select(range(1000, data["train"].num_rows)), tokenizer,
-                                seed=0)
+    calibration_rows = data["train"].shuffle(seed=1).select(range(1000, data["train"].num_rows))
+    calibration = train_batches(calibration_rows, tokenizer, seed=0)
     ours_gptq = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True, rounding="gptq",
                                                                      max_batches=32), dataloader=calibration)
     entries.append({"name": "hfcompress int8 (torch), GPTQ rounding", "model": ours_gptq,
@@ -173,20 +173,17 @@ def run_task(task: str, work: Path, repeats: int = 3, successor: str | None = No
         backend="torch", embeddings=True, smoothing=0.8, rounding="gptq", max_batches=32), dataloader=calibration)
     entries.append({"name": "hfcompress int8 (torch), SmoothQuant + GPTQ", "model": ours_smooth_gptq,
                     "extra": {"roundtrip": saves_and_reloads(ours_smooth_gptq, probe)}})
-    # The accuracy guard: rows the teacher never trained on where the task has any (SST-2's subset), else
-    # training rows (which flatter the estimate; the row name says which).
-    unseen = unseen_train_rows(setup, tokenizer, 1024)
-    guard_rows, guard_note = ((unseen, "training rows the teacher never saw") if unseen is not None
-                              else (data["train"], "training rows"))
+    guard_data, unseen = guard_rows(setup, tokenizer, data)
+    guard_note = "training rows the teacher never saw" if unseen else "training rows"
     guarded = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True, max_drop=0.3,
                                                                   max_batches=32),
-                       dataloader=train_batches(guard_rows, tokenizer, 1))
+                       dataloader=train_batches(guard_data, tokenizer, 1))
     entries.append({"name": "hfcompress int8 (torch), accuracy guard max_drop 0.3", "model": guarded,
                     "extra": {"roundtrip": saves_and_reloads(guarded, probe), "guard_rows": guard_note,
                               "guard": get_record(guarded).steps[-1]["info"]}})
+    # A fresh loader over the same rows: `calibration` has been drawn from already, so its next shuffle differs.
     static_dir = export_onnx(teacher, work / f"{task}-static-ort", int8="static", max_batches=32,
-                             dataloader=train_batches(data["train"].shuffle(seed=1).select(range(1000, data["train"].num_rows)),
-                                                      tokenizer, seed=0))
+                             dataloader=train_batches(calibration_rows, tokenizer, seed=0))
     entries.append({"name": "hfcompress int8 (onnxruntime), static QDQ", "model": OnnxSequenceClassifier.from_pretrained(static_dir),
                     "size_bytes": weights_size_bytes(static_dir)})
     # QAT (benchmarks/qat.py's first seed, 120 KD steps after the teacher), when that run kept its models.
@@ -195,11 +192,11 @@ def run_task(task: str, work: Path, repeats: int = 3, successor: str | None = No
     if qat_torch and (qat_torch[0] / "config.json").is_file():
         model = AutoModelForSequenceClassification.from_pretrained(qat_torch[0]).eval()
         entries.append({"name": "hfcompress QAT int8 (torch)", "model": model,
-                        "extra": {"roundtrip": saves_and_reloads(model, probe), "model_dir": str(qat_torch[0])}})
+                        "extra": {"roundtrip": saves_and_reloads(model, probe), "model_dir": shown_path(qat_torch[0])}})
     qat_ort = sorted(qat_dir.glob(f"{task}-qat-*"))
     if qat_ort and (qat_ort[0] / "config.json").is_file():
         entries.append({"name": "hfcompress QAT int8 (onnxruntime)", "model": OnnxSequenceClassifier.from_pretrained(qat_ort[0]),
-                        "size_bytes": weights_size_bytes(qat_ort[0]), "extra": {"model_dir": str(qat_ort[0])}})
+                        "size_bytes": weights_size_bytes(qat_ort[0]), "extra": {"model_dir": shown_path(qat_ort[0])}})
     successor_dir = Path(successor) if successor else CACHE / "theseus" / task / "theseus_constant"
     if (successor_dir / "model.safetensors").is_file():
         successor = AutoModelForSequenceClassification.from_pretrained(successor_dir).eval()
