@@ -148,6 +148,8 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
     payload = run_payload("pipeline", setup, teacher_info, data, rows, steps_per_training_stage=STEPS[task], seed=SEED,
                           note="pipelines and the truncation baseline train on the recipe's subset "
                                "(max_train_samples, shuffled with seed 42); scores are on the full dev set")
+    if tag:
+        payload["tag"] = tag
     save_run(payload, tag)
     plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{tag}.png", task)
 
