@@ -58,6 +58,12 @@ def _truncate(task: str, layers: int, distill: bool, long: bool = False, steps: 
     return stage
 
 
+def _on_xl_rows(task: str, distill: bool, after: list[dict] = ()) -> dict:
+    """3-layer truncation trained on the task's "xl" rows for its "xl" steps, then the ``after`` stages."""
+    rows, steps = XL[task]
+    return {**_base(task), "max_train_samples": rows, "stages": [_truncate(task, 3, distill, steps=steps), *after]}
+
+
 def pipelines(task: str) -> dict[str, dict]:
     """name -> recipe. The full one is configs/pipeline_<task>.yaml; the others are its prefixes and variants."""
     shipped = ROOT / "configs" / f"pipeline_{task}.yaml"
@@ -71,9 +77,7 @@ def pipelines(task: str) -> dict[str, dict]:
         "kd3_int8_long": {**base, "stages": [_truncate(task, 3, True, long=True), export]},
     }
     if task in XL:
-        rows, steps = XL[task]
-        recipes["kd3_int8_xl"] = {**base, "max_train_samples": rows,
-                                  "stages": [_truncate(task, 3, True, steps=steps), export]}
+        recipes["kd3_int8_xl"] = _on_xl_rows(task, distill=True, after=[export])
     if full is not None:
         recipes["kd3_heads_ffn_int8"] = {**base, "stages": full["stages"]}
         recipes["kd3_heads_ffn_int8_long"] = {**base, "stages": [_truncate(task, 3, True, long=True),
@@ -94,8 +98,7 @@ LABELS = {
 
 def baseline_truncated(task: str, long: bool = False, xl: bool = False) -> dict:
     if xl:
-        rows, steps = XL[task]
-        return {**_base(task), "max_train_samples": rows, "stages": [_truncate(task, 3, False, steps=steps)]}
+        return _on_xl_rows(task, distill=False)
     return {**_base(task), "stages": [_truncate(task, 3, False, long=long)]}
 
 
