@@ -459,7 +459,11 @@ def search_runs() -> list[str]:
             if pick and original:
                 lines.append(f"On the dev set (never seen by the search): {100 * pick['score']:.2f} vs the original's "
                              f"{100 * original['score']:.2f}, {pick.get('speedup_bs1', 0):.2f}x / "
-                             f"{pick.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file {pick['size_bytes'] / 2**20:.1f} MB.")
+                             f"{pick.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file {pick['size_bytes'] / 2**20:.1f} MB"
+                             + (f"; accuracy {100 * pick['metrics']['accuracy']:.2f} vs "
+                                f"{100 * original['metrics']['accuracy']:.2f}"
+                                if payload["task"] == "mrpc" and "accuracy" in pick.get("metrics", {}) else "")
+                             + ".")
         lines.append("")
     return lines
 
