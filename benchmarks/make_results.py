@@ -462,7 +462,7 @@ def search_runs() -> list[str]:
                              f"{pick.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file {pick['size_bytes'] / 2**20:.1f} MB"
                              + (f"; accuracy {100 * pick['metrics']['accuracy']:.2f} vs "
                                 f"{100 * original['metrics']['accuracy']:.2f}"
-                                if payload["task"] == "mrpc" and "accuracy" in pick.get("metrics", {}) else "")
+                                if dev.get("metric") != "accuracy" and "accuracy" in pick.get("metrics", {}) else "")
                              + ".")
         lines.append("")
     return lines
@@ -866,12 +866,11 @@ def main() -> None:
            "## Summary", "", *summary_block("", ""), ""]
     for prefix, title in SECTIONS:
         files = sorted((HERE / "results").glob(f"{prefix}_*.json"))
-        payloads = [json.loads(f.read_text()) for f in files]
-        payloads = [p for p in payloads if p.get("benchmark") == prefix and p.get("rows")]
+        loaded = [(f, json.loads(f.read_text())) for f in files]
+        loaded = [(f, p) for f, p in loaded if p.get("benchmark") == prefix and p.get("rows")]
+        payloads = [p for _, p in loaded]
         if prefix == "pipeline":  # runs saved before pipeline.py recorded its --tag carry it in the file name only
-            payloads = [label_pipeline_rows({"tag": f.stem[len(f"pipeline_{p['task']}"):], **p})
-                        for f, p in zip(files, (json.loads(f.read_text()) for f in files))
-                        if p.get("benchmark") == prefix and p.get("rows")]
+            payloads = [label_pipeline_rows({"tag": f.stem[len(f"pipeline_{p['task']}"):], **p}) for f, p in loaded]
         out += [f"## {title}", ""]
         if not payloads:
             out += ["Not measured yet.", ""]

@@ -58,7 +58,7 @@ def _truncate(task: str, layers: int, distill: bool, long: bool = False, steps: 
     return stage
 
 
-def _on_xl_rows(task: str, distill: bool, after: list[dict] = ()) -> dict:
+def _on_xl_rows(task: str, distill: bool, after: tuple[dict, ...] = ()) -> dict:
     """3-layer truncation trained on the task's "xl" rows for its "xl" steps, then the ``after`` stages."""
     rows, steps = XL[task]
     return {**_base(task), "max_train_samples": rows, "stages": [_truncate(task, 3, distill, steps=steps), *after]}
@@ -77,7 +77,7 @@ def pipelines(task: str) -> dict[str, dict]:
         "kd3_int8_long": {**base, "stages": [_truncate(task, 3, True, long=True), export]},
     }
     if task in XL:
-        recipes["kd3_int8_xl"] = _on_xl_rows(task, distill=True, after=[export])
+        recipes["kd3_int8_xl"] = _on_xl_rows(task, distill=True, after=(export,))
     if full is not None:
         recipes["kd3_heads_ffn_int8"] = {**base, "stages": full["stages"]}
         recipes["kd3_heads_ffn_int8_long"] = {**base, "stages": [_truncate(task, 3, True, long=True),
