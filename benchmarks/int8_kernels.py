@@ -29,7 +29,7 @@ from common import RESULTS, TASK_SETUPS, get_teacher
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx
 from hfcompress.benchmark import hardware, write_results
-from hfcompress.timing import _timed_passes
+from hfcompress.timing import timed_passes
 
 # Each timed pass starts this long after the previous one: see hfcompress.benchmark.interleaved_latency.
 SETTLE_MS = 20.0
@@ -72,7 +72,7 @@ def main(task: str, rounds: int, seq_lens: list[int], batch_sizes: list[int], on
         for seq_len in seq_lens:
             for batch in batch_sizes:
                 n = rounds if batch == 1 else max(20, rounds // 10)
-                times = _timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n, settle_ms=SETTLE_MS)
+                times = timed_passes(models, batch, seq_len, threads=2, warmup=10, rounds=n, settle_ms=SETTLE_MS)
                 fp32 = statistics.median(times["fp32"])
                 case = {"batch_size": batch, "seq_len": seq_len, "rounds": n,
                         "median_ms": {k: round(statistics.median(v), 3) for k, v in times.items()},

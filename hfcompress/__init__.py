@@ -18,7 +18,7 @@ from .compress import CompressCallback, compress
 from .importance import IterativePruningCallback
 from .integration import HfCompressConfig, get_record
 from .method_config import MethodConfig
-from .methods.distillation import DistillationConfig
+from .distillation import DistillationConfig
 from .methods.ffn import FFNPruningConfig, prune_ffn_neurons
 from .methods.heads import HeadPruningConfig, prune_heads
 from .methods.lowrank import LowRankConfig

@@ -20,8 +20,8 @@ from transformers import PreTrainedModel
 
 from .data.metrics import task_metrics
 from .data.tasks import get_task
-from .methods.quantization.kernels import full_range_int8_kernels, int8_isa
-from .timing import _timed_passes, interleaved_latency, measure_latency, paired_latency  # noqa: F401  (public here too)
+from .cpu import cpu_summary, full_range_int8_kernels, int8_isa
+from .timing import interleaved_latency, measure_latency, paired_latency  # noqa: F401  (public here too)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -74,7 +74,8 @@ def benchmark_rows(
 ) -> list[dict[str, Any]]:
     """Rows for several models measured in one run: each scored and sized, all timed in alternation.
 
-    ``entries``: dicts with ``name`` and ``model``, optionally ``size_bytes`` and ``extra``.
+    ``entries``: dicts with ``name`` and ``model``, optionally ``size_bytes``, ``extra`` and ``eval_dataset`` (its
+    own tokenization of the rows, for a model whose tokenizer changed).
     ``rounds``: timing rounds, or rounds per batch size (batch 1 is cheap and noisy: give it more).
     Every model is timed against ``baseline`` (default: the first entry) round by round: each row
     gets ``paired[bsN]`` with the median per-round speedup, its 95% interval and whether the
@@ -85,7 +86,7 @@ def benchmark_rows(
         ...                       eval_dataset=dev, task="sst2")
         >>> rows[1]["paired"]["bs1"]   # {'baseline': 'fp32', 'speedup': 2.1, 'ci95': [1.9, 2.3], 'rankable': True}
     """
-    rows = [benchmark_model(e["name"], e["model"], eval_dataset=eval_dataset, task=task, size_bytes=e.get("size_bytes"),
+    rows = [benchmark_model(e["name"], e["model"], eval_dataset=e.get("eval_dataset", eval_dataset), task=task, size_bytes=e.get("size_bytes"),
                             batch_sizes=(), extra=e.get("extra")) for e in entries]
     models = {e["name"]: e["model"] for e in entries}
     baseline = baseline or entries[0]["name"]
@@ -189,6 +190,7 @@ def hardware() -> dict[str, Any]:
     # int8 speed (and AVX2's 16-bit saturation) depends on these more than on the CPU's name.
     info["int8_isa"] = int8_isa()
     info["int8_8x8_exact"] = full_range_int8_kernels()
+    info["bf16"] = cpu_summary()["bf16"]
     return info
 
 

@@ -241,6 +241,14 @@ def _quiet() -> None:
 
     quiet_libraries()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice goes to the root logger
+    # The library logs its progress (stage N/M, the search's front after each trial); the command shows it.
+    ours = logging.getLogger("hfcompress")
+    if not ours.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

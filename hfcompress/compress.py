@@ -11,7 +11,8 @@ from .registry import config_from_dict, method_for_config, methods
 
 
 def _post_training_names() -> str:
-    return ", ".join(spec.config_cls.__name__ for spec in methods() if spec.is_post_training) or "none"
+    return ", ".join(spec.config_cls.__name__ for spec in methods()
+                     if spec.is_post_training and not spec.needs_tokenizer) or "none"
 
 
 def compress(model: PreTrainedModel, config: Any, dataloader: Any = None) -> PreTrainedModel:
@@ -29,6 +30,10 @@ def compress(model: PreTrainedModel, config: Any, dataloader: Any = None) -> Pre
         raise TypeError(f"compress() does not take {type(config).__name__}; post-training configs: "
                         f"{_post_training_names()}. Training-time methods (TheseusConfig, MovementPruningConfig) go "
                         "through CompressionTrainer or their callback.")
+    if spec.needs_tokenizer:
+        raise ValueError(f"{type(config).__name__} rewrites the tokenizer together with the model, and compress() "
+                         f"returns only the model: call {spec.standalone or 'its own function'} instead (or use a "
+                         "recipe `compress` stage, which passes the tokenizer and the training texts), then save both.")
     if config.requires_dataloader and dataloader is None:
         raise ValueError(f"{type(config).__name__} with these settings needs data (calibration batches): "
                          "compress(model, config, dataloader=...) with batches of the model's inputs "
@@ -78,7 +83,7 @@ class CompressCallback(CompressionCallback):
 
 def is_post_training_config(config: Any) -> bool:
     spec = method_for_config(config)
-    return spec is not None and spec.is_post_training
+    return spec is not None and spec.is_post_training and not spec.needs_tokenizer
 
 
 def post_training_config(method: str, settings: dict[str, Any]) -> Any:
@@ -88,7 +93,7 @@ def post_training_config(method: str, settings: dict[str, Any]) -> Any:
         >>> post_training_config("sharing", {"group_size": 2})
         WeightSharingConfig(groups=None, group_size=2, pattern='consecutive', ...)
     """
-    names = sorted(spec.name for spec in methods() if spec.is_post_training)
+    names = sorted(spec.name for spec in methods() if spec.is_post_training and not spec.needs_tokenizer)
     if method not in names:
         raise ValueError(f"Unknown compression method {method!r}; post-training methods: {names}.")
     return config_from_dict(method, settings)

@@ -59,13 +59,12 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
 from .adapters import check_sequence_length
 from .atomic import last_complete_checkpoint, replace_files, writing_folder
 from .method_config import did_you_mean
-from .registry import config_from_dict, get_method, method_names
+from .registry import config_from_dict, get_method, layer_strategies, leaves_int8, method_for_config, method_names
 
 logger = logging.getLogger(__name__)
 
 STAGE_KINDS = ("layers", "train", "compress", "export")
 TRAINING_STAGES = ("layers", "train")
-STRATEGIES = ("truncate", "theseus")
 EXPORT_FORMATS = ("onnx", "onnx_int8")
 RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "seed", "training",
                "stages", "model", "output", "measure", "calibration_batches",
@@ -75,8 +74,6 @@ DISTILLATION_KEYS = {"teacher", "alpha", "temperature", "hidden_weight"}
 DEFAULT_TRAINING = {"per_device_train_batch_size": 32, "learning_rate": 5e-5, "max_steps": 200,
                     "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1, "logging_steps": 50,
                     "report_to": "none", "eval_strategy": "no"}
-# Truncation alone loses most of what the dropped layers knew: distil logits and every layer's output.
-DEFAULT_TRUNCATE_DISTILLATION = {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
 
 
 class RecipeError(ValueError):
@@ -164,7 +161,22 @@ def validate_recipe(recipe: dict[str, Any]) -> list[Stage]:
             if later:
                 raise RecipeError(f"stage {stage.index} ({stage.name}) comes before training stage {later[0]}: int8 "
                                   "models do not train; put int8 after every training stage")
+        _check_layer_count_change(stage, stages)
     return stages
+
+
+def _check_layer_count_change(stage: Stage, stages: list[Stage]) -> None:
+    """A step that changes the layer count cannot follow one whose record describes every layer (the record would
+    no longer match the layers): refused here, before an hour of training, rather than when the stage runs."""
+    changing = [c for c in stage.configs if method_for_config(c) is not None and method_for_config(c).changes_layer_count]
+    if not changing:
+        return
+    for earlier in stages[:stage.index - 1]:
+        per_layer = [c.name for c in earlier.configs if get_method(c.name).rebuild is not None]
+        if per_layer:
+            raise RecipeError(f"stage {stage.index} ({stage.name}) changes the layer count after stage {earlier.index} "
+                              f"({', '.join(per_layer)}), whose record describes every layer: change the layer count "
+                              "first, then compress the layers that stay")
 
 
 def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
@@ -190,17 +202,14 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
     configs: list[Any] = []
     try:
         if kind == "layers":
+            strategies = layer_strategies()
             strategy = item.get("strategy", "truncate")
-            if strategy not in STRATEGIES:
-                raise RecipeError(f"stage {index} (layers): strategy must be one of {STRATEGIES}; got {strategy!r}")
-            allowed = {"strategy", "layers", "keep", "theseus", "training", "distillation"}
-            _only(index, kind, item, allowed)
-            if strategy == "truncate":
-                configs = [config_from_dict("truncation", {"layers": item.get("layers", 3),
-                                                           "keep": item.get("keep", "evenly")})]
-            else:
-                configs = [config_from_dict("theseus", {"successor_layers": item.get("layers", 3),
-                                                        **(item.get("theseus") or {})})]
+            if strategy not in strategies:
+                raise RecipeError(f"stage {index} (layers): strategy must be one of {tuple(strategies)}; got "
+                                  f"{strategy!r}{did_you_mean(str(strategy), strategies)}")
+            layer_stage = strategies[strategy].layer_stage
+            _only(index, kind, item, {"strategy", "layers", "training", "distillation", *layer_stage.keys})
+            configs = [layer_stage.build(item.get("layers", 3), item)]
             name = name or f"{strategy}{item.get('layers', 3)}"
         elif kind == "train":
             _only(index, kind, item, {"methods", "iterative", "training", "distillation"})
@@ -208,13 +217,19 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
             if not isinstance(methods, list):
                 raise RecipeError(f"stage {index} (train): `methods` is a list of {{method: NAME, ...fields}}")
             configs = [_method_config(index, m) for m in methods]
-            if _is_int8_configs(configs):
-                raise RecipeError(f"stage {index} (train): int8 models do not train; put int8_dynamic in a compress "
+            int8 = [c.name for c in configs if get_method(c.name).runtime_quantized]
+            if int8:
+                raise RecipeError(f"stage {index} (train): int8 models do not train; put {int8[0]} in a compress "
                                   "stage after training")
+            needs_tokenizer = [c.name for c in configs if get_method(c.name).needs_tokenizer]
+            if needs_tokenizer:
+                raise RecipeError(f"stage {index} (train): {needs_tokenizer[0]} changes the tokenizer; put it in a "
+                                  "compress stage of its own (before the training stages)")
             if item.get("iterative") is not None:
-                if not configs or any(c.name not in ("heads", "ffn") for c in configs):
-                    raise RecipeError(f"stage {index} (train): `iterative` prunes heads/ffn in rounds while training; "
-                                      "its methods must be heads and/or ffn")
+                units = sorted(s.name for s in map(get_method, method_names()) if s.prunes_units)
+                if not configs or any(not get_method(c.name).prunes_units for c in configs):
+                    raise RecipeError(f"stage {index} (train): `iterative` prunes units in rounds while training; "
+                                      f"its methods must be among {units}")
                 if set(item["iterative"]) - {"prune_every", "reconstruct"}:
                     raise RecipeError(f"stage {index} (train): iterative takes prune_every (steps between rounds) "
                                       "and reconstruct (true: refit the output projections after each round)")
@@ -273,14 +288,9 @@ def _check_training_fields(where: str, settings: dict[str, Any]) -> None:
         raise RecipeError(f"{where}: output_dir is set by the pipeline (OUTPUT/work/NN-name)")
 
 
-def _is_int8_configs(configs: list[Any]) -> bool:
-    return any(getattr(c, "name", None) == "int8_dynamic" for c in configs)
-
-
 def _is_int8(stage: Stage) -> bool:
     """Whether the stage leaves an int8 model (which no later stage can train)."""
-    converts = any(getattr(c, "name", None) == "qat" and c.backend == "torch" for c in stage.configs)
-    return (_is_int8_configs(stage.configs) or converts
+    return (any(leaves_int8(c) for c in stage.configs)
             or stage.kind == "export" and stage.settings.get("format") == "onnx_int8")
 
 
@@ -322,8 +332,8 @@ def run_pipeline(
     recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
     (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    data = _load_data(recipe, task, data_dir, tokenizer) if task else None
+    original_tokenizer = tokenizer = AutoTokenizer.from_pretrained(model_path)
+    task_data = RecipeData(recipe, task, data_dir) if task else None
     original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
     current: Any = None
     for stage in stages:
@@ -336,8 +346,11 @@ def run_pipeline(
                 previous = _last_finished(output, stages, stage.index)
                 current = (copy.deepcopy(original) if previous is None
                            else AutoModelForSequenceClassification.from_pretrained(previous))
-            print(f"stage {stage.index}/{len(stages)}: {stage.name}", flush=True)
-            current = _run_stage(stage, current, original, tokenizer, data, recipe, task, output)
+                # A stage may have changed the tokenizer (vocabulary pruning): each stage folder keeps its own.
+                tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
+            logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
+            data = task_data.tokenized(tokenizer) if task_data else None
+            current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
             _save_stage(stage, current, tokenizer, folder)
             shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
     records = [_stage_record(stage) for stage in stages]
@@ -347,10 +360,13 @@ def run_pipeline(
     results = None
     if measure and task:
         settings = recipe.get("measure") or {}
-        results = measure_against_original(original, output, data["validation"], task, "compressed",
-                                           rounds={1: int(settings.get("rounds_bs1", 30)),
-                                                   32: int(settings.get("rounds_bs32", 10))})
-        results.update({"train_rows": data["train"].num_rows, "stages": records})
+        final_tokenizer = AutoTokenizer.from_pretrained(output) if (output / "tokenizer_config.json").is_file() \
+            else original_tokenizer
+        results = measure_against_original(original, output, task_data.tokenized(original_tokenizer)["validation"],
+                                           task, "compressed", rounds={1: int(settings.get("rounds_bs1", 30)),
+                                                                       32: int(settings.get("rounds_bs32", 10))},
+                                           final_dataset=task_data.tokenized(final_tokenizer)["validation"])
+        results.update({"train_rows": task_data.train_rows, "stages": records})
         from .benchmark import write_results
 
         write_results(results, output / "results.json", output / "results.md")
@@ -366,32 +382,52 @@ def _last_finished(output: Path, stages: list[Stage], before: int) -> Path | Non
     return done[-1] if done else None
 
 
-def _load_data(recipe: dict[str, Any], task: str, data_dir: str | None, tokenizer: Any):
-    from .data import load_task, tokenize_task
+class RecipeData:
+    """A recipe's rows (train subset, holdout, dev) as text, tokenized once per tokenizer the stages use."""
 
-    seed = int(recipe.get("seed", 42))
-    dataset = load_task(task, data_dir, dev_split=recipe.get("dev_split"), seed=seed)
-    train = dataset["train"].shuffle(seed=seed)
-    limit = recipe.get("max_train_samples")
-    if limit and train.num_rows > limit:
-        train = train.select(range(limit))
-    holdout = float(recipe.get("holdout", 0.0) or 0.0)
-    held = None
-    if holdout:
-        # The last rows are held out, so the first ones are the same training rows with or without a holdout:
-        # max_train_samples = N / (1 - holdout) trains on exactly the N rows a recipe without it would.
-        count = max(1, int(round(holdout * train.num_rows)))
-        keep = train.num_rows - count
-        held, train = train.select(range(keep, train.num_rows)), train.select(range(keep))
-    if train.num_rows == 0:
-        raise RecipeError(f"the {task} training split has no rows left to train on (data_dir={data_dir!r}, "
-                          f"max_train_samples={limit!r}, holdout={holdout!r}); give it rows, or lower the holdout")
-    length = int(recipe.get("max_seq_length", 128))
-    out = {"train": tokenize_task(train, tokenizer, task, max_length=length),
-           "validation": tokenize_task(dataset["validation"], tokenizer, task, max_length=length)}
-    if held is not None:
-        out["holdout"] = tokenize_task(held, tokenizer, task, max_length=length)
-    return out
+    def __init__(self, recipe: dict[str, Any], task: str, data_dir: str | None) -> None:
+        from .data import load_task
+
+        seed = int(recipe.get("seed", 42))
+        dataset = load_task(task, data_dir, dev_split=recipe.get("dev_split"), seed=seed)
+        train = dataset["train"].shuffle(seed=seed)
+        limit = recipe.get("max_train_samples")
+        if limit and train.num_rows > limit:
+            train = train.select(range(limit))
+        holdout = float(recipe.get("holdout", 0.0) or 0.0)
+        self.splits = {"validation": dataset["validation"]}
+        if holdout:
+            # The last rows are held out, so the first ones are the same training rows with or without a holdout:
+            # max_train_samples = N / (1 - holdout) trains on exactly the N rows a recipe without it would.
+            count = max(1, int(round(holdout * train.num_rows)))
+            keep = train.num_rows - count
+            self.splits["holdout"], train = train.select(range(keep, train.num_rows)), train.select(range(keep))
+        if train.num_rows == 0:
+            raise RecipeError(f"the {task} training split has no rows left to train on (data_dir={data_dir!r}, "
+                              f"max_train_samples={limit!r}, holdout={holdout!r}); give it rows, or lower the holdout")
+        self.splits["train"] = train
+        self.task, self.length = task, int(recipe.get("max_seq_length", 128))
+        self._tokenized: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    @property
+    def train_rows(self) -> int:
+        return self.splits["train"].num_rows
+
+    def texts(self, split: str = "train") -> list[str]:
+        """Every text of a split (both sentences of a pair), as a tokenizer-changing step counts them."""
+        rows = self.splits[split]
+        return [text for column in ("sentence1", "sentence2") if column in rows.column_names
+                for text in rows[column] if text]
+
+    def tokenized(self, tokenizer: Any) -> dict[str, Any]:
+        from .data import tokenize_task
+
+        cached = self._tokenized.get(id(tokenizer))
+        if cached is None or cached[0] is not tokenizer:
+            cached = (tokenizer, {name: tokenize_task(rows, tokenizer, self.task, max_length=self.length)
+                                  for name, rows in self.splits.items()})
+            self._tokenized[id(tokenizer)] = cached
+        return cached[1]
 
 
 def _training_args(recipe: dict[str, Any], stage: Stage, output: Path) -> TrainingArguments:
@@ -410,32 +446,39 @@ def _calibration_loader(data, tokenizer, recipe: dict[str, Any]):
     return DataLoader(rows, batch_size=32, shuffle=False, collate_fn=DataCollatorWithPadding(tokenizer))
 
 
-def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: Any, data, recipe: dict[str, Any],
-               task: str | None, output: Path) -> Any:
+def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: Any, data, task_data: RecipeData | None,
+               recipe: dict[str, Any], task: str | None, output: Path) -> tuple[Any, Any]:
+    """Run one stage; returns the model it leaves (or an export's folder) and the tokenizer that goes with it."""
     from .compress import compress
 
     if stage.kind == "compress":
         loader = _calibration_loader(data, tokenizer, recipe) if any(c.requires_dataloader for c in stage.configs) \
             else None
         for config in stage.configs:
-            compress(model, config, dataloader=loader if config.requires_dataloader else None)
-        return model
+            spec = get_method(config.name)
+            if spec.needs_tokenizer:
+                if task_data is None:
+                    raise RecipeError(f"stage {stage.index} ({config.name}) counts the training texts: give the task")
+                model, tokenizer = spec.apply(model, config, tokenizer=tokenizer, texts=task_data.texts("train"))
+            else:
+                compress(model, config, dataloader=loader if config.requires_dataloader else None)
+        return model, tokenizer
     if stage.kind == "export":
-        return _export(stage, model, tokenizer, output)
-    return _train(stage, model, original, tokenizer, data, recipe, task, output)
+        return _export(stage, model, tokenizer, output), tokenizer
+    return _train(stage, model, original, tokenizer, data, recipe, task, output), tokenizer
 
 
 def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, tokenizer: Any, data,
            recipe: dict[str, Any], task: str, output: Path) -> PreTrainedModel:
     from .finetune import build_trainer
     from .importance import IterativePruningCallback
-    from .methods.distillation import DistillationConfig
+    from .distillation import DistillationConfig
     from .trainer import CompressionTrainer
 
     args = _training_args(recipe, stage, output)
     distillation = stage.settings.get("distillation")
-    if distillation is None and stage.kind == "layers" and stage.settings.get("strategy", "truncate") == "truncate":
-        distillation = DEFAULT_TRUNCATE_DISTILLATION
+    if distillation is None and stage.kind == "layers":
+        distillation = layer_strategies()[stage.settings.get("strategy", "truncate")].layer_stage.distillation
     kwargs: dict[str, Any] = {}
     if distillation:
         settings = dict(distillation)
@@ -513,18 +556,21 @@ def load_model(folder: str | os.PathLike) -> Any:
 
 
 def measure_against_original(original: PreTrainedModel, folder: Path, dataset: Any, task: str, name: str,
-                             rounds: dict[int, int]) -> dict[str, Any]:
-    """The original and the model in ``folder`` scored on ``dataset`` and timed in alternation, in one run."""
+                             rounds: dict[int, int], final_dataset: Any = None) -> dict[str, Any]:
+    """The original and the model in ``folder`` scored on ``dataset`` and timed in alternation, in one run
+    (``final_dataset``: the same rows in the compressed model's own tokenization, where it changed)."""
     from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes
     from .data import get_task
 
-    rows = benchmark_rows([{"name": "original", "model": original},
-                           {"name": name, "model": load_model(folder), "size_bytes": weights_size_bytes(folder)}],
+    final = {"name": name, "model": load_model(folder), "size_bytes": weights_size_bytes(folder)}
+    if final_dataset is not None:
+        final["eval_dataset"] = final_dataset
+    rows = benchmark_rows([{"name": "original", "model": original}, final],
                           eval_dataset=dataset, task=task, rounds=rounds)
     add_ratios(rows, "original")
     return {"task": task, "metric": get_task(task).main_metric, "dev_rows": dataset.num_rows, "rows": rows,
             "hardware": hardware()}
 
 
-__all__ = ["PipelineResult", "RecipeError", "Stage", "load_model", "load_recipe", "measure_against_original",
+__all__ = ["PipelineResult", "RecipeData", "RecipeError", "Stage", "load_model", "load_recipe", "measure_against_original",
            "run_pipeline", "stage_records", "validate_recipe"]

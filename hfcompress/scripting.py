@@ -67,7 +67,7 @@ class DistillArguments:
         """``teacher`` and ``distillation`` for ``CompressionTrainer``, or nothing when ``--distill`` is off."""
         if not self.distill:
             return {}
-        from .methods.distillation import DistillationConfig
+        from .distillation import DistillationConfig
 
         return {"teacher": teacher, "distillation": DistillationConfig(
             temperature=self.distill_temperature, alpha=self.distill_alpha, hidden_weight=self.distill_hidden_weight)}

@@ -315,11 +315,11 @@ class _Evaluator:
     def __init__(self, model: str, task: str, data_dir: str | None, base: dict[str, Any], rounds: int) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from .pipeline import _load_data
+        from .pipeline import RecipeData
 
         self.model_path, self.task, self.data_dir, self.rounds = model, task, data_dir, rounds
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.data = _load_data(base, task, data_dir, self.tokenizer)
+        self.data = RecipeData(base, task, data_dir).tokenized(self.tokenizer)
         self.original = AutoModelForSequenceClassification.from_pretrained(model).eval()
 
     def reference_score(self) -> float:
@@ -368,7 +368,7 @@ class _LiveTable:
         front = pareto_front(_trial_rows(study))
         table = format_front(front)
         (self.output / "front.md").write_text(table + "\n", encoding="utf-8")
-        print(f"\nafter trial {trial.number} ({trial.state.name.lower()}): front of {len(front)}\n{table}", flush=True)
+        logger.info("\nafter trial %d (%s): front of %d\n%s", trial.number, trial.state.name.lower(), len(front), table)
 
 
 def _trial_rows(study: Any) -> list[dict[str, Any]]:

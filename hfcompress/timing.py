@@ -69,7 +69,7 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device if isinstance(model, nn.Module) else torch.device("cpu")
 
 
-def _timed_passes(
+def timed_passes(
     models: dict[str, Any], batch_size: int, seq_len: int, threads: int | None, warmup: int, rounds: int,
     settle_ms: float = 0.0,
 ) -> dict[str, list[float]]:
@@ -134,7 +134,7 @@ def measure_latency(
     Example:
         >>> measure_latency(model, batch_size=1)["median_ms"]
     """
-    times = _timed_passes({"model": model}, batch_size, seq_len, threads, warmup, repeats)["model"]
+    times = timed_passes({"model": model}, batch_size, seq_len, threads, warmup, repeats)["model"]
     return {
         "median_ms": statistics.median(times),
         "min_ms": min(times),
@@ -169,7 +169,7 @@ def interleaved_latency(
         >>> interleaved_latency({"fp32": model, "int8": quantized}, batch_size=1)
         {'fp32': 29.8, 'int8': 18.7}
     """
-    times = _timed_passes(models, batch_size, seq_len, threads, warmup, rounds, settle_ms)
+    times = timed_passes(models, batch_size, seq_len, threads, warmup, rounds, settle_ms)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -195,7 +195,7 @@ def paired_latency(
         >>> paired_latency({"plain": q1, "ours": q2}, [("ours", "plain")])["ratios"]["ours / plain"]["median"]
         0.993
     """
-    times = _timed_passes(models, batch_size, seq_len, threads, warmup, rounds, settle_ms)
+    times = timed_passes(models, batch_size, seq_len, threads, warmup, rounds, settle_ms)
     generator = np.random.default_rng(seed)
     result: dict[str, Any] = {"batch_size": batch_size, "seq_len": seq_len, "rounds": rounds,
                               "median_ms": {name: statistics.median(values) for name, values in times.items()},

@@ -14,7 +14,7 @@ from .atomic import last_complete_checkpoint
 from .callbacks import CompressionCallback
 from .compress import CompressCallback
 from .integration import replay_checkpoint_structure
-from .methods.distillation import DistillationConfig, distillation_loss, hidden_state_loss
+from .distillation import DistillationConfig, distillation_loss, hidden_state_loss
 from .registry import method_for_config, methods
 
 logger = logging.get_logger(__name__)

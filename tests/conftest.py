@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+# Tests never reach the Hub: a push is replaced by a stand-in, and without this huggingface_hub still tries the
+# network first (23 s of retries on a machine without it). Set before transformers reads it at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 from transformers import (
@@ -59,6 +63,17 @@ def tiny_inputs(batch: int = 3, length: int = 10, seed: int = 1):
 
 FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "deberta-v2", "deberta-v2-unshared",
             "modernbert"]
+
+
+# Tests that ask for these fixtures are marked for them, so `-m "not real_weights"` leaves them out.
+_FIXTURE_MARKS = {"minilm_path": "real_weights", "mpnet_base_path": "real_weights", "shared_data": "shared_data"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, mark in _FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture

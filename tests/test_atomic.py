@@ -35,6 +35,7 @@ def test_a_failing_block_leaves_the_previous_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kill_at", ["while the weights are written", "before the swap"])
 def test_model_save_killed_midway_leaves_the_old_model(tmp_path, kill_at):
     folder = tmp_path / "model"
@@ -62,6 +63,7 @@ def test_model_save_killed_midway_leaves_the_old_model(tmp_path, kill_at):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+@pytest.mark.subprocess
 def test_onnx_export_killed_midway_leaves_the_previous_export(tmp_path):
     model = prune_heads(tiny_model(), {0: [1]})
     with warnings.catch_warnings():
@@ -79,6 +81,7 @@ def test_onnx_export_killed_midway_leaves_the_previous_export(tmp_path):
                    for p in tmp_path.iterdir())
 
 
+@pytest.mark.subprocess
 def test_files_copied_into_a_shared_folder_load_only_when_complete(tmp_path):
     source, shared = tmp_path / "new", tmp_path / "shared"
     tiny_model(seed=1).save_pretrained(source)

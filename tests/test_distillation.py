@@ -5,7 +5,7 @@ import torch
 from transformers import TrainingArguments
 
 from hfcompress import CompressionTrainer, DistillationConfig, WeightSharingConfig, compress
-from hfcompress.methods.distillation import distillation_loss, hidden_state_loss
+from hfcompress.distillation import distillation_loss, hidden_state_loss
 
 from .conftest import tiny_inputs, tiny_model
 

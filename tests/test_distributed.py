@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 WORKER = Path(__file__).with_name("ddp_theseus_worker.py")
 
 
+@pytest.mark.subprocess
 def test_theseus_two_processes_train_the_same_successor(tmp_path):
     # torchrun is the launcher we document for CPU multi-process (accelerate's CPU launcher
     # started a single process in our tries); the draws are seeded per step, so both ranks
@@ -52,6 +53,7 @@ LAUNCHERS = {
 }
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("method, launcher, port", [("movement", "torchrun", 29534), ("iterative", "torchrun", 29535),
                                                     ("movement", "accelerate", 29536)])
 def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, launcher, port):

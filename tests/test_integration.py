@@ -104,6 +104,7 @@ def test_loaded_model_is_plain_and_trainable(tmp_path):
     torch.testing.assert_close(again(**tiny_inputs()).logits, loaded(**tiny_inputs()).logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.subprocess
 def test_loading_without_hfcompress_fails_loudly(tmp_path):
     model = tiny_model("bert")
     prune_heads(model, UNEVEN)

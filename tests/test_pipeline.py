@@ -114,6 +114,7 @@ _ITERATIVE_STAGE = {"stage": "train", "methods": [{"method": "heads", "target": 
                     "iterative": {"prune_every": 10}, "training": {"max_steps": 60, "save_steps": 10}}
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("second", ["sharing", "iterative"])
 def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base, second):
     # An iterative stage killed after its first round resumes with the pruned structure, like any other.

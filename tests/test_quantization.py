@@ -15,7 +15,8 @@ from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, exp
 from hfcompress.adapters import get_adapter
 from hfcompress.benchmark import saved_size_bytes
 from hfcompress.methods.quantization import Int8DynamicLinear, Int8StoredEmbedding
-from hfcompress.methods.quantization.kernels import VNNI_ISAS, default_ort_fusions, full_range_int8_kernels, int8_isa
+from hfcompress.cpu import VNNI_ISAS, full_range_int8_kernels, int8_isa
+from hfcompress.methods.quantization.kernels import default_ort_fusions
 
 from .conftest import FAMILIES, tiny_inputs, tiny_model
 
@@ -134,7 +135,8 @@ _LOAD_WHERE_KERNELS_SATURATE = """
 import sys, torch
 from transformers import AutoModelForSequenceClassification
 import hfcompress
-from hfcompress.methods.quantization.kernels import VNNI_ISAS, default_ort_fusions, full_range_int8_kernels, int8_isa
+from hfcompress.cpu import VNNI_ISAS, full_range_int8_kernels, int8_isa
+from hfcompress.methods.quantization.kernels import default_ort_fusions
 from tests.test_quantization import _fake_quant_linear
 assert not full_range_int8_kernels(), "fbgemm capped at AVX2 should saturate 8-bit x 8-bit products"
 loaded = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
@@ -147,6 +149,7 @@ assert ((layer(x) - expected).norm() / expected.norm()).item() < 1e-3
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="fbgemm's instruction cap is x86 only")
 def test_8_bit_weights_fall_back_to_7_bit_activations_where_kernels_saturate(tmp_path):
     # Saved with 8-bit weights (the default on VNNI CPUs), loaded where int8 kernels are AVX2's

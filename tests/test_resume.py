@@ -23,6 +23,7 @@ def _run(*args: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("method", ["qat", "sharing", "lowrank", "iterative", "theseus", "movement-topK",
                                     "movement-threshold",
                                     "movement-sigmoied_threshold", "movement-magnitude"])

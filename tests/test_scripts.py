@@ -42,6 +42,7 @@ def _save_tiny(folder, minilm_path, layers):
     tokenizer.save_pretrained(folder)
 
 
+@pytest.mark.subprocess
 def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     _save_tiny(tmp_path / "tiny", minilm_path, layers=4)
     out = tmp_path / "out"
@@ -71,6 +72,7 @@ def test_theseus_glue_end_to_end(tmp_path, minilm_path):
     assert last.startswith(f"Produced {out / 'successor'}") and "hfcompress benchmark" in last
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("method_flags, ran, steps", [
     (["--method", "heads", "--target", "0.5"], "heads", ["heads"]),
     (["--method", "movement", "--pruning_method", "topK", "--final_remaining", "0.5", "--initial_warmup", "0", "--scores_init", "magnitude",
@@ -128,6 +130,7 @@ def test_finetuned_soft_movement_recipe_parses_with_distillation(tmp_path):
     assert distill.distill is True and training.learning_rate == 5e-5 and training.num_train_epochs == 8
 
 
+@pytest.mark.subprocess
 def test_prune_glue_old_method_spelling_still_runs_with_a_warning(tmp_path, minilm_path):
     """--method topK (the last release's spelling) maps to --method movement --pruning_method topK."""
     _save_tiny(tmp_path / "tiny", minilm_path, layers=2)

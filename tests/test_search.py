@@ -78,6 +78,7 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
     assert all(s["training"]["max_steps"] == 3 for s in stages if "training" in s)
 
 
+@pytest.mark.subprocess
 def test_two_workers_share_one_study(tmp_path, tiny_base):
     out = tmp_path / "shared"
     storage = f"sqlite:///{(tmp_path / 'study.db').resolve()}"

@@ -70,6 +70,7 @@ def test_shared_model_trains_and_stays_tied(tmp_path):
     assert not torch.equal(before, layers[1].output.dense.weight)
 
 
+@pytest.mark.subprocess
 def test_sharing_reload_is_silent_about_missing_keys(tmp_path):
     model = tiny_model("bert")
     compress(model, WeightSharingConfig(group_size=2))

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusCallback, TheseusConfig, get_adapter, get_record
-from hfcompress.methods.distillation import distillation_loss, hidden_state_loss
+from hfcompress.distillation import distillation_loss, hidden_state_loss
 from hfcompress.methods.theseus import TheseusLayers, attach_successor, replacing_rate
 from hfcompress.methods.theseus.model import successor_sources
 
@@ -200,6 +200,7 @@ def test_export_saves_standard_model(tmp_path):
     assert "predecessor" not in "".join(n for n, _ in loaded.named_parameters())
 
 
+@pytest.mark.subprocess
 def test_export_loads_without_hfcompress(tmp_path):
     import subprocess
     import sys

@@ -75,6 +75,7 @@ def _logits(model, tokenizer, texts):
         return model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
 def test_pruned_model_and_tokenizer_agree_with_the_original_on_kept_text_and_reload_without_hfcompress(kind, tmp_path):
     tokenizer = _tokenizer(kind, tmp_path / "tok")

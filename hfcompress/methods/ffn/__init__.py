@@ -9,6 +9,7 @@ from .model import SHAPE_KEYS, describe_ffn, prune_ffn_neurons, rebuild_ffn
 register_method(MethodSpec(
     name=FFNPruningConfig.name, config_cls=FFNPruningConfig, title="FFN-neuron pruning", tag="ffn-pruning",
     apply=prune_by_importance, rebuild=rebuild_ffn, describe=describe_ffn, shape_keys=SHAPE_KEYS,
+    prunes_units=True,
 ))
 
 __all__ = ["FFNPruningConfig", "prune_ffn_neurons", "rebuild_ffn"]

@@ -18,6 +18,8 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     name=QuantAwareConfig.name, config_cls=QuantAwareConfig, title="quantization-aware fine-tuning", tag="qat",
     callback=QuantAwareCallback, rebuild=None, describe=describe_qat, loads_without_hfcompress=True,
+    # Converted to torch int8 modules at the end of training; an ONNX-bound QAT model stays float here.
+    leaves_int8=lambda config: config.backend == "torch",
 ))
 
 __all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import WEIGHT_BITS
-from .kernels import full_range_int8_kernels
+from ...cpu import full_range_int8_kernels
 
 
 def _quantize_rows(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

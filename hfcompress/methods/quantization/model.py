@@ -12,7 +12,8 @@ from ...structure import replace_submodule
 from ...calibration import first_batches
 from .config import DynamicQuantConfig, QuantAwareConfig
 from .guard import choose_float_linears
-from .kernels import default_weight_bits, full_range_int8_kernels
+from ...cpu import full_range_int8_kernels
+from .kernels import default_weight_bits
 from .layers import Int8DynamicLinear, Int8StoredEmbedding, attach_fake_quant, detach_fake_quant, weight_qmax
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets

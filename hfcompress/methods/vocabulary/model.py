@@ -119,11 +119,11 @@ def prune_vocabulary(model: PreTrainedModel, tokenizer: Any, texts: Iterable[str
     return model, new_tokenizer
 
 
-def needs_tokenizer(model: PreTrainedModel, config: VocabularyPruningConfig, dataloader: Any = None) -> None:
-    """``compress()`` cannot prune a vocabulary: the tokenizer must change with the model."""
-    raise ValueError("Vocabulary pruning rewrites the tokenizer together with the model: call "
-                     "hfcompress.prune_vocabulary(model, tokenizer, texts, VocabularyPruningConfig(...)) instead of "
-                     "compress(), then save both.")
+def prune_vocabulary_step(model: PreTrainedModel, config: VocabularyPruningConfig, dataloader: Any = None, *,
+                          tokenizer: Any, texts: Iterable[str]) -> tuple[PreTrainedModel, Any]:
+    """The registry's ``apply`` (a tokenizer-changing step): what a recipe's ``compress`` stage calls with the
+    tokenizer and the training texts."""
+    return prune_vocabulary(model, tokenizer, texts, config)
 
 
 def describe_vocabulary(step: dict) -> dict[str, Any]:
