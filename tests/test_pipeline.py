@@ -166,6 +166,12 @@ def test_killed_run_continues_after_the_last_finished_stage(tmp_path, tiny_base,
     ([{"stage": "train", "methods": [], "training": {"max_stepz": 3}}], "not TrainingArguments fields"),
     ([{"stage": "train", "methods": [{"method": "heads"}], "iterative": {"prune_every": 2, "refit": True}}],
      "iterative takes prune_every .* and reconstruct"),
+    ([{"stage": "train", "methods": [{"method": "lowrank", "rank": 4}], "iterative": {"prune_every": 2}}],
+     r"its methods must be among \['ffn', 'heads'\]"),
+    ([{"stage": "compress", "method": "heads", "target": 0.5}, {"stage": "layers", "layers": 2}],
+     r"stage 2 \(truncate2\) changes the layer count after stage 1 \(heads\)"),
+    ([{"stage": "layers", "strategy": "theseus", "keep": "first"}], r"unknown key\(s\) \['keep'\]"),
+    ([{"stage": "train", "methods": [{"method": "vocabulary"}]}], "changes the tokenizer; put it in a compress stage"),
 ])
 def test_bad_recipes_fail_before_any_work_with_one_line(tmp_path, tiny_base, capsys, stages, message):
     recipe = _recipe(tmp_path, stages)
@@ -188,3 +194,23 @@ def test_earlier_steps_recipes_still_run_and_validate():
 def test_shipped_pipeline_recipes_validate():
     for path in sorted((ROOT / "configs").glob("pipeline_*.yaml")):
         validate_recipe(load_recipe(path))
+
+
+def test_vocabulary_stage_prunes_the_tokenizer_and_later_stages_use_it(tmp_path, tiny_base, capsys):
+    # A recipe stage gets the tokenizer and the training texts; the fine-tune after it and the final measurement
+    # tokenize with the pruned tokenizer, and the output folder holds both.
+    from transformers import AutoTokenizer
+
+    recipe = _recipe(tmp_path, [{"stage": "compress", "method": "vocabulary"},
+                                {"stage": "train", "methods": []}])
+    out = tmp_path / "out"
+    assert main(_cli(recipe, tiny_base, out)) == 0
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert len(tokenizer) == model.config.vocab_size < AutoTokenizer.from_pretrained(tiny_base).vocab_size
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results["rows"]] == ["original", "compressed"]
+    assert results["stages"][0]["methods"][0]["method"] == "vocabulary"
+    with torch.no_grad():
+        model(**tokenizer(["a fine, moving film"], return_tensors="pt"))

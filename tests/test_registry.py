@@ -215,3 +215,55 @@ def test_regularization_gradient_equals_the_loss_term():
     without = [p.grad.clone() for n, p in model.named_parameters() if n.endswith("mask_scores")]
     assert max(float((a - b).abs().max()) for a, b in zip(with_hook, without)) > 1e-4  # the penalty is there
     assert callback.regularization(model, 5) is not None
+
+
+# --- the same toy through a recipe, and the registry's guards ------------------------------------------------
+def test_a_method_registered_elsewhere_runs_in_a_recipe_and_reloads(toy_method, tmp_path, minilm_path):
+    from hfcompress import run_pipeline
+
+    from .conftest import save_tiny_bert
+
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=2)
+    result = run_pipeline({"stages": [{"stage": "compress", "method": "toy_scale", "factor": 3.0}]},
+                          model=str(base), output=tmp_path / "out", measure=False)
+    loaded = AutoModelForSequenceClassification.from_pretrained(result.output).eval()
+    reference = AutoModelForSequenceClassification.from_pretrained(base).eval()
+    inputs = {"input_ids": torch.randint(1000, 2000, (2, 8), generator=torch.Generator().manual_seed(0))}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, 3.0 * reference(**inputs).logits, atol=1e-5, rtol=1e-5)
+    assert result.stages[0]["methods"] == [{"method": "toy_scale", "factor": 3.0}]
+
+
+def test_a_second_method_under_a_taken_name_is_refused(toy_method):
+    register_method(toy_method)  # the same method again (a reloaded module) is fine
+    with pytest.raises(ValueError, match="'toy_scale' is already registered .*another name"):
+        register_method(MethodSpec(name="toy_scale", config_cls=ToyScaleConfig, title="another toy",
+                                   apply=lambda model, config, dataloader=None: model))
+    with pytest.raises(ValueError, match="strategy 'truncate' is already 'truncation'"):
+        register_method(MethodSpec(name="toy_scale", config_cls=ToyScaleConfig, title="toy", apply=_apply_toy,
+                                   rebuild=_rebuild_toy, describe=toy_method.describe, shape_keys=("module",),
+                                   layer_stage=registry.LayerStage("truncate", build=lambda n, s: None)))
+
+
+def test_capabilities_are_declared_not_inferred():
+    capabilities = {spec.name: spec.capabilities() for spec in registry.methods()}
+    assert capabilities["vocabulary"]["needs_tokenizer"] and capabilities["vocabulary"]["post_training"]
+    assert capabilities["truncation"]["changes_layer_count"] and capabilities["theseus"]["changes_layer_count"]
+    assert capabilities["heads"]["prunes_units"] and not capabilities["lowrank"]["prunes_units"]
+    assert capabilities["int8_dynamic"]["runtime_int8"]
+    assert set(registry.layer_strategies()) >= {"truncate", "theseus"}
+    # QAT leaves int8 modules only when it converts to torch's at the end.
+    assert registry.leaves_int8(hfcompress.QuantAwareConfig(backend="torch"))
+    assert not registry.leaves_int8(hfcompress.QuantAwareConfig(backend="onnxruntime"))
+    # A tokenizer-changing method is refused by compress() with the call to use, before any change.
+    with pytest.raises(ValueError, match=r"rewrites the tokenizer.*hfcompress.prune_vocabulary"):
+        compress(tiny_model("bert"), hfcompress.VocabularyPruningConfig())
+
+
+def test_every_method_folder_registers_itself():
+    from pathlib import Path
+
+    folders = {p.name for p in (Path(hfcompress.__file__).parent / "methods").iterdir()
+               if (p / "__init__.py").is_file()}
+    registered_from = {spec.config_cls.__module__.split(".")[2] for spec in registry.methods() if spec.config_cls}
+    assert folders == registered_from
