@@ -23,8 +23,8 @@ from .methods.ffn import FFNPruningConfig, prune_ffn_neurons
 from .methods.heads import HeadPruningConfig, prune_heads
 from .methods.lowrank import LowRankConfig
 from .methods.movement import MovementPruningCallback, MovementPruningConfig, store_sparse
-from .methods.quantization import (DynamicQuantCallback, DynamicQuantConfig, OnnxSequenceClassifier, QuantAwareCallback,
-                                   QuantAwareConfig, export_onnx)
+from .methods.quantization import (DynamicQuantCallback, DynamicQuantConfig, OnnxExportConfig, OnnxSequenceClassifier,
+                                   QuantAwareCallback, QuantAwareConfig, export_onnx)
 from .methods.sharing import WeightSharingConfig
 from .methods.structured import StructuredPruningConfig
 from .methods.theseus import TheseusCallback, TheseusConfig
@@ -56,6 +56,7 @@ __all__ = [
     "MethodSpec",
     "MovementPruningCallback",
     "MovementPruningConfig",
+    "OnnxExportConfig",
     "OnnxSequenceClassifier",
     "QuantAwareCallback",
     "QuantAwareConfig",

@@ -6,20 +6,22 @@
     hfcompress benchmark out/teacher out/successor --task sst2 --data_dir data/glue/sst2 --output r.json
     hfcompress export out/successor --onnx --int8 --output out/onnx
     hfcompress export out/successor --onnx --int8 --smoothing 0.8 --rounding gptq --task sst2 --output out/onnx
+    hfcompress export out/successor --int8 --weight-bits 8 --no-per-channel --output out/onnx
     hfcompress card out/successor --results r.json --base_model bert-base-uncased
     hfcompress push out/successor --repo_id me/model --results r.json
 
-Errors are one line on stderr and exit code 2.
+Errors in what was given are one line on stderr and exit code 2 (``--debug`` shows the traceback). Flags are
+shown with dashes and accepted with underscores too (``--max-seq-length`` / ``--max_seq_length``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from . import __version__
-from .methods.quantization.config import WEIGHT_BITS
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -30,6 +32,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="hfcompress", description="Compress, measure and publish BERT-family models.")
     parser.add_argument("--version", action="version", version=f"hfcompress {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the whole traceback instead of one line")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def data_flags(sub: argparse.ArgumentParser) -> None:
@@ -112,37 +115,75 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     _card_flags(push)
 
-    export = commands.add_parser("export", help="write an ONNX model (optionally int8) for ONNX Runtime")
+    export = commands.add_parser(
+        "export", help="write the model for a runtime (ONNX Runtime), optionally int8",
+        description="Every option of the runtime's export config (OnnxExportConfig) is a flag here and a key of a "
+                    "recipe's export stage.")
     export.add_argument("model", help="folder written by save_pretrained (or a Hub id)")
-    export.add_argument("--output", required=True, help="folder to write model.onnx, config and tokenizer to")
-    export.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
-    export.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic activations)")
+    export.add_argument("--output", required=True, help="folder to write the model, config and tokenizer to")
+    runtime = export.add_mutually_exclusive_group()
+    runtime.add_argument("--onnx", dest="runtime", action="store_const", const="onnxruntime",
+                         help="ONNX Runtime (the default)")
+    export.set_defaults(runtime="onnxruntime")
+    export.add_argument("--int8", action="store_true", help="quantize to int8 (dynamic activation scales)")
     export.add_argument("--static", action="store_true",
                         help="with --int8: activation scales calibrated once on --task's training rows (QDQ) "
                              "instead of per call")
-    export.add_argument("--keep-ffn-out-float", action="store_true",
-                        help="with --int8: leave the FFN output MatMuls in float (more accurate, a little slower)")
-    export.add_argument("--ffn-per-token", dest="ffn_per_token", action="store_true",
-                        help="with --int8: one activation scale per token in the FFN MatMuls (fewer changed "
-                             "predictions on some tasks, 5-12%% slower at batch 1)")
-    export.add_argument("--weight-bits", dest="weight_bits", type=int, choices=WEIGHT_BITS, default=7,
-                        help="with --int8: 7 (default) avoids int16 saturation in AVX2 kernels; 8 is ORT's default")
-    export.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest",
-                        help="with --int8: gptq rounds weights with error feedback (needs --task for calibration)")
-    export.add_argument("--smoothing", type=float, default=None, metavar="ALPHA",
-                        help="with --int8: SmoothQuant on the FFN linears, e.g. 0.8 (needs --task for calibration)")
-    export.add_argument("--task", default=None, help="with --rounding gptq / --smoothing / --static: calibrate on this task's "
-                                                     "training rows (GLUE/CLUE name)")
+    from .methods.quantization import OnnxExportConfig
+
+    _config_flags(export, OnnxExportConfig, skip={"int8", "max_batches"})
+    export.add_argument("--task", default=None, help="calibrate on this task's training rows (GLUE/CLUE name), for "
+                                                     "--static, --rounding gptq and --smoothing")
     export.add_argument("--data_dir", default=None, help="local task folder for calibration; default: the Hub dataset")
     export.add_argument("--dev_split", type=float, default=None, help="dev-only tasks: calibrate on the first x of dev")
     export.add_argument("--max_seq_length", type=int, default=128)
     export.add_argument("--calibration_batches", type=int, default=32, help="batches of 32 training rows")
-    fusions = export.add_mutually_exclusive_group()
-    fusions.add_argument("--optimize", dest="optimize", action="store_true", default=None,
-                         help="run ONNX Runtime's transformer fusions (default: yes, except int8 on VNNI CPUs)")
-    fusions.add_argument("--no-optimize", dest="optimize", action="store_false",
-                         help="skip ONNX Runtime's transformer fusions")
+    _one_flag_style(parser)
     return parser
+
+
+def _config_flags(parser: argparse.ArgumentParser, config_cls: type, skip: set[str] = frozenset()) -> None:
+    """One flag per field of a config dataclass, with the field's help; flags not given stay out of the namespace
+    (``argparse.SUPPRESS``), so the config's own defaults apply. A field typed ``bool`` gets ``--x/--no-x``."""
+    import dataclasses
+
+    for item in dataclasses.fields(config_cls):
+        if not item.init or item.name in skip:
+            continue
+        flag, annotation = f"--{item.name.replace('_', '-')}", str(item.type)
+        help_text = item.metadata.get("help")
+        if isinstance(item.default, bool) or annotation.startswith("bool"):
+            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+            continue
+        kind = int if "int" in annotation else float if "float" in annotation else str
+        parser.add_argument(flag, dest=item.name, type=kind, default=argparse.SUPPRESS, help=help_text,
+                            metavar=item.name.upper())
+
+
+def _config_settings(args: argparse.Namespace, config_cls: type) -> dict:
+    """The fields of ``config_cls`` that were given as flags."""
+    import dataclasses
+
+    return {item.name: getattr(args, item.name) for item in dataclasses.fields(config_cls) if hasattr(args, item.name)}
+
+
+def _one_flag_style(parser: argparse.ArgumentParser) -> None:
+    """Flags are shown with dashes (``--max-seq-length``) and accepted with underscores too (``--max_seq_length``,
+    TrainingArguments' spelling), in every subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _one_flag_style(sub)
+            continue
+        for option in list(action.option_strings):
+            if not option.startswith("--"):
+                continue
+            dashed, underscored = "--" + option[2:].replace("_", "-"), "--" + option[2:].replace("-", "_")
+            for alias in (dashed, underscored):
+                parser._option_string_actions.setdefault(alias, action)
+        action.option_strings = list(dict.fromkeys("--" + o[2:].replace("_", "-") if o.startswith("--") else o
+                                                   for o in action.option_strings))
 
 
 def _card_flags(sub: argparse.ArgumentParser) -> None:
@@ -177,6 +218,28 @@ def _compress(args) -> Path:
     print(f"wrote the compressed model, its card (README.md) and results to {result.output}/; load it with "
           f"{loader}({str(result.output)!r}) after `import hfcompress`")
     return result.output
+
+
+def _export(args) -> Path:
+    from .runtimes import get_runtime
+
+    runtime = get_runtime(args.runtime)
+    if args.static and not args.int8:
+        raise ValueError("--static is a kind of int8 export: add --int8")
+    settings = {**_config_settings(args, runtime.config_cls), "int8": "static" if args.static else args.int8}
+    config = runtime.config_cls.from_dict(settings)
+    model, tokenizer = _load(args.model)
+    loader = None
+    if config.requires_dataloader:
+        if not args.task:
+            raise ValueError("--static, --rounding gptq and --smoothing calibrate on training rows: add --task (and "
+                             "--data_dir for local files)")
+        loader = _training_batches(tokenizer, args.task, args.data_dir, args.dev_split, args.max_seq_length,
+                                   args.calibration_batches)
+        config = runtime.config_cls.from_dict({**config.to_dict(), "max_batches": args.calibration_batches})
+    folder = runtime.export(model, args.output, config, tokenizer=tokenizer, dataloader=loader)
+    print(f"wrote {folder / runtime.marker}")
+    return folder
 
 
 def _search_space(args) -> "SearchSpace":
@@ -233,18 +296,28 @@ def _dev(args, tokenizer):
     return tokenize_task(dataset, tokenizer, args.task, max_length=args.max_seq_length)
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a line is logged (a caller may have replaced it since)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _quiet() -> None:
     """The command prints its own lines and the Trainer's bar; libraries' bars, banners and warnings go."""
-    import logging
-
     from .scripting import quiet_libraries
 
     quiet_libraries()
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice goes to the root logger
     # The library logs its progress (stage N/M, the search's front after each trial); the command shows it.
     ours = logging.getLogger("hfcompress")
-    if not ours.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, _StdoutHandler) for h in ours.handlers):
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         ours.addHandler(handler)
     ours.setLevel(logging.INFO)
@@ -297,25 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             tokenizer = AutoTokenizer.from_pretrained(args.model)
             print(push_to_hub(args.model, args.repo_id, card=_card(args), tokenizer=tokenizer, private=args.private))
         elif args.command == "export":
-            from .methods.quantization import export_onnx
-
-            model, tokenizer = _load(args.model)
-            loader = None
-            if args.static and not args.int8:
-                raise ValueError("--static is a kind of int8 export: add --int8")
-            if args.rounding == "gptq" or args.smoothing is not None or args.static:
-                if not args.task:
-                    raise ValueError("--rounding gptq, --smoothing and --static calibrate on training rows: add --task "
-                                     "(and --data_dir for local files)")
-                loader = _training_batches(tokenizer, args.task, args.data_dir, args.dev_split, args.max_seq_length,
-                                           args.calibration_batches)
-            int8 = "static" if args.static else args.int8
-            folder = export_onnx(model, args.output, int8=int8, optimize=args.optimize, tokenizer=tokenizer,
-                                 keep_ffn_out_float=args.keep_ffn_out_float, weight_bits=args.weight_bits,
-                                 ffn_per_token=args.ffn_per_token, rounding=args.rounding, smoothing=args.smoothing,
-                                 dataloader=loader, max_batches=args.calibration_batches if loader else None)
-            print(f"wrote {folder / 'model.onnx'}")
-    except (ValueError, OSError, TypeError, RuntimeError, KeyError) as error:
+            _export(args)
+    except (ValueError, OSError, TypeError) as error:  # bad input: one line; anything else is a bug, shown whole
+        if args.debug:
+            raise
         print(f"hfcompress {args.command}: {error}".splitlines()[0], file=sys.stderr)
         return 2
     return 0

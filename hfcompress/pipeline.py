@@ -26,8 +26,9 @@ stage and an ordered list of ``stages``::
       - stage: compress          # one post-training step
         method: int8_dynamic
         embeddings: true
-      - stage: export            # last, if present: onnx | onnx_int8
+      - stage: export            # last, if present: onnx | onnx_int8 (any OnnxExportConfig field beside it)
         format: onnx_int8
+        weight_bits: 8
 
 Each finished stage is saved to ``OUTPUT/stages/NN-name/`` (written to a temporary folder, then
 renamed, so a folder that exists is complete). Running the same recipe again continues after
@@ -60,12 +61,12 @@ from .adapters import check_sequence_length
 from .atomic import last_complete_checkpoint, replace_files, writing_folder
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, layer_strategies, leaves_int8, method_for_config, method_names
+from .runtimes import export_config, runtime_for_folder
 
 logger = logging.getLogger(__name__)
 
 STAGE_KINDS = ("layers", "train", "compress", "export")
 TRAINING_STAGES = ("layers", "train")
-EXPORT_FORMATS = ("onnx", "onnx_int8")
 RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "seed", "training",
                "stages", "model", "output", "measure", "calibration_batches",
                # the post-training-only format of earlier releases: `steps` + `importance_batches`
@@ -89,6 +90,7 @@ class Stage:
     kind: str
     settings: dict[str, Any]
     configs: list[Any] = field(default_factory=list)
+    export: Any = None  # an export stage's runtime config (OnnxExportConfig, ...)
 
     @property
     def folder(self) -> str:
@@ -103,6 +105,7 @@ class PipelineResult:
     stages: list[dict[str, Any]]
     results: dict[str, Any] | None
     is_onnx: bool
+    runtime: str | None = None  # the export's runtime (onnxruntime, ...), None for a PyTorch model
 
 
 # --- recipes ---------------------------------------------------------------------------------------------------
@@ -200,6 +203,7 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
             raise RecipeError(f"stage {index} ({kind}): {stray} are training settings; a {kind} stage does not "
                               "train (add a `train` stage after it to fine-tune)")
     configs: list[Any] = []
+    export = None
     try:
         if kind == "layers":
             strategies = layer_strategies()
@@ -244,17 +248,16 @@ def _validate_stage(index: int, item: dict[str, Any]) -> Stage:
                     raise RecipeError(f"stage {index} (compress): {config.name!r} trains; put it in a `train` stage")
             name = name or "-".join(c.name for c in configs)
         else:
-            _only(index, kind, item, {"format", "weight_bits", "keep_ffn_out_float", "per_channel", "optimize",
-                                      "ffn_per_token"})
             fmt = item.get("format", "onnx_int8")
-            if fmt not in EXPORT_FORMATS:
-                raise RecipeError(f"stage {index} (export): format must be one of {EXPORT_FORMATS}; got {fmt!r}")
+            # Every option of the runtime's export config is a stage key (the same object the function and the
+            # CLI read).
+            _, export = export_config(fmt, {k: v for k, v in item.items() if k != "format"})
             name = name or fmt
     except RecipeError:
         raise
     except (ValueError, TypeError) as error:
         raise RecipeError(f"stage {index} ({kind}): {error}".splitlines()[0]) from error
-    return Stage(index, name.replace("/", "-"), kind, item, configs)
+    return Stage(index, name.replace("/", "-"), kind, item, configs, export if kind == "export" else None)
 
 
 def _only(index: int, kind: str, item: dict, allowed: set[str]) -> None:
@@ -289,9 +292,8 @@ def _check_training_fields(where: str, settings: dict[str, Any]) -> None:
 
 
 def _is_int8(stage: Stage) -> bool:
-    """Whether the stage leaves an int8 model (which no later stage can train)."""
-    return (any(leaves_int8(c) for c in stage.configs)
-            or stage.kind == "export" and stage.settings.get("format") == "onnx_int8")
+    """Whether the stage leaves an int8 model (which no later stage can train; an export is last anyway)."""
+    return any(leaves_int8(c) for c in stage.configs)
 
 
 # --- running ---------------------------------------------------------------------------------------------------
@@ -355,7 +357,8 @@ def run_pipeline(
             shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
     records = [_stage_record(stage) for stage in stages]
     final = output / "stages" / stages[-1].folder
-    is_onnx = (final / "model.onnx").is_file()
+    runtime = runtime_for_folder(final)
+    is_onnx = runtime is not None and runtime.name == "onnxruntime"
     replace_files(final, output, skip=("README.md", "stage.json"))
     results = None
     if measure and task:
@@ -374,7 +377,7 @@ def run_pipeline(
 
     build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
     shutil.rmtree(output / "work", ignore_errors=True)
-    return PipelineResult(output, records, results, is_onnx)
+    return PipelineResult(output, records, results, is_onnx, runtime.name if runtime else None)
 
 
 def _last_finished(output: Path, stages: list[Stage], before: int) -> Path | None:
@@ -464,7 +467,8 @@ def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: A
                 compress(model, config, dataloader=loader if config.requires_dataloader else None)
         return model, tokenizer
     if stage.kind == "export":
-        return _export(stage, model, tokenizer, output), tokenizer
+        loader = _calibration_loader(data, tokenizer, recipe) if stage.export.requires_dataloader else None
+        return _export(stage, model, tokenizer, output, loader), tokenizer
     return _train(stage, model, original, tokenizer, data, recipe, task, output), tokenizer
 
 
@@ -508,14 +512,11 @@ def _last_checkpoint(folder: Path) -> Path | None:
     return checkpoint
 
 
-def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path) -> Path:
-    from .methods.quantization import export_onnx
-
-    settings = {k: v for k, v in stage.settings.items() if k != "format"}
+def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path, loader: Any = None) -> Path:
+    runtime, _ = export_config(stage.settings.get("format", "onnx_int8"))
     work = output / "work" / stage.folder
     shutil.rmtree(work, ignore_errors=True)
-    return export_onnx(model, work, int8=stage.settings.get("format", "onnx_int8") == "onnx_int8",
-                       tokenizer=tokenizer, **settings)
+    return runtime.export(model, work, stage.export, tokenizer=tokenizer, dataloader=loader)
 
 
 def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path) -> None:
@@ -546,12 +547,11 @@ def stage_records(recipe: str | os.PathLike | dict[str, Any]) -> list[dict[str, 
 
 
 def load_model(folder: str | os.PathLike) -> Any:
-    """A pipeline's result: an :class:`OnnxSequenceClassifier` for an ONNX export, else the Auto class model."""
-    folder = Path(folder)
-    if (folder / "model.onnx").is_file():
-        from .methods.quantization import OnnxSequenceClassifier
-
-        return OnnxSequenceClassifier.from_pretrained(folder)
+    """A pipeline's result: the runtime's runner for an export (:class:`OnnxSequenceClassifier`, ...), else the
+    Auto class model."""
+    runtime = runtime_for_folder(folder)
+    if runtime is not None:
+        return runtime.runner.from_pretrained(folder)
     return AutoModelForSequenceClassification.from_pretrained(folder).eval()
 
 

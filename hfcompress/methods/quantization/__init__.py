@@ -2,12 +2,13 @@
 dynamic or static), its accuracy guard, and quantization-aware fine-tuning that ends in the same int8 forms."""
 
 from ...registry import MethodSpec, register_method
+from ...runtimes import RuntimeSpec, register_runtime
 from .callback import DynamicQuantCallback, QuantAwareCallback
-from .config import DynamicQuantConfig, QuantAwareConfig
+from .config import DynamicQuantConfig, OnnxExportConfig, QuantAwareConfig
 from .layers import Int8DynamicLinear, Int8StoredEmbedding, fake_quant_activation, fake_quant_weight
 from .model import (SHAPE_KEYS, describe_int8, describe_qat, finish_quant_aware, quantize_dynamic_int8, rebuild_int8,
                     simulate_int8, stop_simulating)
-from .onnx import OnnxSequenceClassifier, export_onnx
+from .onnx import ONNX_FILE, OnnxSequenceClassifier, export_onnx
 
 register_method(MethodSpec(
     name=DynamicQuantConfig.name, config_cls=DynamicQuantConfig, title="dynamic int8 quantization", tag="int8",
@@ -22,6 +23,11 @@ register_method(MethodSpec(
     leaves_int8=lambda config: config.backend == "torch",
 ))
 
-__all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "Int8StoredEmbedding",
+register_runtime(RuntimeSpec(
+    name="onnxruntime", config_cls=OnnxExportConfig, export=export_onnx, runner=OnnxSequenceClassifier,
+    marker=ONNX_FILE, formats={"onnx": {"int8": False}, "onnx_int8": {"int8": True}},
+))
+
+__all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "OnnxExportConfig", "Int8StoredEmbedding",
            "OnnxSequenceClassifier", "QuantAwareCallback", "QuantAwareConfig", "export_onnx", "fake_quant_activation",
            "fake_quant_weight", "finish_quant_aware", "quantize_dynamic_int8", "simulate_int8", "stop_simulating"]

@@ -1,4 +1,4 @@
-"""Settings of dynamic int8 quantization."""
+"""Settings of int8: dynamic quantization in torch, quantization-aware fine-tuning, and the ONNX Runtime export."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from ...method_config import MethodConfig, check_choice, check_range
 from ...calibration import check_max_batches
+from .kernels import default_ort_fusions
 from .smoothing import check_smoothing
 
 BACKENDS = ("torch",)
@@ -142,3 +143,83 @@ class QuantAwareConfig(MethodConfig):
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty list of {', '.join(MODULE_GROUPS)}; got {self.modules!r}.")
+
+
+INT8_KINDS = (False, True, "dynamic", "static")
+
+
+@dataclass
+class OnnxExportConfig(MethodConfig):
+    """How ``export_onnx`` writes a model for ONNX Runtime: one object read by the function, the
+    ``hfcompress export`` flags and a recipe's ``export`` stage alike.
+
+    ``int8``: False (float), True / "dynamic" (activation scales per call) or "static" (scales calibrated once on
+    ``dataloader``, QDQ). ``optimize``: ONNX Runtime's transformer fusions (None: by this CPU, see
+    ``kernels.default_ort_fusions``). The rest are int8 options; see :func:`export_onnx` for what each buys.
+
+    Example:
+        >>> export_onnx(model, "onnx-int8", OnnxExportConfig(int8=True, weight_bits=8), tokenizer=tokenizer)
+        >>> OnnxExportConfig.from_dict({"int8": "static", "max_batches": 16}).requires_dataloader
+        True
+    """
+
+    name: ClassVar[str] = "onnx"
+
+    int8: bool | str = field(default=True, metadata={
+        "help": "False, True/dynamic (activation scales per call) or static (scales calibrated once)"})
+    optimize: bool | None = field(default=None, metadata={
+        "help": "ONNX Runtime's transformer fusions (default: yes, except int8 on VNNI CPUs)"})
+    per_channel: bool = field(default=True, metadata={"help": "int8 weight scales per output channel"})
+    opset: int = field(default=17, metadata={"help": "ONNX opset"})
+    keep_ffn_out_float: bool = field(default=False, metadata={
+        "help": "leave the FFN output MatMuls in float (more accurate, a little slower)"})
+    weight_bits: int = field(default=7, metadata={
+        "help": "7 avoids int16 saturation in AVX2 kernels; 8 is ONNX Runtime's default"})
+    ffn_per_token: bool = field(default=False, metadata={
+        "help": "one activation scale per token in the FFN MatMuls (5-12%% slower at batch 1)"})
+    rounding: str = field(default="nearest", metadata={
+        "help": "nearest, or gptq (weights rounded with error feedback; calibrates on training rows)"})
+    smoothing: float | None = field(default=None, metadata={
+        "help": "SmoothQuant alpha on the FFN linears, e.g. 0.8 (calibrates on training rows)"})
+    max_batches: int | None = field(default=None, metadata={"help": "calibration batches used (default: all given)"})
+
+    def __post_init__(self) -> None:
+        if self.int8 not in INT8_KINDS or (isinstance(self.int8, int) and not isinstance(self.int8, bool)):
+            raise ValueError(f"int8 must be True / 'dynamic' (activation scales per call), 'static' (scales calibrated "
+                             f"on dataloader=...) or False; got {self.int8!r}.")
+        if self.weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits must be 7 or 8; got {self.weight_bits!r}.")
+        check_choice("rounding", self.rounding, ROUNDINGS)
+        check_smoothing(self.smoothing)
+        check_max_batches(self.max_batches)
+        check_range("opset", self.opset, 13, what="ONNX opset; attention exports need 13 or later")
+        int8, static = bool(self.int8), self.int8 == "static"
+        if static and self.ffn_per_token:
+            raise ValueError("ffn_per_token gives every token its own scale per call; int8='static' fixes the scales "
+                             "at export. Use one or the other.")
+        if self.ffn_per_token and not (int8 and self.optimize is not False):
+            raise ValueError("ffn_per_token needs int8=True and optimize=True: it quantizes the FFN MatMuls around ONNX "
+                             "Runtime's fused GELU. Drop ffn_per_token, or export with int8 and optimize on.")
+        if self.rounding == "gptq" and (not (int8 and self.per_channel) or self.ffn_per_token):
+            raise ValueError("rounding='gptq' rounds onto ONNX Runtime's per-channel int8 grid: it needs int8=True and "
+                             "per_channel=True, and not ffn_per_token (which quantizes the FFN on its own grid).")
+        if self.smoothing is not None and (not int8 or self.ffn_per_token or self.keep_ffn_out_float):
+            raise ValueError("smoothing moves the FFN inputs' range into int8 weights: it needs int8=True, and "
+                             "neither ffn_per_token nor keep_ffn_out_float (which treat the FFN MatMuls their own way).")
+
+    @property
+    def static(self) -> bool:
+        return self.int8 == "static"
+
+    @property
+    def requires_dataloader(self) -> bool:
+        """Whether the export calibrates on ``dataloader=`` (static scales, GPTQ rounding, SmoothQuant)."""
+        return self.static or self.rounding == "gptq" or self.smoothing is not None
+
+    def resolved_optimize(self) -> bool:
+        """The fusions this export runs: as given, else by this CPU (static: unfused)."""
+        if self.optimize is not None:
+            return self.optimize
+        if self.static:
+            return False
+        return True if self.ffn_per_token or self.keep_ffn_out_float else default_ort_fusions(bool(self.int8))

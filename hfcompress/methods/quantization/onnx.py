@@ -26,13 +26,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ...adapters import get_adapter
 from ...atomic import writing_folder
-from ...calibration import check_max_batches, first_batches
-from .config import ROUNDINGS, WEIGHT_BITS
+from ...calibration import first_batches
+from .config import OnnxExportConfig
 from .layers import _quantize_rows
 from .model import require_calibration
-from .kernels import default_ort_fusions
 from .rounding import gptq_linears
-from .smoothing import check_smoothing, smooth_linears, smoothing_targets
+from .smoothing import smooth_linears, smoothing_targets
 
 logger = logging.getLogger(__name__)
 
@@ -55,21 +54,17 @@ def _input_names(model: PreTrainedModel) -> list[str]:
 def export_onnx(
     model: PreTrainedModel,
     output_dir: str | os.PathLike,
+    config: OnnxExportConfig | None = None,
     *,
-    int8: bool | str = True,
-    optimize: bool | None = None,
-    per_channel: bool = True,
     tokenizer: Any = None,
-    opset: int = 17,
-    keep_ffn_out_float: bool = False,
-    weight_bits: int = 7,
-    ffn_per_token: bool = False,
-    rounding: str = "nearest",
-    smoothing: float | None = None,
     dataloader: Any = None,
-    max_batches: int | None = None,
+    **options: Any,
 ) -> Path:
     """Write ``model`` as ONNX (int8 when asked) to ``output_dir``; returns the folder.
+
+    ``config`` (:class:`OnnxExportConfig`) says how; its fields may also be given as keyword ``options`` (they
+    override the config's), so ``export_onnx(model, out, int8=True, weight_bits=8)`` works as before.
+    ``dataloader`` gives calibration batches where the config needs them (static int8, GPTQ, SmoothQuant).
 
     ``optimize`` runs ONNX Runtime's transformer fusions (attention, LayerNorm, GELU) before
     quantizing; by default (``None``) it does unless the export is int8 on a CPU with VNNI, where
@@ -113,41 +108,17 @@ def export_onnx(
         >>> export_onnx(model, "onnx-static", int8="static", dataloader=calibration_loader, max_batches=16)
         >>> OnnxSequenceClassifier.from_pretrained("onnx-int8")(**tokenizer("great", return_tensors="pt")).logits
     """
-    if weight_bits not in WEIGHT_BITS:
-        raise ValueError(f"weight_bits must be 7 or 8; got {weight_bits!r}.")
-    if int8 not in (True, False, "dynamic", "static"):
-        raise ValueError(f"int8 must be True / 'dynamic' (activation scales per call), 'static' (scales calibrated "
-                         f"on dataloader=...) or False; got {int8!r}.")
-    static = int8 == "static"
-    int8 = bool(int8)
-    if static:
-        if ffn_per_token:
-            raise ValueError("ffn_per_token gives every token its own scale per call; int8='static' fixes the scales "
-                             "at export. Use one or the other.")
-        if dataloader is None:
-            raise ValueError("int8='static' calibrates activation scales on data: pass dataloader= with batches of "
-                             "model inputs (a few dozen training batches, limited by max_batches).")
-        if optimize is None:
-            optimize = False
-    if optimize is None:
-        optimize = True if ffn_per_token or keep_ffn_out_float else default_ort_fusions(int8)
-    if ffn_per_token and not (int8 and optimize):
-        raise ValueError("ffn_per_token needs int8=True and optimize=True: it quantizes the FFN MatMuls around ONNX "
-                         "Runtime's fused GELU. Drop ffn_per_token, or export with int8 and optimize on.")
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be one of {ROUNDINGS}; got {rounding!r}.")
-    if rounding == "gptq":
-        if not (int8 and per_channel) or ffn_per_token:
-            raise ValueError("rounding='gptq' rounds onto ONNX Runtime's per-channel int8 grid: it needs int8=True and "
-                             "per_channel=True, and not ffn_per_token (which quantizes the FFN on its own grid).")
+    settings = _export_config(config, options)
+    int8, static, optimize = bool(settings.int8), settings.static, settings.resolved_optimize()
+    per_channel, keep_ffn_out_float, ffn_per_token = settings.per_channel, settings.keep_ffn_out_float, \
+        settings.ffn_per_token
+    weight_bits, rounding, smoothing, max_batches = settings.weight_bits, settings.rounding, settings.smoothing, \
+        settings.max_batches
+    if static and dataloader is None:
+        raise ValueError("int8='static' calibrates activation scales on data: pass dataloader= with batches of "
+                         "model inputs (a few dozen training batches, limited by max_batches).")
+    if rounding == "gptq" or smoothing is not None:
         require_calibration(dataloader)
-    check_smoothing(smoothing)
-    if smoothing is not None:
-        if not int8 or ffn_per_token or keep_ffn_out_float:
-            raise ValueError("smoothing moves the FFN inputs' range into int8 weights: it needs int8=True, and "
-                             "neither ffn_per_token nor keep_ffn_out_float (which treat the FFN MatMuls their own way).")
-        require_calibration(dataloader)
-    check_max_batches(max_batches)
     final_dir = Path(output_dir)
     # Built beside the final folder and swapped in: a killed export leaves the previous one, never half of one.
     with writing_folder(final_dir) as output_dir:
@@ -176,7 +147,7 @@ def export_onnx(
             torch.onnx.export(
                 _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
                 dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-                opset_version=opset, dynamo=False,
+                opset_version=settings.opset, dynamo=False,
             )
             current = fp32
             if optimize:
@@ -212,11 +183,19 @@ def export_onnx(
                                      "weight_bits": weight_bits if int8 else None,
                                      "rounding": rounding if int8 else None,
                                      "smoothing": smoothing if int8 else None,
-                                     "inputs": names, "opset": opset}
+                                     "inputs": names, "opset": settings.opset}
         (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
     return final_dir
+
+
+def _export_config(config: OnnxExportConfig | None, options: dict[str, Any]) -> OnnxExportConfig:
+    """The config with keyword options applied over it (unknown names get the did-you-mean error)."""
+    if config is not None and not isinstance(config, OnnxExportConfig):
+        raise TypeError(f"export_onnx takes an OnnxExportConfig; got {type(config).__name__}.")
+    base = config.to_dict() if config is not None else {}
+    return OnnxExportConfig.from_dict({**base, **options})
 
 
 def _quantize_static(source: Path, target: Path, names: list[str], dataloader: Any, max_batches: int | None,

@@ -1,0 +1,92 @@
+"""The runtimes a compressed model can be exported to, one table like the methods': each runtime's export config,
+its export function, the runner that loads what it wrote, the file that marks such a folder, and the recipe
+formats that select it. The pipeline's export stage, ``hfcompress export``, ``evaluate`` / ``benchmark`` and
+``load_model`` read this table; a runtime registers from the module that implements it.
+
+Example:
+    >>> runtime, config = export_config("onnx_int8", {"weight_bits": 8})
+    >>> runtime.name, config.int8
+    ('onnxruntime', True)
+    >>> runtime_for_folder("out/onnx").runner.from_pretrained("out/onnx")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .method_config import did_you_mean
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One export target.
+
+    - ``config_cls``: its export config (a ``MethodConfig``: ``from_dict`` with did-you-mean, ``to_dict``).
+    - ``export(model, folder, config, *, tokenizer, dataloader) -> Path``.
+    - ``runner``: a class with ``from_pretrained(folder, **kwargs)`` whose instances are called like the model.
+    - ``marker``: the file that makes a folder this runtime's (``model.onnx``, ``openvino_model.xml``).
+    - ``formats``: recipe format names and the config fields each one sets (``onnx_int8`` -> ``{"int8": True}``).
+    """
+
+    name: str
+    config_cls: type
+    export: Callable[..., Path]
+    runner: Any
+    marker: str
+    formats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    install_hint: str | None = None
+
+
+_RUNTIMES: dict[str, RuntimeSpec] = {}
+
+
+def register_runtime(spec: RuntimeSpec) -> RuntimeSpec:
+    """Add a runtime; a format name already taken by another runtime raises."""
+    for fmt in spec.formats:
+        owner = next((r.name for r in _RUNTIMES.values() if fmt in r.formats and r.name != spec.name), None)
+        if owner:
+            raise ValueError(f"export format {fmt!r} is already {owner!r}'s; give yours another name.")
+    _RUNTIMES[spec.name] = spec
+    return spec
+
+
+def runtimes() -> list[RuntimeSpec]:
+    return [_RUNTIMES[name] for name in sorted(_RUNTIMES)]
+
+
+def export_formats() -> dict[str, RuntimeSpec]:
+    """Every recipe format name and the runtime behind it."""
+    return {fmt: spec for spec in runtimes() for fmt in spec.formats}
+
+
+def get_runtime(name: str) -> RuntimeSpec:
+    if name not in _RUNTIMES:
+        raise ValueError(f"Unknown runtime {name!r}{did_you_mean(name, _RUNTIMES)}; runtimes: {', '.join(sorted(_RUNTIMES))}.")
+    return _RUNTIMES[name]
+
+
+def export_config(fmt: str, settings: dict[str, Any] | None = None) -> tuple[RuntimeSpec, Any]:
+    """The runtime of a recipe format and its export config built from ``settings`` over the format's own fields.
+
+    Example:
+        >>> export_config("onnx", {"opset": 18})[1].int8
+        False
+    """
+    formats = export_formats()
+    if fmt not in formats:
+        raise ValueError(f"format must be one of {tuple(formats)}; got {fmt!r}{did_you_mean(str(fmt), formats)}")
+    spec = formats[fmt]
+    return spec, spec.config_cls.from_dict({**spec.formats[fmt], **(settings or {})})
+
+
+def runtime_for_folder(folder: str | os.PathLike) -> RuntimeSpec | None:
+    """The runtime whose export ``folder`` holds, or ``None`` for a PyTorch model folder."""
+    folder = Path(folder)
+    return next((spec for spec in runtimes() if (folder / spec.marker).is_file()), None)
+
+
+__all__ = ["RuntimeSpec", "export_config", "export_formats", "get_runtime", "register_runtime", "runtime_for_folder",
+           "runtimes"]
