@@ -31,6 +31,7 @@ from .methods.theseus import TheseusCallback, TheseusConfig
 from .methods.truncation import TruncationConfig
 from .methods.vocabulary import VocabularyPruningConfig, prune_vocabulary
 from .pipeline import run_pipeline
+from .runtimes.openvino import OpenVINOExportConfig, OpenVINOSequenceClassifier, export_openvino
 from .registry import MethodSpec, register_method
 from .search import search
 from .trainer import CompressionTrainer
@@ -58,6 +59,8 @@ __all__ = [
     "MovementPruningConfig",
     "OnnxExportConfig",
     "OnnxSequenceClassifier",
+    "OpenVINOExportConfig",
+    "OpenVINOSequenceClassifier",
     "QuantAwareCallback",
     "QuantAwareConfig",
     "StructuredPruningConfig",
@@ -68,6 +71,7 @@ __all__ = [
     "WeightSharingConfig",
     "compress",
     "export_onnx",
+    "export_openvino",
     "get_adapter",
     "get_record",
     "prune_ffn_neurons",

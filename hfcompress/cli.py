@@ -116,24 +116,29 @@ def _parser() -> argparse.ArgumentParser:
     _card_flags(push)
 
     export = commands.add_parser(
-        "export", help="write the model for a runtime (ONNX Runtime), optionally int8",
-        description="Every option of the runtime's export config (OnnxExportConfig) is a flag here and a key of a "
-                    "recipe's export stage.")
+        "export", help="write the model for a runtime (ONNX Runtime or OpenVINO), optionally int8",
+        description="Every option of the runtime's export config (OnnxExportConfig, OpenVINOExportConfig) is a flag "
+                    "here and a key of a recipe's export stage; an option of the other runtime is refused.")
     export.add_argument("model", help="folder written by save_pretrained (or a Hub id)")
     export.add_argument("--output", required=True, help="folder to write the model, config and tokenizer to")
     runtime = export.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", dest="runtime", action="store_const", const="onnxruntime",
                          help="ONNX Runtime (the default)")
+    runtime.add_argument("--openvino", dest="runtime", action="store_const", const="openvino",
+                         help="OpenVINO IR; --int8 quantizes with NNCF on --task's training rows")
     export.set_defaults(runtime="onnxruntime")
-    export.add_argument("--int8", action="store_true", help="quantize to int8 (dynamic activation scales)")
+    export.add_argument("--int8", action="store_true", help="quantize to int8 (ONNX Runtime: dynamic activation "
+                                                             "scales; OpenVINO: NNCF, calibrated)")
     export.add_argument("--static", action="store_true",
-                        help="with --int8: activation scales calibrated once on --task's training rows (QDQ) "
-                             "instead of per call")
-    from .methods.quantization import OnnxExportConfig
+                        help="ONNX Runtime, with --int8: activation scales calibrated once on --task's training rows "
+                             "(QDQ) instead of per call")
+    from .runtimes import runtimes
 
-    _config_flags(export, OnnxExportConfig, skip={"int8", "max_batches"})
+    added: set[str] = {"int8", "max_batches"}
+    for spec in runtimes():
+        added |= _config_flags(export, spec.config_cls, skip=added)
     export.add_argument("--task", default=None, help="calibrate on this task's training rows (GLUE/CLUE name), for "
-                                                     "--static, --rounding gptq and --smoothing")
+                                                     "OpenVINO --int8 and ONNX --static, --rounding gptq, --smoothing")
     export.add_argument("--data_dir", default=None, help="local task folder for calibration; default: the Hub dataset")
     export.add_argument("--dev_split", type=float, default=None, help="dev-only tasks: calibrate on the first x of dev")
     export.add_argument("--max_seq_length", type=int, default=128)
@@ -142,23 +147,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_flags(parser: argparse.ArgumentParser, config_cls: type, skip: set[str] = frozenset()) -> None:
+def _config_flags(parser: argparse.ArgumentParser, config_cls: type, skip: set[str] = frozenset()) -> set[str]:
     """One flag per field of a config dataclass, with the field's help; flags not given stay out of the namespace
-    (``argparse.SUPPRESS``), so the config's own defaults apply. A field typed ``bool`` gets ``--x/--no-x``."""
+    (``argparse.SUPPRESS``), so the config's own defaults apply. A field typed ``bool`` gets ``--x/--no-x``.
+    Returns the fields that got a flag."""
     import dataclasses
 
+    added = set()
     for item in dataclasses.fields(config_cls):
         if not item.init or item.name in skip:
             continue
+        added.add(item.name)
         flag, annotation = f"--{item.name.replace('_', '-')}", str(item.type)
         help_text = item.metadata.get("help")
         if isinstance(item.default, bool) or annotation.startswith("bool"):
             parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=help_text)
             continue
-        kind = int if "int" in annotation else float if "float" in annotation else str
+        kind = int if annotation.startswith("int") else float if annotation.startswith("float") else str
         parser.add_argument(flag, dest=item.name, type=kind, default=argparse.SUPPRESS, help=help_text,
                             metavar=item.name.upper())
+    return added
 
 
 def _config_settings(args: argparse.Namespace, config_cls: type) -> dict:
@@ -213,8 +222,10 @@ def _compress(args) -> Path:
                           measure=args.measure)
     if result.results:
         print(format_table(result.results["rows"], metric_name=result.results["metric"]))
-    loader = "OnnxSequenceClassifier.from_pretrained" if result.is_onnx else "AutoModelForSequenceClassification" \
-        ".from_pretrained"
+    from .runtimes import get_runtime
+
+    loader = (f"{get_runtime(result.runtime).runner.__name__}.from_pretrained" if result.runtime
+              else "AutoModelForSequenceClassification.from_pretrained")
     print(f"wrote the compressed model, its card (README.md) and results to {result.output}/; load it with "
           f"{loader}({str(result.output)!r}) after `import hfcompress`")
     return result.output
@@ -223,10 +234,20 @@ def _compress(args) -> Path:
 def _export(args) -> Path:
     from .runtimes import get_runtime
 
+    from .runtimes import runtimes
+
     runtime = get_runtime(args.runtime)
     if args.static and not args.int8:
         raise ValueError("--static is a kind of int8 export: add --int8")
-    settings = {**_config_settings(args, runtime.config_cls), "int8": "static" if args.static else args.int8}
+    if args.static and runtime.name != "onnxruntime":
+        raise ValueError("--static is an ONNX Runtime option (OpenVINO's int8 is always calibrated): drop it")
+    own = _config_settings(args, runtime.config_cls)
+    foreign = sorted({name for spec in runtimes() if spec is not runtime
+                      for name in _config_settings(args, spec.config_cls)} - set(own))
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} is not an option of {runtime.name} exports; "
+                         f"`hfcompress export --help` lists each runtime's")
+    settings = {**own, "int8": "static" if args.static else args.int8}
     config = runtime.config_cls.from_dict(settings)
     model, tokenizer = _load(args.model)
     loader = None
@@ -236,7 +257,8 @@ def _export(args) -> Path:
                              "--data_dir for local files)")
         loader = _training_batches(tokenizer, args.task, args.data_dir, args.dev_split, args.max_seq_length,
                                    args.calibration_batches)
-        config = runtime.config_cls.from_dict({**config.to_dict(), "max_batches": args.calibration_batches})
+        if "max_batches" in config.to_dict():
+            config = runtime.config_cls.from_dict({**config.to_dict(), "max_batches": args.calibration_batches})
     folder = runtime.export(model, args.output, config, tokenizer=tokenizer, dataloader=loader)
     print(f"wrote {folder / runtime.marker}")
     return folder
@@ -282,8 +304,14 @@ def _training_batches(tokenizer, task: str, data_dir: str | None, dev_split: flo
 
 
 def _load(path: str):
+    """A saved model (PyTorch, or an ONNX / OpenVINO export through its runner) and its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from .runtimes import runtime_for_folder
+
+    runtime = runtime_for_folder(path) if Path(path).is_dir() else None
+    if runtime is not None:
+        return runtime.runner.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     return AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
@@ -329,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet()
     try:
         from .benchmark import (add_ratios, benchmark_rows, evaluate_model, format_table, speedup_legend, unrankable,
-                                write_results)
+                                weights_size_bytes, write_results)
         from .data import get_task
 
         if args.command == "evaluate":
@@ -344,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
                 name = Path(path).name or path
                 if any(e["name"] == name for e in entries):
                     name = path
-                entries.append({"name": name, "model": model})
+                entry = {"name": name, "model": model}
+                if Path(path).is_dir():  # the weights as saved (ONNX / OpenVINO runners cannot save themselves)
+                    entry["size_bytes"] = weights_size_bytes(path)
+                entries.append(entry)
             rows = benchmark_rows(entries, eval_dataset=dev, task=args.task, threads=args.threads,
                                   rounds={1: args.repeats, 32: max(3, args.repeats // 3)})
             add_ratios(rows, rows[0]["name"])

@@ -22,6 +22,7 @@ from .atomic import writing_folder
 from .data.tasks import TASKS
 from .integration import HfCompressConfig
 from .registry import find_method
+from .runtimes import runtime_for_folder
 
 # Config fields too long for a card line (scores, explicit lists): the record in config.json keeps them.
 _LONG_FIELDS = {"groups", "targets_per_layer"}
@@ -153,11 +154,15 @@ def build_model_card(
                   "adds them).", ""]
     else:
         lines += _cost_table(compressed, baseline, spec, results or {})
+    runtime = runtime_for_folder(model_dir)
+    if runtime is not None:
+        lines += ["## Runtime", "", _runtime_line(runtime, runtime.record(model_dir)), ""]
     lines += ["## How to load", "", "```python"]
-    if (model_dir / "model.onnx").is_file():
-        lines += ["from hfcompress import OnnxSequenceClassifier  # ONNX Runtime; pip install hfcompress",
+    if runtime is not None:
+        runner = runtime.runner.__name__
+        lines += [f"from hfcompress import {runner}  # {runtime.name}; pip install hfcompress",
                   "from transformers import AutoTokenizer", "",
-                  f'model = OnnxSequenceClassifier.from_pretrained("{name}")',
+                  f'model = {runner}.from_pretrained("{name}")',
                   f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", ""]
         return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
     if needs_import:
@@ -168,6 +173,20 @@ def build_model_card(
     if not needs_import:
         lines += ["This is a standard architecture: `import hfcompress` is not needed to load it.", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _runtime_line(runtime: Any, record: dict[str, Any]) -> str:
+    """Which runtime, in what precision, exported on which CPU: int8 speed depends on the host's instructions."""
+    int8 = record.get("int8")
+    precision = "int8" + ("" if int8 in (True, "dynamic") else f" ({int8})") if int8 else "float"
+    float_parts = record.get("precision") or record.get("inference_precision_here")
+    if float_parts:
+        precision += f"; float parts in {float_parts}" + ("" if record.get("precision") else
+                                                          " (the exporting CPU's choice)")
+    host = record.get("host") or {}
+    isa = f"; exported on a CPU with {host.get('int8_isa')} int8 instructions{' and bf16' if host.get('bf16') else ''}" \
+        if host else ""
+    return f"Runs on **{runtime.name}**: {precision}{isa}. Speedups depend on the CPU's int8 instructions."
 
 
 def _cost_table(compressed: dict, baseline: dict, spec: Any, results: dict) -> list[str]:

@@ -38,8 +38,16 @@ from .atomic import writing_folder
 logger = logging.getLogger(__name__)
 
 STUDY_NAME = "hfcompress-search"
-INT8_CHOICES = ("none", "torch", "onnxruntime")
+INT8_CHOICES = ("none", "torch", "onnxruntime", "openvino")
 INT8_MODULES = {"attention+ffn": ["attention", "ffn"], "attention+ffn_in": ["attention", "ffn_in"]}
+INT8_MODULES_DEFAULT = "attention+ffn"
+
+
+def _available_int8() -> list[str]:
+    """The int8 runtimes this machine can run (OpenVINO only where its optional packages are installed)."""
+    import importlib.util
+
+    return [c for c in INT8_CHOICES if c != "openvino" or importlib.util.find_spec("openvino") is not None]
 
 
 @dataclass
@@ -53,7 +61,7 @@ class SearchSpace:
     # Kept head + FFN FLOPs after retraining-free pruning; when chosen it replaces the fine-tuned head/FFN removal.
     retraining_free: list[float | None] = field(default_factory=lambda: [None, 0.7, 0.5])
     lowrank_ratios: list[float | None] = field(default_factory=lambda: [None, 0.75, 0.5])
-    int8: list[str] = field(default_factory=lambda: list(INT8_CHOICES))
+    int8: list[str] = field(default_factory=lambda: _available_int8())
     int8_modules: list[str] = field(default_factory=lambda: list(INT8_MODULES))
 
     def layer_choices(self, num_layers: int) -> list[int]:
@@ -106,6 +114,8 @@ def candidate_recipe(params: dict[str, Any], num_layers: int, base: dict[str, An
     elif params["int8"] == "onnxruntime":
         stages.append({"stage": "export", "format": "onnx_int8",
                        "keep_ffn_out_float": params["int8_modules"] == "attention+ffn_in"})
+    elif params["int8"] == "openvino":  # NNCF picks its own layer set: int8_modules does not apply
+        stages.append({"stage": "export", "format": "openvino_int8"})
     return {**copy.deepcopy(base), "stages": stages}
 
 
@@ -124,6 +134,8 @@ def _suggest(trial: Any, space: SearchSpace, num_layers: int) -> dict[str, Any]:
         # One way of removing heads and neurons per candidate: the fractions are moot (and two trials that differ
         # only in them are the same candidate, evaluated once).
         params["heads"] = params["ffn"] = 0.0
+    if params["int8"] in ("none", "openvino"):  # no module choice there: one candidate, not two
+        params["int8_modules"] = INT8_MODULES_DEFAULT
     return params
 
 
@@ -403,7 +415,7 @@ def format_front(front: list[dict[str, Any]]) -> str:
     for row in front:
         p = row["candidate"]
         lines.append(f"| {row['trial']} | {p['layers']} ({p['strategy']}) | {p['heads']:.0%} | {p['ffn']:.0%} | "
-                     f"{p['lowrank'] or '-'} | {p['int8']}{'' if p['int8'] == 'none' else ' ' + p['int8_modules']} | "
+                     f"{p['lowrank'] or '-'} | {p['int8']}{'' if p['int8'] in ('none', 'openvino') else ' ' + p['int8_modules']} | "
                      f"{row['score']:.2f} | {row['latency_bs1_ms']:.1f} | {1 / row['latency_ratio_bs1']:.2f}x faster | "
                      f"{1 / row['latency_ratio_bs32']:.2f}x faster |")
     return "\n".join(lines)

@@ -171,3 +171,16 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
     assert retry.state.name == "COMPLETE" and retry.user_attrs["params_dict"] == params
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # the failed attempt is not counted
     assert (out / "trials" / f"trial-{dead.number:04d}" / "model").is_dir()
+
+
+def test_openvino_is_a_runtime_the_search_can_pick():
+    from hfcompress.pipeline import validate_recipe
+    from hfcompress.search import SearchSpace, candidate_recipe
+
+    pytest.importorskip("openvino", reason="OpenVINO not installed: pip install 'hfcompress[openvino]'")
+    assert "openvino" in SearchSpace().int8
+    recipe = candidate_recipe({"layers": 6, "strategy": "truncate", "heads": 0.0, "ffn": 0.0, "lowrank": None,
+                               "retraining_free": 0.5, "int8": "openvino", "int8_modules": "attention+ffn"}, 6,
+                              {"task": "sst2"}, 100)
+    stages = validate_recipe(recipe)
+    assert [s.kind for s in stages] == ["compress", "export"] and stages[-1].settings["format"] == "openvino_int8"

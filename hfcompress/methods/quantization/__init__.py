@@ -25,7 +25,7 @@ register_method(MethodSpec(
 
 register_runtime(RuntimeSpec(
     name="onnxruntime", config_cls=OnnxExportConfig, export=export_onnx, runner=OnnxSequenceClassifier,
-    marker=ONNX_FILE, formats={"onnx": {"int8": False}, "onnx_int8": {"int8": True}},
+    marker=ONNX_FILE, record_key="hfcompress_onnx", formats={"onnx": {"int8": False}, "onnx_int8": {"int8": True}},
 ))
 
 __all__ = ["DynamicQuantCallback", "DynamicQuantConfig", "Int8DynamicLinear", "OnnxExportConfig", "Int8StoredEmbedding",

@@ -27,6 +27,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ...adapters import get_adapter
 from ...atomic import writing_folder
 from ...calibration import first_batches
+from ...cpu import cpu_summary
 from .config import OnnxExportConfig
 from .layers import _quantize_rows
 from .model import require_calibration
@@ -183,7 +184,7 @@ def export_onnx(
                                      "weight_bits": weight_bits if int8 else None,
                                      "rounding": rounding if int8 else None,
                                      "smoothing": smoothing if int8 else None,
-                                     "inputs": names, "opset": settings.opset}
+                                     "inputs": names, "opset": settings.opset, "host": cpu_summary()}
         (output_dir / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(output_dir)
@@ -379,7 +380,9 @@ class OnnxSequenceClassifier:
         for name in self.input_names:
             value = inputs.get(name)
             if value is None and name == "token_type_ids":
-                value = torch.zeros_like(inputs["input_ids"])
+                value = torch.zeros_like(torch.as_tensor(inputs["input_ids"]))
+            elif value is None and name == "attention_mask":  # as the torch model: every token attended
+                value = torch.ones_like(torch.as_tensor(inputs["input_ids"]))
             feed[name] = value.cpu().numpy().astype(np.int64) if isinstance(value, torch.Tensor) else np.asarray(value, np.int64)
         logits = self.session.run(["logits"], feed)[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))

@@ -1,7 +1,8 @@
 """The runtimes a compressed model can be exported to, one table like the methods': each runtime's export config,
 its export function, the runner that loads what it wrote, the file that marks such a folder, and the recipe
 formats that select it. The pipeline's export stage, ``hfcompress export``, ``evaluate`` / ``benchmark`` and
-``load_model`` read this table; a runtime registers from the module that implements it.
+``load_model`` read this table; a runtime registers from the module that implements it (ONNX Runtime from
+``methods/quantization``, whose int8 internals it uses; OpenVINO from ``runtimes/openvino.py``).
 
 Example:
     >>> runtime, config = export_config("onnx_int8", {"weight_bits": 8})
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .method_config import did_you_mean
+from ..method_config import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class RuntimeSpec:
     - ``export(model, folder, config, *, tokenizer, dataloader) -> Path``.
     - ``runner``: a class with ``from_pretrained(folder, **kwargs)`` whose instances are called like the model.
     - ``marker``: the file that makes a folder this runtime's (``model.onnx``, ``openvino_model.xml``).
+    - ``record_key``: the config.json key where the export records what it did (int8, precision, host).
     - ``formats``: recipe format names and the config fields each one sets (``onnx_int8`` -> ``{"int8": True}``).
     """
 
@@ -36,8 +38,18 @@ class RuntimeSpec:
     export: Callable[..., Path]
     runner: Any
     marker: str
+    record_key: str = ""
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     install_hint: str | None = None
+
+    def record(self, folder: str | os.PathLike) -> dict[str, Any]:
+        """What the export in ``folder`` recorded (empty when it recorded nothing)."""
+        import json
+
+        try:
+            return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get(self.record_key) or {}
+        except (OSError, ValueError):
+            return {}
 
 
 _RUNTIMES: dict[str, RuntimeSpec] = {}
