@@ -352,56 +352,67 @@ def _quiet() -> None:
     ours.propagate = False
 
 
+def _evaluate(args) -> None:
+    from .benchmark import evaluate_model
+
+    model, tokenizer = _load(args.model)
+    for name, value in evaluate_model(model, _dev(args, tokenizer), args.task).items():
+        print(f"{name}\t{value:.4f}")
+
+
+def _benchmark(args) -> None:
+    from .benchmark import (add_ratios, benchmark_rows, format_table, speedup_legend, unrankable, weights_size_bytes,
+                            write_results)
+    from .data import get_task
+
+    entries, dev = [], None
+    for path in args.models:
+        model, tokenizer = _load(path)
+        dev = dev if dev is not None else _dev(args, tokenizer)
+        name = Path(path).name or path
+        if any(e["name"] == name for e in entries):
+            name = path
+        entry = {"name": name, "model": model}
+        if Path(path).is_dir():  # the weights as saved (ONNX / OpenVINO runners cannot save themselves)
+            entry["size_bytes"] = weights_size_bytes(path)
+        entries.append(entry)
+    rows = benchmark_rows(entries, eval_dataset=dev, task=args.task, threads=args.threads,
+                          rounds={1: args.repeats, 32: max(3, args.repeats // 3)})
+    add_ratios(rows, rows[0]["name"])
+    metric = get_task(args.task).main_metric
+    print(format_table(rows, metric))
+    print(speedup_legend(rows[0]["name"]))
+    for line in unrankable(rows):
+        print(f"warning: {line}", file=sys.stderr)
+    if args.output:
+        write_results({"task": args.task, "metric": metric, "rows": rows}, args.output,
+                      Path(args.output).with_suffix(".md"))
+
+
+def _write_card(args) -> None:
+    target = Path(args.output) if args.output else Path(args.model) / "README.md"
+    _card(args).save(target)
+    print(f"wrote {target}")
+
+
+def _push(args) -> None:
+    from transformers import AutoTokenizer
+
+    from .hub import push_to_hub
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    print(push_to_hub(args.model, args.repo_id, card=_card(args), tokenizer=tokenizer, private=args.private))
+
+
+COMMANDS = {"evaluate": _evaluate, "benchmark": _benchmark, "compress": _compress, "search": _search,
+            "card": _write_card, "push": _push, "export": _export}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet()
     try:
-        from .benchmark import (add_ratios, benchmark_rows, evaluate_model, format_table, speedup_legend, unrankable,
-                                weights_size_bytes, write_results)
-        from .data import get_task
-
-        if args.command == "evaluate":
-            model, tokenizer = _load(args.model)
-            for name, value in evaluate_model(model, _dev(args, tokenizer), args.task).items():
-                print(f"{name}\t{value:.4f}")
-        elif args.command == "benchmark":
-            entries, dev = [], None
-            for path in args.models:
-                model, tokenizer = _load(path)
-                dev = dev if dev is not None else _dev(args, tokenizer)
-                name = Path(path).name or path
-                if any(e["name"] == name for e in entries):
-                    name = path
-                entry = {"name": name, "model": model}
-                if Path(path).is_dir():  # the weights as saved (ONNX / OpenVINO runners cannot save themselves)
-                    entry["size_bytes"] = weights_size_bytes(path)
-                entries.append(entry)
-            rows = benchmark_rows(entries, eval_dataset=dev, task=args.task, threads=args.threads,
-                                  rounds={1: args.repeats, 32: max(3, args.repeats // 3)})
-            add_ratios(rows, rows[0]["name"])
-            print(format_table(rows, get_task(args.task).main_metric))
-            print(speedup_legend(rows[0]["name"]))
-            for line in unrankable(rows):
-                print(f"warning: {line}", file=sys.stderr)
-            if args.output:
-                write_results({"task": args.task, "metric": get_task(args.task).main_metric, "rows": rows}, args.output, Path(args.output).with_suffix(".md"))
-        elif args.command == "compress":
-            _compress(args)
-        elif args.command == "search":
-            _search(args)
-        elif args.command == "card":
-            target = Path(args.output) if args.output else Path(args.model) / "README.md"
-            _card(args).save(target)
-            print(f"wrote {target}")
-        elif args.command == "push":
-            from transformers import AutoTokenizer
-
-            from .hub import push_to_hub
-
-            tokenizer = AutoTokenizer.from_pretrained(args.model)
-            print(push_to_hub(args.model, args.repo_id, card=_card(args), tokenizer=tokenizer, private=args.private))
-        elif args.command == "export":
-            _export(args)
+        COMMANDS[args.command](args)
     except (ValueError, OSError, TypeError) as error:  # bad input: one line; anything else is a bug, shown whole
         if args.debug:
             raise

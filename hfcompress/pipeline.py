@@ -334,50 +334,64 @@ def run_pipeline(
     recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
     (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
 
-    original_tokenizer = tokenizer = AutoTokenizer.from_pretrained(model_path)
+    original_tokenizer = AutoTokenizer.from_pretrained(model_path)
     task_data = RecipeData(recipe, task, data_dir) if task else None
     original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+    _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output)
+    records = [_stage_record(stage) for stage in stages]
+    final = output / "stages" / stages[-1].folder
+    runtime = runtime_for_folder(final)
+    replace_files(final, output, skip=("README.md", "stage.json"))
+    results = None
+    if measure and task:
+        results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
+    from .hub import build_model_card
+
+    build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
+    shutil.rmtree(output / "work", ignore_errors=True)
+    is_onnx = runtime is not None and runtime.name == "onnxruntime"
+    return PipelineResult(output, records, results, is_onnx, runtime.name if runtime else None)
+
+
+def _run_stages(stages: list[Stage], original: PreTrainedModel, original_tokenizer: Any, task_data: Any,
+                recipe: dict[str, Any], task: str | None, output: Path) -> None:
+    """Run the stages not finished yet, each saved whole to OUTPUT/stages/NN-name before the next starts."""
     current: Any = None
+    tokenizer = original_tokenizer
     for stage in stages:
         folder = output / "stages" / stage.folder
         if folder.is_dir():
             logger.info("stage %s: already finished (%s)", stage.folder, folder)
             current = None  # loaded lazily: only the last finished stage's model is needed
-        else:
-            if current is None:
-                previous = _last_finished(output, stages, stage.index)
-                current = (copy.deepcopy(original) if previous is None
-                           else AutoModelForSequenceClassification.from_pretrained(previous))
-                # A stage may have changed the tokenizer (vocabulary pruning): each stage folder keeps its own.
-                tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
-            logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
-            data = task_data.tokenized(tokenizer) if task_data else None
-            current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
-            _save_stage(stage, current, tokenizer, folder)
-            shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
-    records = [_stage_record(stage) for stage in stages]
-    final = output / "stages" / stages[-1].folder
-    runtime = runtime_for_folder(final)
-    is_onnx = runtime is not None and runtime.name == "onnxruntime"
-    replace_files(final, output, skip=("README.md", "stage.json"))
-    results = None
-    if measure and task:
-        settings = recipe.get("measure") or {}
-        final_tokenizer = AutoTokenizer.from_pretrained(output) if (output / "tokenizer_config.json").is_file() \
-            else original_tokenizer
-        results = measure_against_original(original, output, task_data.tokenized(original_tokenizer)["validation"],
-                                           task, "compressed", rounds={1: int(settings.get("rounds_bs1", 30)),
-                                                                       32: int(settings.get("rounds_bs32", 10))},
-                                           final_dataset=task_data.tokenized(final_tokenizer)["validation"])
-        results.update({"train_rows": task_data.train_rows, "stages": records})
-        from .benchmark import write_results
+            continue
+        if current is None:
+            previous = _last_finished(output, stages, stage.index)
+            current = (copy.deepcopy(original) if previous is None
+                       else AutoModelForSequenceClassification.from_pretrained(previous))
+            # A stage may have changed the tokenizer (vocabulary pruning): each stage folder keeps its own.
+            tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
+        logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
+        data = task_data.tokenized(tokenizer) if task_data else None
+        current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
+        _save_stage(stage, current, tokenizer, folder)
+        shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
 
-        write_results(results, output / "results.json", output / "results.md")
-    from .hub import build_model_card
 
-    build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
-    shutil.rmtree(output / "work", ignore_errors=True)
-    return PipelineResult(output, records, results, is_onnx, runtime.name if runtime else None)
+def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: RecipeData, recipe: dict[str, Any],
+             task: str, output: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The original and the final model on dev, timed in one run; written to results.json / results.md."""
+    from .benchmark import write_results
+
+    settings = recipe.get("measure") or {}
+    final_tokenizer = AutoTokenizer.from_pretrained(output) if (output / "tokenizer_config.json").is_file() \
+        else original_tokenizer
+    results = measure_against_original(original, output, task_data.tokenized(original_tokenizer)["validation"],
+                                       task, "compressed", rounds={1: int(settings.get("rounds_bs1", 30)),
+                                                                   32: int(settings.get("rounds_bs32", 10))},
+                                       final_dataset=task_data.tokenized(final_tokenizer)["validation"])
+    results.update({"train_rows": task_data.train_rows, "stages": records})
+    write_results(results, output / "results.json", output / "results.md")
+    return results
 
 
 def _last_finished(output: Path, stages: list[Stage], before: int) -> Path | None:

@@ -188,12 +188,7 @@ def search(
     storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
     space = space or SearchSpace()
     num_layers = _num_layers(AutoConfig.from_pretrained(model))
-    base = {"task": task, "max_seq_length": max_seq_length, "holdout": holdout, "seed": seed,
-            "training": dict(training or {})}
-    if max_train_samples:
-        base["max_train_samples"] = max_train_samples
-    if data_dir:
-        base["data_dir"] = data_dir
+    base = _base_recipe(task, data_dir, max_seq_length, holdout, seed, training, max_train_samples)
     evaluator = _Evaluator(model, task, data_dir, base, latency_rounds)
     reference = evaluator.reference_score()
 
@@ -202,10 +197,41 @@ def search(
     study = _open_study(storage, sampler, heartbeat_seconds=heartbeat_seconds)
     study.set_user_attr("reference_score", reference)
     study.set_user_attr("budget", {"max_drop": max_drop, "max_latency_ms": max_latency_ms})
+    objective = _Objective(study, space, num_layers, base, steps, evaluator, output,
+                           threshold=None if max_drop is None else reference - max_drop - early_stop_margin,
+                           min_score=None if max_drop is None else reference - max_drop, max_latency_ms=max_latency_ms)
+    _optimize(study, objective, n_trials, budget_hours, output)
+    final = None
+    if final_steps and final_steps != steps:
+        final = lambda params: candidate_recipe(params, num_layers, base, final_steps)  # noqa: E731
+    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator, measure_dev, final)
 
-    def objective(trial: Any) -> tuple[float, float]:
-        params = _suggest(trial, space, num_layers)
-        duplicate = _finished_with(study, params, trial.number)
+
+def _base_recipe(task: str, data_dir: str | None, max_seq_length: int, holdout: float, seed: int,
+                 training: dict[str, Any] | None, max_train_samples: int | None) -> dict[str, Any]:
+    """What every candidate's recipe shares: task, data, holdout, seed, training defaults."""
+    base = {"task": task, "max_seq_length": max_seq_length, "holdout": holdout, "seed": seed,
+            "training": dict(training or {})}
+    if max_train_samples:
+        base["max_train_samples"] = max_train_samples
+    if data_dir:
+        base["data_dir"] = data_dir
+    return base
+
+
+class _Objective:
+    """One trial: suggest a candidate, reuse a duplicate's numbers, stop a weak trainer early, measure, record."""
+
+    def __init__(self, study: Any, space: SearchSpace, num_layers: int, base: dict[str, Any], steps: int,
+                 evaluator: "_Evaluator", output: Path, *, threshold: float | None, min_score: float | None,
+                 max_latency_ms: float | None) -> None:
+        self.study, self.space, self.num_layers, self.base, self.steps = study, space, num_layers, base, steps
+        self.evaluator, self.output = evaluator, output
+        self.threshold, self.min_score, self.max_latency_ms = threshold, min_score, max_latency_ms
+
+    def __call__(self, trial: Any) -> tuple[float, float]:
+        params = _suggest(trial, self.space, self.num_layers)
+        duplicate = _finished_with(self.study, params, trial.number)
         if duplicate is not None:  # the same candidate is evaluated once; its numbers are reused
             for key, value in duplicate.user_attrs.items():
                 trial.set_user_attr(key, value)
@@ -214,32 +240,44 @@ def search(
         # A retried trial (its worker died) carries the first attempt's attributes: same folder, same short score.
         number = trial.user_attrs.get("folder_number", trial.number)
         trial.set_user_attr("folder_number", number)
-        folder = output / "trials" / f"trial-{number:04d}"
-        recipe = candidate_recipe(params, num_layers, base, steps)
-        short = candidate_recipe(params, num_layers, base, max(1, steps // 4))
-        threshold = None if max_drop is None else reference - max_drop - early_stop_margin
-        if threshold is not None and any(s["stage"] in ("layers", "train") for s in recipe["stages"]):
-            early = trial.user_attrs.get("short_score")
-            if early is None:
-                early = evaluator.score(short, folder / "short")
-                trial.set_user_attr("short_score", early)
-                shutil.rmtree(folder / "short", ignore_errors=True)
-            if early < threshold:
-                trial.set_user_attr("constraints", [1.0])
-                raise optuna.TrialPruned(f"score after {max(1, steps // 4)} steps {early:.2f} < {threshold:.2f}")
-        measured = evaluator.measure(recipe, folder / "model")
+        folder = self.output / "trials" / f"trial-{number:04d}"
+        recipe = candidate_recipe(params, self.num_layers, self.base, self.steps)
+        self._stop_early_if_weak(trial, params, recipe, folder)
+        measured = self.evaluator.measure(recipe, folder / "model")
         trial.set_user_attr("recipe", recipe)
         trial.set_user_attr("folder", str(folder / "model"))
         trial.set_user_attr("params_dict", params)
         for key, value in measured.items():
             trial.set_user_attr(key, value)
         violations = []
-        if max_drop is not None:
-            violations.append(reference - max_drop - measured["score"])
-        if max_latency_ms is not None:
-            violations.append(measured["latency_bs1_ms"] - max_latency_ms)
+        if self.min_score is not None:
+            violations.append(self.min_score - measured["score"])
+        if self.max_latency_ms is not None:
+            violations.append(measured["latency_bs1_ms"] - self.max_latency_ms)
         trial.set_user_attr("constraints", violations)
         return measured["score"], measured["latency_ratio_bs1"]
+
+    def _stop_early_if_weak(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> None:
+        """A candidate that trains is first trained with a quarter of the steps; far below the budget, it stops."""
+        import optuna
+
+        if self.threshold is None or not any(s["stage"] in ("layers", "train") for s in recipe["stages"]):
+            return
+        short_steps = max(1, self.steps // 4)
+        early = trial.user_attrs.get("short_score")
+        if early is None:
+            early = self.evaluator.score(candidate_recipe(params, self.num_layers, self.base, short_steps),
+                                         folder / "short")
+            trial.set_user_attr("short_score", early)
+            shutil.rmtree(folder / "short", ignore_errors=True)
+        if early < self.threshold:
+            trial.set_user_attr("constraints", [1.0])
+            raise optuna.TrialPruned(f"score after {short_steps} steps {early:.2f} < {self.threshold:.2f}")
+
+
+def _optimize(study: Any, objective: _Objective, n_trials: int, budget_hours: float | None, output: Path) -> None:
+    """Run this worker's share of the trials (a stale trial of a dead worker is failed and queued again first)."""
+    import optuna
 
     # Queued retries count toward the cap too, so workers stop starting new candidates while one waits.
     callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=(*_counted_states(), optuna.trial.TrialState.WAITING)),
@@ -252,10 +290,6 @@ def search(
     if remaining > 0:  # re-running a finished search only rebuilds its report
         study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
                        callbacks=callbacks, catch=(), show_progress_bar=True)
-    final = None
-    if final_steps and final_steps != steps:
-        final = lambda params: candidate_recipe(params, num_layers, base, final_steps)  # noqa: E731
-    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator, measure_dev, final)
 
 
 def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds: int = 60) -> Any:
