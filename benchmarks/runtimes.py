@@ -34,6 +34,8 @@ from pathlib import Path
 from common import (BASE, CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, guard_rows, load_data, run_payload, shown_path,
                     teacher_dir, train_batches)
 
+from make_results import runtime_table
+
 from hfcompress import (DynamicQuantConfig, StructuredPruningConfig, compress, export_onnx, export_openvino)
 from hfcompress.benchmark import evaluate_model, hardware, weights_size_bytes, write_results
 from hfcompress.data import get_task
@@ -172,31 +174,8 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
     payload["hardware"] = hardware()
     stem = f"runtimes_{task}{BASE.results_suffix}{tag}"
     write_results(payload, RESULTS / f"{stem}.json")
-    (RESULTS / f"{stem}.md").write_text(render(payload) + "\n")
-    print(render(payload), flush=True)
-
-
-def render(payload: dict) -> str:
-    """The runtime table of one results file (also used by make_results)."""
-    hw = payload["hardware"]
-    metric = payload["metric"]
-    lines = [f"Host: {hw.get('cpu')}, int8 instructions {hw.get('int8_isa')}, bf16 {hw.get('bf16')}; "
-             f"{payload['cycles']} cycles, {payload['rounds_bs1']} rounds at batch 1 per process.", "",
-             f"| model | runtime | {metric} | drop | size MB | bs1 ms | bs1 speedup | bs32 ms | bs32 speedup |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in payload["rows"]:
-        family, runtime = row["name"].split(": ", 1)
-        lines.append(
-            f"| {family} | {runtime} | {100 * row['score']:.2f} | {row['score_drop']:+.2f} | "
-            f"{row['size_bytes'] / 1e6:.1f} | {row['latency_bs1_ms']:.1f} | {row['speedup_bs1']:.2f}x "
-            f"({row['speedup_bs1_range'][0]:.2f}-{row['speedup_bs1_range'][1]:.2f}) | {row['latency_bs32_ms']:.0f} | "
-            f"{row['speedup_bs32']:.2f}x ({row['speedup_bs32_range'][0]:.2f}-{row['speedup_bs32_range'][1]:.2f}) |")
-    lines += ["", "The same two int8 models timed alternating in one process (ONNX Runtime spinning off) against "
-                  "their own processes:", "", "| model | batch | one process ms | own process ms |", "|---|---|---|---|"]
-    for batch, models in payload["one_process_effect"].items():
-        for name, t in models.items():
-            lines.append(f"| {name} | {batch[2:]} | {t['one_process_ms']:.1f} | {t['own_process_ms']:.1f} |")
-    return "\n".join(lines)
+    (RESULTS / f"{stem}.md").write_text(runtime_table(payload) + "\n")
+    print(runtime_table(payload), flush=True)
 
 
 if __name__ == "__main__":
