@@ -35,26 +35,40 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="on an error, show the whole traceback instead of one line")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def data_flags(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--task", required=True, help="GLUE/CLUE task name, e.g. sst2, mrpc, tnews")
-        sub.add_argument("--data_dir", default=None, help="local task folder; default: the Hub dataset")
-        sub.add_argument("--dev_split", type=float, default=None, help="evaluate on the last (1-x) of the dev file")
-        sub.add_argument("--max_seq_length", type=int, default=128)
-        sub.add_argument("--max_eval_samples", type=int, default=None)
+    _add_measure_commands(commands)
+    _add_compress_command(commands)
+    _add_search_command(commands)
+    _add_publish_commands(commands)
+    _add_export_command(commands)
+    _one_flag_style(parser)
+    return parser
 
+
+def _data_flags(sub: argparse.ArgumentParser) -> None:
+    """What evaluate and benchmark score on."""
+    sub.add_argument("--task", required=True, help="GLUE/CLUE task name, e.g. sst2, mrpc, tnews")
+    sub.add_argument("--data_dir", default=None, help="local task folder; default: the Hub dataset")
+    sub.add_argument("--dev_split", type=float, default=None, help="evaluate on the last (1-x) of the dev file")
+    sub.add_argument("--max_seq_length", type=int, default=128)
+    sub.add_argument("--max_eval_samples", type=int, default=None)
+
+
+def _add_measure_commands(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="dev-set metrics of a saved model")
     evaluate.add_argument("model", help="folder written by save_pretrained (or a Hub id)")
-    data_flags(evaluate)
+    _data_flags(evaluate)
 
     benchmark = commands.add_parser("benchmark", help="side-by-side table: score, params, size, latency, speedup")
     benchmark.add_argument("models", nargs="+", help="model folders; the first is the baseline for ratios")
-    data_flags(benchmark)
+    _data_flags(benchmark)
     benchmark.add_argument("--threads", type=int, default=2, help="torch threads while timing")
     benchmark.add_argument("--repeats", type=int, default=60,
                            help="timing rounds at batch 1 (a third of them at batch 32); each round times every "
                                 "model once, in alternation")
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
 
+
+def _add_compress_command(commands) -> None:
     compress = commands.add_parser(
         "compress", help="run a staged recipe (layer reduction, pruning with distillation, int8, export)",
         description="Runs the recipe's stages in order (see hfcompress.pipeline), saving each under "
@@ -69,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     compress.add_argument("--no-measure", dest="measure", action="store_false",
                           help="skip timing and dev scoring of the original and final models")
 
+
+def _add_search_command(commands) -> None:
     search = commands.add_parser(
         "search", help="find the fastest compressed model within an accuracy budget, measured on this machine",
         description="Explores layer count, head/FFN fractions, low-rank and int8 (see hfcompress.search); scores each "
@@ -103,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                                                    "(default: 0.7 0.5; give none to leave it out)")
     search.add_argument("--seed", type=int, default=42)
 
+
+def _add_publish_commands(commands) -> None:
     card = commands.add_parser("card", help="write README.md (model card) for a saved compressed model")
     card.add_argument("model", help="folder written by save_pretrained")
     _card_flags(card)
@@ -115,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     _card_flags(push)
 
+
+def _add_export_command(commands) -> None:
     export = commands.add_parser(
         "export", help="write the model for a runtime (ONNX Runtime or OpenVINO), optionally int8",
         description="Every option of the runtime's export config (OnnxExportConfig, OpenVINOExportConfig) is a flag "
@@ -143,8 +163,6 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--dev_split", type=float, default=None, help="dev-only tasks: calibrate on the first x of dev")
     export.add_argument("--max_seq_length", type=int, default=128)
     export.add_argument("--calibration_batches", type=int, default=32, help="batches of 32 training rows")
-    _one_flag_style(parser)
-    return parser
 
 
 def _config_flags(parser: argparse.ArgumentParser, config_cls: type, skip: set[str] = frozenset()) -> set[str]:
