@@ -91,17 +91,25 @@ def time_alone(folder: str, rounds: int) -> dict:
     return out
 
 
-def _time_in_processes(rows: list[dict], rounds: int, cycles: int) -> None:
-    """Each row's model timed in its own process, rows in rotating order per cycle; per-cycle medians kept."""
-    for row in rows:
-        row["cycles"] = []
-    for cycle in range(cycles):
+def _time_in_processes(rows: list[dict], rounds: int, cycles: int, saved: Path) -> None:
+    """Each row's model timed in its own process, rows in rotating order per cycle; per-cycle medians kept (and
+    written to ``saved`` after every cycle, so a run stopped later re-times nothing it finished)."""
+    done = json.loads(saved.read_text()) if saved.is_file() else {}
+    if done.get("names") == [r["name"] for r in rows] and done.get("rounds") == rounds:
+        for row, kept in zip(rows, done["cycles"]):
+            row["cycles"] = kept
+    else:
+        for row in rows:
+            row["cycles"] = []
+    for cycle in range(len(rows[0]["cycles"]), cycles):
         order = rows[cycle % len(rows):] + rows[:cycle % len(rows)]
         for row in order:
             result = subprocess.run([sys.executable, __file__, "--time", str(row["folder"]), "--rounds", str(rounds)],
                                     capture_output=True, text=True, cwd=ROOT, check=True)
             row["cycles"].append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(f"timing cycle {cycle + 1}/{cycles} done", flush=True)
+        saved.write_text(json.dumps({"names": [r["name"] for r in rows], "rounds": rounds,
+                                     "cycles": [r["cycles"] for r in rows]}))
     for row in rows:
         for batch in ("bs1", "bs32"):
             row[f"latency_{batch}_ms"] = statistics.median(c[batch] for c in row["cycles"])
@@ -124,7 +132,7 @@ def _one_process_effect(rows: list[dict], rounds: int) -> dict:
     effect = {}
     for batch, count in ((1, rounds), (32, max(5, rounds // 3))):
         timing = interleaved_latency(models, batch_size=batch, seq_len=SEQ_LEN, threads=2, rounds=count)
-        effect[f"bs{batch}"] = {name: {"one_process_ms": timing["median_ms"][name],
+        effect[f"bs{batch}"] = {name: {"one_process_ms": timing[name],
                                        "own_process_ms": next(r for r in pair if r["name"] == name)[
                                            f"latency_bs{batch}_ms"]} for name in models}
     return effect
@@ -159,7 +167,7 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
         row["score"] = row["metrics"][metric]
         row["size_bytes"] = weights_size_bytes(row["folder"])
         print(f"[{task}] {row['name']}: {metric} {100 * row['score']:.2f}", flush=True)
-    _time_in_processes(rows, rounds, cycles)
+    _time_in_processes(rows, rounds, cycles, work / "timing.json")
     baseline = rows[0]
     _speedups(rows, baseline)
     effect = _one_process_effect(rows, rounds)
