@@ -820,7 +820,7 @@ def kernel_timing() -> list[str]:
 
 SHORT_TITLES = {"qat": "QAT / static / guard", "pipeline": "pipelines", "theseus": "Theseus / truncation", "quantization": "int8",
                 "structured": "heads / FFN", "movement": "movement", "sharing_lowrank": "sharing / low-rank",
-                "retraining_free": "retraining-free"}
+                "retraining_free": "retraining-free", "runtimes": "runtimes"}
 SUMMARY_START, SUMMARY_END = "<!-- summary:start (benchmarks/make_results.py) -->", "<!-- summary:end -->"
 
 
