@@ -94,11 +94,30 @@ def export_config(fmt: str, settings: dict[str, Any] | None = None) -> tuple[Run
     return spec, spec.config_cls.from_dict({**spec.formats[fmt], **(settings or {})})
 
 
+def runner_feed(input_names: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
+    """A runner's int64 numpy inputs from the torch model's keyword inputs: a missing token_type_ids is zeros and a
+    missing attention_mask ones, as the torch model assumes."""
+    import numpy as np
+    import torch
+
+    ids = torch.as_tensor(inputs["input_ids"])
+    feed = {}
+    for name in input_names:
+        value = inputs.get(name)
+        if value is None and name == "token_type_ids":
+            value = torch.zeros_like(ids)
+        elif value is None and name == "attention_mask":
+            value = torch.ones_like(ids)
+        feed[name] = value.cpu().numpy().astype(np.int64) if isinstance(value, torch.Tensor) else \
+            np.asarray(value, np.int64)
+    return feed
+
+
 def runtime_for_folder(folder: str | os.PathLike) -> RuntimeSpec | None:
     """The runtime whose export ``folder`` holds, or ``None`` for a PyTorch model folder."""
     folder = Path(folder)
     return next((spec for spec in runtimes() if (folder / spec.marker).is_file()), None)
 
 
-__all__ = ["RuntimeSpec", "export_config", "export_formats", "get_runtime", "register_runtime", "runtime_for_folder",
-           "runtimes"]
+__all__ = ["RuntimeSpec", "export_config", "export_formats", "get_runtime", "register_runtime", "runner_feed",
+           "runtime_for_folder", "runtimes"]

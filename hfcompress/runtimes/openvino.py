@@ -35,7 +35,7 @@ from ..adapters import get_adapter
 from ..atomic import writing_folder
 from ..cpu import cpu_summary
 from ..method_config import MethodConfig, check_choice, check_range
-from . import RuntimeSpec, register_runtime
+from . import RuntimeSpec, register_runtime, runner_feed
 
 logger = logging.getLogger(__name__)
 
@@ -289,15 +289,7 @@ class OpenVINOSequenceClassifier:
         return _precision_name(self.compiled)
 
     def __call__(self, **inputs: Any) -> SequenceClassifierOutput:
-        feed = {}
-        for name in self.input_names:
-            value = inputs.get(name)
-            if value is None and name == "token_type_ids":
-                value = torch.zeros_like(torch.as_tensor(inputs["input_ids"]))
-            elif value is None and name == "attention_mask":  # as the torch model: every token attended
-                value = torch.ones_like(torch.as_tensor(inputs["input_ids"]))
-            feed[name] = value.cpu().numpy().astype(np.int64) if isinstance(value, torch.Tensor) else \
-                np.asarray(value, np.int64)
+        feed = runner_feed(self.input_names, inputs)
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()

@@ -28,6 +28,7 @@ from ...adapters import get_adapter
 from ...atomic import writing_folder
 from ...calibration import first_batches
 from ...cpu import cpu_summary
+from ...runtimes import runner_feed
 from .config import OnnxExportConfig
 from .layers import _quantize_rows
 from .model import require_calibration
@@ -376,14 +377,7 @@ class OnnxSequenceClassifier:
         return cls(session, config, [i.name for i in session.get_inputs()], folder / ONNX_FILE)
 
     def __call__(self, **inputs: Any) -> SequenceClassifierOutput:
-        feed = {}
-        for name in self.input_names:
-            value = inputs.get(name)
-            if value is None and name == "token_type_ids":
-                value = torch.zeros_like(torch.as_tensor(inputs["input_ids"]))
-            elif value is None and name == "attention_mask":  # as the torch model: every token attended
-                value = torch.ones_like(torch.as_tensor(inputs["input_ids"]))
-            feed[name] = value.cpu().numpy().astype(np.int64) if isinstance(value, torch.Tensor) else np.asarray(value, np.int64)
+        feed = runner_feed(self.input_names, inputs)
         logits = self.session.run(["logits"], feed)[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
 
