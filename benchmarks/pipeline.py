@@ -27,7 +27,7 @@ import yaml
 from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run, shown_path
 
 from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
-from hfcompress.benchmark import add_ratios, benchmark_rows, weights_size_bytes
+from hfcompress.benchmark import add_ratios, benchmark_rows, row_id, weights_size_bytes
 from hfcompress.pipeline import load_model
 
 STEPS = {"sst2": 400, "mrpc": 345, "rte": 234}  # sst2: 1.6 epochs of the 8k subset; mrpc/rte: 3 epochs
@@ -121,8 +121,9 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
         run_pipeline(recipe, model=str(teacher_path), output=out, task=task, measure=False)
         model = load_model(out)
         (out / "used_recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        # The pipeline's key is the row's id: reports find the row by it whatever its label says.
         entries.append({"name": label or name, "model": model, "size_bytes": weights_size_bytes(out),
-                        "extra": {"kind": kind, "pipeline": name, "recipe": recipe, "model_dir": shown_path(out)}})
+                        "extra": {"id": row_id(name), "kind": kind, "pipeline": name, "recipe": recipe, "model_dir": shown_path(out)}})
 
     chosen = pipelines(task)
     names = names or list(chosen)

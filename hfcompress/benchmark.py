@@ -302,11 +302,39 @@ def _fmt(value: Any, pattern: str) -> str:
     return "" if value is None else pattern.format(value)
 
 
+def row_id(name: str) -> str:
+    """The stable key of a results row made from its first name: lower case, every run of other characters one
+    hyphen. Reports find rows by this key, so a row's shown ``name`` can change without losing the row.
+
+    Example:
+        >>> row_id("soft movement 10%, magnitude init")
+        'soft-movement-10-magnitude-init'
+    """
+    key = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(part for part in key.split("-") if part)
+
+
+def with_row_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with an ``id`` on each (kept where a row has one, else :func:`row_id` of its name); two rows with
+    one id raise, since a report could not tell them apart."""
+    rows = [row if row.get("id") else {"id": row_id(row["name"]), **row} for row in rows]
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row["id"] in seen:
+            raise ValueError(f"Rows {seen[row['id']]!r} and {row['name']!r} share the id {row['id']!r}: give one of "
+                             "them an explicit 'id'.")
+        seen[row["id"]] = row["name"]
+    return rows
+
+
 def write_results(payload: dict[str, Any], json_path: str | os.PathLike, markdown_path: str | os.PathLike | None = None) -> None:
-    """Write ``payload`` (with ``rows``) as JSON, and its rows as a markdown table."""
+    """Write ``payload`` (with ``rows``, each given a stable ``id``: :func:`with_row_ids`) as JSON, and its rows as a
+    markdown table."""
     json_path = Path(json_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**payload, "hardware": payload.get("hardware", hardware())}
+    if payload.get("rows"):
+        payload["rows"] = with_row_ids(payload["rows"])
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, json_path)

@@ -10,7 +10,9 @@ from hfcompress.benchmark import (
     count_parameters,
     format_table,
     measure_latency,
+    row_id,
     saved_size_bytes,
+    with_row_ids,
     write_results,
 )
 
@@ -48,7 +50,17 @@ def test_latency_and_rows(tmp_path):
     write_results({"rows": rows}, tmp_path / "r.json", tmp_path / "r.md")
     payload = json.loads((tmp_path / "r.json").read_text())
     assert payload["rows"][1]["name"] == "small" and "cpu" in payload["hardware"]
+    assert [row["id"] for row in payload["rows"]] == ["base", "small"]
     assert (tmp_path / "r.md").read_text().startswith("| model |")
+
+
+def test_row_ids_are_stable_keys_and_unique():
+    assert row_id("soft movement 10%, magnitude init") == "soft-movement-10-magnitude-init"
+    assert row_id("3 layers + KD -> int8") == "3-layers-kd-int8"
+    rows = with_row_ids([{"name": "int8 (torch)"}, {"name": "renamed", "id": "kept"}])
+    assert [row["id"] for row in rows] == ["int8-torch", "kept"]
+    with pytest.raises(ValueError, match="share the id 'int8-torch'"):
+        with_row_ids([{"name": "int8 (torch)"}, {"name": "int8 torch"}])
 
 
 def test_count_parameters_counts_int8_weights():
