@@ -27,7 +27,7 @@ def main() -> None:
                        "train_subset_of": task_args.get("max_train_samples")}
     if "theseus" in payload:
         config = payload["theseus"]
-        payload["note"] = (f"Run of scripts/theseus_glue.py (command in benchmarks/run_pending.sh): predecessor fine-tuned "
+        payload["note"] = (f"Run of scripts/theseus_glue.py (command in benchmarks/studies/theseus_script/study.yaml): predecessor fine-tuned "
                            f"{task_args.get('teacher_epochs')} epochs first, then {config['scheduler']} schedule from "
                            f"p = {config['replacing_rate']} (k = {config['scheduler_linear_k']}), "
                            f"successor_init={config['successor_init']}.")

@@ -34,7 +34,7 @@ from pathlib import Path
 from common import (BASE, CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, guard_rows, load_data, run_payload, shown_path,
                     teacher_dir, train_batches)
 
-from make_results import runtime_table
+from reporting import study_report
 
 from hfcompress import (DynamicQuantConfig, StructuredPruningConfig, compress, export_onnx, export_openvino)
 from hfcompress.benchmark import evaluate_model, hardware, weights_size_bytes, write_results
@@ -182,8 +182,9 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
     payload["hardware"] = hardware()
     stem = f"runtimes_{task}{BASE.results_suffix}{tag}"
     write_results(payload, RESULTS / f"{stem}.json")
-    (RESULTS / f"{stem}.md").write_text(runtime_table(payload) + "\n")
-    print(runtime_table(payload), flush=True)
+    table = study_report("runtimes").runtime_table(payload)
+    (RESULTS / f"{stem}.md").write_text(table + "\n")
+    print(table, flush=True)
 
 
 if __name__ == "__main__":

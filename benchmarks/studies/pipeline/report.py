@@ -1,0 +1,153 @@
+"""Pipelines: #25's targets, the Pareto front, the larger transfer set, and the `hfcompress search` runs."""
+
+from __future__ import annotations
+
+import json
+
+from reporting import RESULTS, by_id
+
+
+def pipeline_summary(payloads: list[dict]) -> list[str]:
+    """Per run: the issue #25 targets (>= 5x at batch 1 and >= 3x at batch 32 within a 2% relative drop) and the
+    Pareto front (score vs batch-1 latency), with which kind of row each front point is."""
+    lines = []
+    for payload in payloads:
+        rows = payload["rows"]
+        teacher = next(r for r in rows if r.get("kind") == "teacher")
+        ours = [r for r in rows if r.get("kind") == "hfcompress"]
+        within = [r for r in ours if r["score"] >= 0.98 * teacher["score"]]
+        tag = f" (`{payload['tag']}`)" if payload.get("tag") else ""
+        # int8 speedups depend on the host's int8 instructions more than on anything else: say which host.
+        tag += f" [{payload.get('hardware', {}).get('int8_isa', '?')} host]"
+        if within:
+            best = min(within, key=lambda r: r["latency_bs1_ms"])
+            lines.append(f"- {payload['task']}{tag}: fastest hfcompress pipeline within a 2% relative drop: "
+                         f"**{best['name']}**, {100 * best['score']:.2f} vs {100 * teacher['score']:.2f} "
+                         f"({100 * best['score'] / teacher['score']:.1f}% of the teacher), "
+                         f"{teacher['latency_bs1_ms'] / best['latency_bs1_ms']:.2f}x faster at batch 1 (target 5x), "
+                         f"{teacher['latency_bs32_ms'] / best['latency_bs32_ms']:.2f}x at batch 32 (target 3x).")
+        else:
+            lines.append(f"- {payload['task']}{tag}: no hfcompress pipeline stayed within a 2% relative drop.")
+        fast = [r for r in ours if teacher["latency_bs1_ms"] / r["latency_bs1_ms"] >= 5]
+        if fast:
+            best = max(fast, key=lambda r: r["score"])
+            lines.append(f"  Best score at >= 5x (batch 1): **{best['name']}**, {100 * best['score']:.2f} "
+                         f"({100 * (1 - best['score'] / teacher['score']):.2f}% relative drop, target <= 2%), "
+                         f"{teacher['latency_bs1_ms'] / best['latency_bs1_ms']:.2f}x / "
+                         f"{teacher['latency_bs32_ms'] / best['latency_bs32_ms']:.2f}x at batch 1 / 32.")
+        front = [r for r in rows if not any(o["score"] >= r["score"] and o["latency_bs1_ms"] <= r["latency_bs1_ms"]
+                                            and (o["score"] > r["score"] or o["latency_bs1_ms"] < r["latency_bs1_ms"])
+                                            for o in rows)]
+        pick = by_id(rows, "hfcompress-search-pick")
+        search_file = RESULTS / f"search_{payload['task']}.json"
+        max_drop = (json.loads(search_file.read_text(encoding="utf-8"))["budget"]["max_drop"]
+                    if search_file.is_file() else None)
+        if pick is not None and max_drop is not None:  # a latency-only search has no points budget to compare by
+            # The hand-written row the search's own rule would take on dev: the fastest within max_drop points.
+            allowed = [r for r in ours if r is not pick and 100 * (teacher["score"] - r["score"]) <= max_drop]
+            if allowed:
+                hand = min(allowed, key=lambda r: r["latency_bs1_ms"])
+                gap = 100 * (hand["score"] - pick["score"])
+                met = gap <= 0.5 and pick["latency_bs1_ms"] <= hand["latency_bs1_ms"]
+                lines.append(f"  Search pick (24 trials, budget {max_drop} points) vs the hand-written row the same rule "
+                             f"picks on dev (fastest within {max_drop} points: **{hand['name']}**, "
+                             f"{100 * hand['score']:.2f}, {teacher['latency_bs1_ms'] / hand['latency_bs1_ms']:.2f}x): "
+                             f"{100 * pick['score']:.2f} at {teacher['latency_bs1_ms'] / pick['latency_bs1_ms']:.2f}x, "
+                             f"{gap:.2f} points below; {'meets' if met else 'misses'} the target (within 0.5 points at "
+                             "equal or lower latency).")
+        kinds = ", ".join(f"{r['name']} ({r.get('kind')})" for r in sorted(front, key=lambda r: r["latency_bs1_ms"]))
+        lines.append(f"  Pareto front (dev score vs batch-1 latency), fastest first: {kinds}.")
+        lines.append(f"  Plot: [pipeline_{payload['task']}{payload.get('tag', '')}.png]"
+                     f"(results/pipeline_{payload['task']}{payload.get('tag', '')}.png)")
+    return lines + [""]
+
+
+def transfer_set_note(payloads: list[dict]) -> list[str]:
+    """What the larger distillation transfer set (pipeline.py's "_xl" run) bought, against the no-KD baseline given
+    the same rows with labels, and which host it was timed on next to the untagged run."""
+    by_tag = {(p["task"], p.get("tag", "")): p for p in payloads}
+    lines = []
+    for (task, tag), payload in sorted(by_tag.items()):
+        if tag != "_xl":
+            continue
+        rows = payload["rows"]
+        teacher = next(r for r in payload["rows"] if r.get("kind") == "teacher")
+        kd = by_id(rows, "kd3-int8-xl")
+        plain = by_id(rows, "truncate-to-3-layers-fine-tune-no-kd-3x-rows")
+        ort = by_id(rows, "onnx-runtime-quantize-dynamic-plain")
+        if not (kd and plain and ort):
+            continue
+        isa = payload.get("hardware", {}).get("int8_isa", "?")
+        line = (f"- {task}, 3x the rows (`{tag}`): 3 layers + KD on {kd['recipe']['max_train_samples']} rows -> int8 "
+                f"scores {100 * kd['score']:.2f} ({100 * (1 - kd['score'] / teacher['score']):.2f}% relative drop, "
+                f"within the 2% target); the no-KD truncation given the same rows with their labels scores "
+                f"{100 * plain['score']:.2f}, {100 * (kd['score'] - plain['score']):.2f} points lower (one seed: under "
+                f"2 points, not a measured win). Timed on an {isa} host: {teacher['latency_bs1_ms'] / kd['latency_bs1_ms']:.2f}x "
+                f"at batch 1, where plain ONNX Runtime int8 of the teacher gives "
+                f"{teacher['latency_bs1_ms'] / ort['latency_bs1_ms']:.2f}x.")
+        base = by_tag.get((task, ""))
+        if base:
+            same = by_id(base["rows"], "kd3-int8-long")
+            base_ort = by_id(base["rows"], "onnx-runtime-quantize-dynamic-plain")
+            base_teacher = next(r for r in base["rows"] if r.get("kind") == "teacher")
+            if same and base_ort:
+                line += (f" The untagged run ({base.get('hardware', {}).get('int8_isa', '?')} host) timed the same "
+                         f"architecture (3 layers, ONNX Runtime int8) at "
+                         f"{base_teacher['latency_bs1_ms'] / same['latency_bs1_ms']:.2f}x and plain int8 at "
+                         f"{base_teacher['latency_bs1_ms'] / base_ort['latency_bs1_ms']:.2f}x: the speedup target "
+                         "depends on the host's int8 instructions, and this model was not timed on that host.")
+        lines.append(line)
+    return lines + [""] if lines else []
+
+
+def search_runs() -> list[str]:
+    """Real `hfcompress search` runs (results/search_*.json): every trial with its held-out score and its
+    batch-1 speedup as timed during the trial and as re-timed side by side before the choice."""
+    lines = []
+    for path in sorted(RESULTS.glob("search_*.json")):
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        chosen = (payload.get("chosen") or {}).get("trial")
+        states = payload.get("trial_states")
+        counted = f" Trials: {', '.join(f'{n} {k.lower()}' for k, n in states.items())}." if states else ""
+        lines += [f"`hfcompress search`, {payload['task']} ({path.name}): {payload['note']} Reference (the original "
+                  f"on the held-out rows): {payload['reference_score']:.2f}.{counted}", "",
+                  "| trial | layers | heads cut | FFN cut | retraining-free kept FLOPs | low-rank | int8 | held-out score | "
+                  "bs1 speedup at trial | bs1 speedup re-timed | bs32 speedup re-timed | chosen |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in payload["trials"]:
+            p = row["candidate"]
+            at_trial = row.get("latency_ratio_bs1_at_trial", row["latency_ratio_bs1"])
+            lines.append(f"| {row['trial']} | {p['layers']} | {p['heads']:.0%} | {p['ffn']:.0%} | "
+                         f"{p.get('retraining_free') or '-'} | {p['lowrank'] or '-'} | "
+                         f"{p['int8']} | {row['score']:.2f} | {1 / at_trial:.2f}x | {1 / row['latency_ratio_bs1']:.2f}x | "
+                         f"{1 / row['latency_ratio_bs32']:.2f}x | {'yes' if row['trial'] == chosen else ''} |")
+        if payload.get("pruned_early"):
+            lines.append("")
+            lines.append("Stopped at the early check (after a quarter of the steps, score below reference - max_drop - 3): "
+                         + "; ".join(
+                f"trial {t['trial']} ({t['params'].get('layers')} layers, held-out {t['short_score']:.2f})"
+                for t in payload["pruned_early"]) + ".")
+        final = payload.get("chosen") or {}
+        if "search_score" in final:
+            lines.append("")
+            lines.append(f"Chosen trial {final['trial']} trained again with the full budget: held-out {final['score']:.2f} "
+                         f"(was {final['search_score']:.2f} after the search budget), re-timed "
+                         f"{1 / final['latency_ratio_bs1']:.2f}x / {1 / final['latency_ratio_bs32']:.2f}x at batch 1 / 32.")
+        dev = payload.get("dev")
+        if dev:
+            pick, original = by_id(dev["rows"], "search-pick"), by_id(dev["rows"], "original")
+            if pick and original:
+                lines.append(f"On the dev set (never seen by the search): {100 * pick['score']:.2f} vs the original's "
+                             f"{100 * original['score']:.2f}, {pick.get('speedup_bs1', 0):.2f}x / "
+                             f"{pick.get('speedup_bs32', 0):.2f}x at batch 1 / 32, file {pick['size_bytes'] / 2**20:.1f} MB"
+                             + (f"; accuracy {100 * pick['metrics']['accuracy']:.2f} vs "
+                                f"{100 * original['metrics']['accuracy']:.2f}"
+                                if dev.get("metric") != "accuracy" and "accuracy" in pick.get("metrics", {}) else "")
+                             + ".")
+        lines.append("")
+    return lines
+
+
+
+def summary(payloads: list[dict]) -> list[str]:
+    return pipeline_summary(payloads) + transfer_set_note(payloads) + search_runs()
