@@ -82,6 +82,9 @@ def _add_compress_command(commands) -> None:
                                                          "the recipe's data_dir, else the Hub dataset")
     compress.add_argument("--no-measure", dest="measure", action="store_false",
                           help="skip timing and dev scoring of the original and final models")
+    compress.add_argument("--max-drop", dest="max_drop", type=float, default=None,
+                          help="fail when the final model loses more than this many points of the task's metric on "
+                               "dev (the stages stay: a changed recipe reuses them)")
 
 
 def _add_search_command(commands) -> None:
@@ -117,6 +120,14 @@ def _add_search_command(commands) -> None:
     search.add_argument("--retraining-free", dest="retraining_free", type=float, nargs="*", default=None,
                         metavar="KEPT_FLOPS", help="kept head+FFN FLOPs shares to try with retraining-free pruning "
                                                    "(default: 0.7 0.5; give none to leave it out)")
+    search.add_argument("--eval-file", dest="eval_file", default=None,
+                        help="labelled rows the model never saw (a file in the task's layout): candidates are scored "
+                             "on them instead of on --holdout of train")
+    search.add_argument("--eval-split", dest="eval_split", default=None,
+                        help="a split of the task's data to score candidates on instead (e.g. validation_mismatched)")
+    search.add_argument("--reference", choices=["auto", "labels", "agreement"], default="auto",
+                        help="judge --max-drop on the held-out labels, or on agreement with the original's "
+                             "predictions (auto: agreement when the original has likely trained on those rows)")
     search.add_argument("--seed", type=int, default=42)
 
 
@@ -237,7 +248,7 @@ def _compress(args) -> Path:
     from .pipeline import run_pipeline
 
     result = run_pipeline(args.config, model=args.model, output=args.output, task=args.task, data_dir=args.data_dir,
-                          measure=args.measure)
+                          measure=args.measure, max_drop=args.max_drop)
     if result.results:
         print(format_table(result.results["rows"], metric_name=result.results["metric"]))
     from .runtimes import get_runtime
@@ -298,7 +309,8 @@ def _search(args) -> None:
                     max_latency_ms=args.max_latency_ms, n_trials=args.budget_trials, budget_hours=args.budget_hours,
                     storage=args.storage, steps=args.steps, final_steps=args.final_steps, holdout=args.holdout,
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
-                    training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed)
+                    training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed,
+                    eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference)
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")

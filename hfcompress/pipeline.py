@@ -7,6 +7,8 @@ stage and an ordered list of ``stages``::
     max_seq_length: 64
     max_train_samples: 8000      # optional subset of train (shuffled with seed)
     holdout: 0.0                 # fraction of train kept out of training (the search scores on it)
+    holdout_file: null           # or: a labelled file in the task's layout the model never saw (replaces the above)
+    holdout_split: null          # or: a split of the task's data (e.g. validation_mismatched) used as held-out rows
     seed: 42
     training: {per_device_train_batch_size: 32, learning_rate: 5.0e-5}    # TrainingArguments fields
     stages:
@@ -67,7 +69,8 @@ logger = logging.getLogger(__name__)
 
 STAGE_KINDS = ("layers", "train", "compress", "export")
 TRAINING_STAGES = ("layers", "train")
-RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "seed", "training",
+RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "holdout_file",
+               "holdout_split", "seed", "training",
                "stages", "model", "output", "measure", "calibration_batches",
                # the post-training-only format of earlier releases: `steps` + `importance_batches`
                "steps", "importance_batches"}
@@ -79,6 +82,13 @@ DEFAULT_TRAINING = {"per_device_train_batch_size": 32, "learning_rate": 5e-5, "m
 
 class RecipeError(ValueError):
     """A recipe that cannot run; raised before any work, with one line saying what and how to fix it."""
+
+
+class BudgetExceededError(ValueError):
+    """The finished pipeline lost more than ``max_drop`` on dev; its stages stay for a changed recipe to reuse."""
+
+
+KEEP_WARNING = 0.95  # a final model keeping less of the original's dev score than this gets a warning line
 
 
 @dataclass
@@ -146,6 +156,9 @@ def validate_recipe(recipe: dict[str, Any]) -> list[Stage]:
     holdout = recipe.get("holdout", 0.0) or 0.0
     if not 0 <= holdout < 1:
         raise RecipeError(f"holdout is the fraction of train kept out of training and must lie in [0, 1); got {holdout}")
+    given = [key for key in ("holdout_file", "holdout_split") if recipe.get(key)]
+    if len(given) > 1:
+        raise RecipeError("give held-out rows one way: holdout_file or holdout_split, not both")
     raw = recipe.get("stages")
     if not isinstance(raw, list) or not raw:
         raise RecipeError("the recipe has no `stages` (a list of {stage: layers|train|compress|export, ...})")
@@ -305,12 +318,15 @@ def run_pipeline(
     task: str | None = None,
     data_dir: str | None = None,
     measure: bool = True,
+    max_drop: float | None = None,
 ) -> PipelineResult:
     """Run (or continue) a recipe; see the module docstring for its format.
 
     ``model``/``output``/``task``/``data_dir`` override the recipe's keys. With ``measure`` (and a
     task), the original and final models are scored on the dev set and timed in one run
-    (``results.json``; the card shows it).
+    (``results.json``; the card shows it), with a warning line when the final model keeps less than
+    ``KEEP_WARNING`` of the original's score. ``max_drop`` (points of the task's main metric on dev): more lost
+    raises :class:`BudgetExceededError` after the measurement; the stages stay, so a changed recipe reuses them.
 
     Example:
         >>> run_pipeline("configs/pipeline_sst2.yaml", model="my-sst2-model", output="out")
@@ -323,6 +339,8 @@ def run_pipeline(
     data_dir = data_dir if data_dir is not None else recipe.get("data_dir")
     if not model_path or not str(output):
         raise RecipeError("give the model and the output folder (--model/--output, or `model`/`output` in the recipe)")
+    if max_drop is not None and not (measure and task):
+        raise RecipeError("max_drop is checked on the dev set: it needs measure=True and a task")
     needs_data = any(s.kind in TRAINING_STAGES or any(c.requires_dataloader for c in s.configs) for s in stages)
     if needs_data and not task:
         raise RecipeError("this recipe trains or calibrates: give the task (--task or `task:` in the recipe)")
@@ -349,6 +367,15 @@ def run_pipeline(
 
     build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
     shutil.rmtree(output / "work", ignore_errors=True)
+    if results is not None:
+        warn_if_lost(results)
+        original, final = results["rows"][0], results["rows"][-1]
+        drop = 100 * (original["score"] - final["score"])
+        if max_drop is not None and drop > max_drop:
+            raise BudgetExceededError(
+                f"the compressed model lost {drop:.2f} points of dev {results['metric']} ({100 * final['score']:.2f} "
+                f"vs {100 * original['score']:.2f}), more than max_drop {max_drop:g}; its stages stay in "
+                f"{output / 'stages'} (a changed recipe reuses the finished ones)")
     is_onnx = runtime is not None and runtime.name == "onnxruntime"
     return PipelineResult(output, records, results, is_onnx, runtime.name if runtime else None)
 
@@ -394,6 +421,23 @@ def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: Reci
     return results
 
 
+def warn_if_lost(results: dict[str, Any], keep: float = KEEP_WARNING) -> str | None:
+    """Log (and return) a warning line when the last row keeps less than ``keep`` of the first row's score.
+
+    Example:
+        >>> warn_if_lost({"metric": "accuracy", "rows": [{"score": 0.9}, {"score": 0.5}]})
+        "the compressed model keeps 56% of the original's dev accuracy (50.00 vs 90.00): ..."
+    """
+    original, final = results["rows"][0], results["rows"][-1]
+    if not original.get("score") or final.get("score") is None or final["score"] >= keep * original["score"]:
+        return None
+    message = (f"the compressed model keeps {final['score'] / original['score']:.0%} of the original's dev "
+               f"{results.get('metric', 'score')} ({100 * final['score']:.2f} vs {100 * original['score']:.2f}): "
+               f"more than {1 - keep:.0%} lost; try a milder recipe, or give a budget (--max-drop)")
+    logger.warning(message)
+    return message
+
+
 def _last_finished(output: Path, stages: list[Stage], before: int) -> Path | None:
     done = [output / "stages" / s.folder for s in stages if s.index < before]
     return done[-1] if done else None
@@ -413,7 +457,17 @@ class RecipeData:
             train = train.select(range(limit))
         holdout = float(recipe.get("holdout", 0.0) or 0.0)
         self.splits = {"validation": dataset["validation"]}
-        if holdout:
+        if recipe.get("holdout_file"):  # rows no model saw: the honest reference for a model trained on all of train
+            from .data import load_task_file
+
+            self.splits["holdout"] = load_task_file(task, recipe["holdout_file"])
+        elif recipe.get("holdout_split"):
+            name = recipe["holdout_split"]
+            if name not in dataset or name == "train":
+                raise RecipeError(f"holdout_split {name!r} is not a held-out split of {task}; its splits: "
+                                  f"{[n for n in dataset if n != 'train']}")
+            self.splits["holdout"] = dataset[name]
+        elif holdout:
             # The last rows are held out, so the first ones are the same training rows with or without a holdout:
             # max_train_samples = N / (1 - holdout) trains on exactly the N rows a recipe without it would.
             count = max(1, int(round(holdout * train.num_rows)))
@@ -586,5 +640,5 @@ def measure_against_original(original: PreTrainedModel, folder: Path, dataset: A
             "hardware": hardware()}
 
 
-__all__ = ["PipelineResult", "RecipeData", "RecipeError", "Stage", "load_model", "load_recipe", "measure_against_original",
-           "run_pipeline", "stage_records", "validate_recipe"]
+__all__ = ["BudgetExceededError", "PipelineResult", "RecipeData", "RecipeError", "Stage", "load_model", "load_recipe", "measure_against_original",
+           "run_pipeline", "stage_records", "validate_recipe", "warn_if_lost"]

@@ -4,13 +4,25 @@ Each candidate is a pipeline recipe (:mod:`hfcompress.pipeline`) built from a po
 space: layer count (truncation with distillation, or Theseus), head and FFN fractions removed
 (then a distilled fine-tune) or a kept share of head + FFN FLOPs removed with no fine-tuning
 (retraining-free Fisher pruning with reconstruction, minutes on a CPU), low-rank ratio, and int8
-(torch, ONNX Runtime, or none) with its module set. A candidate is scored on a part of the training split held out for the search
-(never on the dev set that is reported) and timed at batch 1 and 32 against the original model
-in the same process. Weak candidates stop early: each first trains with a quarter of the step
-budget, and one already more than ``max_drop + early_stop_margin`` points below the original is
-pruned. An Optuna multi-objective study (score up, batch-1 latency down; the budget as a
-constraint) chooses the points, and lives in an SQLite (or any RDB) storage: an interrupted
-search resumes where it stopped, and several workers given the same ``storage`` share one study.
+(torch, ONNX Runtime, OpenVINO, or none) with its module set. A candidate is scored on rows held out for the search
+(a part of train, or ``eval_file`` / ``eval_split``; never the dev set that is reported) and timed at batch 1 and
+32 against the original model in the same process.
+
+The order follows cost. A new study starts with the candidates that need no training, every one of them
+(retraining-free pruning at each kept-FLOPs level and int8 on each runtime, alone and together), then the
+library's known-good training recipe (layers halved + distillation + int8); the sampler takes over after that.
+Every feasible candidate is also measured in each int8 form (a post-training step of seconds, recorded as a
+trial of its own that does not count toward ``n_trials``), and a candidate whose first stages match a finished
+trial's copies them instead of training them again. Weak trainers stop early: each first trains with a quarter
+of the step budget, and one already more than ``max_drop + early_stop_margin`` points below the original is
+pruned. An Optuna multi-objective study (score up, batch-1 latency down; the budget as a constraint) chooses
+the points, and lives in an SQLite (or any RDB) storage: an interrupted search resumes where it stopped, and
+several workers given the same ``storage`` share one study.
+
+The reference is honest: a model fine-tuned on all of train has seen the held-out rows, so where the
+original scores far higher on them than on dev (``seen_gap`` points), the budget is judged on agreement with
+the original's predictions on those rows instead of on their labels (``reference="auto"``), and the front, the
+log and the card say so. Rows it never saw (``eval_file`` / ``eval_split``) keep the labels.
 
 Example:
     >>> result = search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24)
@@ -38,9 +50,12 @@ from .atomic import writing_folder
 logger = logging.getLogger(__name__)
 
 STUDY_NAME = "hfcompress-search"
+REFERENCES = ("auto", "labels", "agreement")
+TRAINING_STAGE_KINDS = ("layers", "train")
 INT8_CHOICES = ("none", "torch", "onnxruntime", "openvino")
 INT8_MODULES = {"attention+ffn": ["attention", "ffn"], "attention+ffn_in": ["attention", "ffn_in"]}
 INT8_MODULES_DEFAULT = "attention+ffn"
+INT8_PREFERENCE = ("openvino", "onnxruntime", "torch")  # the int8 runtime tried first: fastest on CPUs measured
 
 
 def _available_int8() -> list[str]:
@@ -106,7 +121,7 @@ def candidate_recipe(params: dict[str, Any], num_layers: int, base: dict[str, An
         methods.append({"method": "ffn", "target": params["ffn"], "max_batches": 16})
     if params["lowrank"]:
         methods.append({"method": "lowrank", "param_ratio": params["lowrank"]})
-    if methods or not stages:
+    if methods:
         stages.append({"stage": "train", "methods": methods, "training": training,
                        "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0}})
     if params["int8"] == "torch":
@@ -139,6 +154,44 @@ def _suggest(trial: Any, space: SearchSpace, num_layers: int) -> dict[str, Any]:
     return params
 
 
+def changes_nothing(params: dict[str, Any], num_layers: int) -> bool:
+    """Whether a point of the space is the original model itself (nothing to measure)."""
+    return (params["layers"] >= num_layers and not params["heads"] and not params["ffn"] and not params["lowrank"]
+            and not params.get("retraining_free") and params["int8"] == "none")
+
+
+def first_candidates(space: SearchSpace, num_layers: int) -> list[tuple[str, dict[str, Any]]]:
+    """What a new study tries first, in order, each with why: the candidates that need no training (each
+    retraining-free kept-FLOPs level, and the original, in int8 on the fastest runtime we ship; the other int8
+    forms follow for free where a candidate is feasible), then the known-good training recipe (about half the
+    layers, distilled, int8).
+
+    Example:
+        >>> [(why, p["retraining_free"], p["layers"]) for why, p in first_candidates(SearchSpace(), 6)]
+        [('no training', 0.7, 6), ('no training', 0.5, 6), ('no training', None, 6), ('known-good recipe', None, 3)]
+    """
+    layers = space.layer_choices(num_layers)
+    runtime = next((r for r in INT8_PREFERENCE if r in space.int8), "none")
+    strategy = "truncate" if "truncate" in space.strategies else space.strategies[0]
+    plain = {"layers": layers[0], "strategy": strategy,
+             "heads": 0.0 if 0.0 in space.head_fractions else space.head_fractions[0],
+             "ffn": 0.0 if 0.0 in space.ffn_fractions else space.ffn_fractions[0],
+             "lowrank": None if None in space.lowrank_ratios else space.lowrank_ratios[0],
+             "int8": runtime, "int8_modules": space.int8_modules[0]}
+    found = []
+    if layers[0] >= num_layers:
+        levels = [level for level in sorted({lv for lv in space.retraining_free if lv}, reverse=True)]
+        found += [("no training", {**plain, "retraining_free": level}) for level in levels]
+        if None in space.retraining_free:
+            found.append(("no training", {**plain, "retraining_free": None}))
+        found = [(why, p) for why, p in found if not changes_nothing(p, num_layers)]
+    reduced = [n for n in layers if n < num_layers]
+    if reduced and None in space.retraining_free:
+        half = min(reduced, key=lambda n: abs(n - num_layers / 2))
+        found.append(("known-good recipe", {**plain, "layers": half, "retraining_free": None}))
+    return found
+
+
 def search(
     model: str,
     *,
@@ -162,6 +215,10 @@ def search(
     measure_dev: bool = True,
     final_steps: int | None = None,
     heartbeat_seconds: int = 60,
+    eval_file: str | os.PathLike | None = None,
+    eval_split: str | None = None,
+    reference: str = "auto",
+    seen_gap: float = 5.0,
 ) -> SearchResult:
     """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
 
@@ -172,6 +229,10 @@ def search(
     ``final_steps``: candidates are compared after ``steps`` steps per training stage (cheap); the chosen
     one is then trained again with ``final_steps`` steps before it is saved, so the search explores at a
     short budget and delivers at the full one (``chosen.yaml`` holds the full-budget recipe).
+    ``eval_file`` (a labelled file in the task's layout) or ``eval_split`` (a split of the task's data): rows the
+    original never saw, scored instead of ``holdout`` of train. ``reference``: "labels" (the rows' labels),
+    "agreement" (the original's predictions on them) or "auto": labels, unless the original scores more than
+    ``seen_gap`` points higher on the held-out rows than on dev (it has likely trained on them).
 
     Example:
         >>> search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24, steps=400)
@@ -183,28 +244,42 @@ def search(
         raise ValueError("give the budget: max_drop (points of the task's metric) and/or max_latency_ms (batch 1)")
     if not 0 < holdout < 1:
         raise ValueError(f"holdout must lie in (0, 1): the search scores on that part of train; got {holdout}")
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
+    if eval_file is not None and eval_split is not None:
+        raise ValueError("give held-out rows one way: eval_file or eval_split, not both")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
     space = space or SearchSpace()
     num_layers = _num_layers(AutoConfig.from_pretrained(model))
     base = _base_recipe(task, data_dir, max_seq_length, holdout, seed, training, max_train_samples)
+    if eval_file is not None:
+        base["holdout_file"] = str(Path(eval_file).resolve())
+    elif eval_split is not None:
+        base["holdout_split"] = eval_split
     evaluator = _Evaluator(model, task, data_dir, base, latency_rounds)
-    reference = evaluator.reference_score()
+    judged = evaluator.choose_reference(reference, seen_gap, unseen_rows=eval_file is not None or eval_split is not None)
+    reference_score = evaluator.reference_score()
 
     sampler = optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000, multivariate=True,
                                          constraints_func=_constraints, n_startup_trials=min(8, n_trials))
     study = _open_study(storage, sampler, heartbeat_seconds=heartbeat_seconds)
-    study.set_user_attr("reference_score", reference)
+    study.set_user_attr("reference_score", reference_score)
+    study.set_user_attr("reference", judged)
     study.set_user_attr("budget", {"max_drop": max_drop, "max_latency_ms": max_latency_ms})
+    if not study.get_trials(deepcopy=False):  # a new study: the cheap and the known-good candidates first
+        for why, params in first_candidates(space, num_layers):
+            study.enqueue_trial(params, user_attrs={"first_because": why}, skip_if_exists=True)
     objective = _Objective(study, space, num_layers, base, steps, evaluator, output,
-                           threshold=None if max_drop is None else reference - max_drop - early_stop_margin,
-                           min_score=None if max_drop is None else reference - max_drop, max_latency_ms=max_latency_ms)
+                           threshold=None if max_drop is None else reference_score - max_drop - early_stop_margin,
+                           min_score=None if max_drop is None else reference_score - max_drop,
+                           max_latency_ms=max_latency_ms)
     _optimize(study, objective, n_trials, budget_hours, output)
     final = None
     if final_steps and final_steps != steps:
         final = lambda params: candidate_recipe(params, num_layers, base, final_steps)  # noqa: E731
-    return _finish(study, output, reference, max_drop, max_latency_ms, evaluator, measure_dev, final)
+    return _finish(study, output, reference_score, max_drop, max_latency_ms, evaluator, measure_dev, final)
 
 
 def _base_recipe(task: str, data_dir: str | None, max_seq_length: int, holdout: float, seed: int,
@@ -230,11 +305,17 @@ class _Objective:
         self.threshold, self.min_score, self.max_latency_ms = threshold, min_score, max_latency_ms
 
     def __call__(self, trial: Any) -> tuple[float, float]:
+        import optuna
+
         params = _suggest(trial, self.space, self.num_layers)
+        if changes_nothing(params, self.num_layers):
+            trial.set_user_attr("constraints", [1.0])
+            raise optuna.TrialPruned("this point of the space is the original model itself")
         duplicate = _finished_with(self.study, params, trial.number)
         if duplicate is not None:  # the same candidate is evaluated once; its numbers are reused
             for key, value in duplicate.user_attrs.items():
-                trial.set_user_attr(key, value)
+                if key != "free_step_of":
+                    trial.set_user_attr(key, value)
             trial.set_user_attr("duplicate_of", duplicate.number)
             return tuple(duplicate.values)
         # A retried trial (its worker died) carries the first attempt's attributes: same folder, same short score.
@@ -242,20 +323,53 @@ class _Objective:
         trial.set_user_attr("folder_number", number)
         folder = self.output / "trials" / f"trial-{number:04d}"
         recipe = candidate_recipe(params, self.num_layers, self.base, self.steps)
-        self._stop_early_if_weak(trial, params, recipe, folder)
-        measured = self.evaluator.measure(recipe, folder / "model")
-        trial.set_user_attr("recipe", recipe)
-        trial.set_user_attr("folder", str(folder / "model"))
-        trial.set_user_attr("params_dict", params)
-        for key, value in measured.items():
-            trial.set_user_attr(key, value)
+        reused = reuse_finished_stages(recipe, folder / "model", _donors(self.study))
+        if reused:
+            trial.set_user_attr("reused_stages", reused)
+        copied_training = bool(reused) and any(stage["stage"] in TRAINING_STAGE_KINDS
+                                               for stage in recipe["stages"][:reused["stages"]])
+        if not copied_training:  # a copied training stage already trained at the full budget: no short run first
+            self._stop_early_if_weak(trial, params, recipe, folder)
+        measured = self._record(trial, params, recipe, folder / "model")
+        if all(v <= 0 for v in trial.user_attrs["constraints"]):
+            self._free_int8_forms(trial, params, recipe, folder)
+        return measured["score"], measured["latency_ratio_bs1"]
+
+    def _record(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Run and measure a candidate; its numbers, recipe and budget violations go on ``trial`` (a Trial or a
+        FrozenTrial's attribute dict)."""
+        measured = self.evaluator.measure(recipe, folder)
+        attrs = {"recipe": recipe, "folder": str(folder), "params_dict": params, **measured}
         violations = []
         if self.min_score is not None:
             violations.append(self.min_score - measured["score"])
         if self.max_latency_ms is not None:
             violations.append(measured["latency_bs1_ms"] - self.max_latency_ms)
-        trial.set_user_attr("constraints", violations)
-        return measured["score"], measured["latency_ratio_bs1"]
+        attrs["constraints"] = violations
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value) if hasattr(trial, "set_user_attr") else trial.__setitem__(key, value)
+        return measured
+
+    def _free_int8_forms(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> None:
+        """The feasible candidate in each int8 form it was not tried in: the same stages (copied from this trial)
+        with another int8 step, seconds each; each a trial of its own that ``n_trials`` does not count."""
+        import optuna
+
+        for int8 in self.space.int8:
+            variant = {**params, "int8": int8, "int8_modules": INT8_MODULES_DEFAULT}
+            if int8 in (params["int8"], "none") or _finished_with(self.study, variant, -1) is not None:
+                continue
+            variant_recipe = candidate_recipe(variant, self.num_layers, self.base, self.steps)
+            variant_folder = folder.parent / f"{folder.name}-{int8}"
+            reused = reuse_finished_stages(variant_recipe, variant_folder / "model", [(recipe, folder / "model")])
+            attrs: dict[str, Any] = {"free_step_of": trial.number, "reused_stages": reused}
+            measured = self._record(attrs, variant, variant_recipe, variant_folder / "model")
+            suggested = {**trial.params, "int8": int8, "int8_modules": INT8_MODULES_DEFAULT}
+            self.study.add_trial(optuna.trial.create_trial(
+                params=suggested, distributions=_distributions(self.space, self.num_layers),
+                values=[measured["score"], measured["latency_ratio_bs1"]], user_attrs=attrs))
+            logger.info("trial %d in %s int8: held-out %.2f, %.2fx faster at batch 1", trial.number, int8,
+                        measured["score"], 1 / measured["latency_ratio_bs1"])
 
     def _stop_early_if_weak(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> None:
         """A candidate that trains is first trained with a quarter of the steps; far below the budget, it stops."""
@@ -275,13 +389,85 @@ class _Objective:
             raise optuna.TrialPruned(f"score after {short_steps} steps {early:.2f} < {self.threshold:.2f}")
 
 
+def reuse_finished_stages(recipe: dict[str, Any], folder: Path, donors: list[tuple[dict[str, Any], Path]]
+                          ) -> dict[str, Any] | None:
+    """Copy into ``folder/stages`` the longest run of first stages that a donor pipeline (same data and settings,
+    the same first stages) has finished, so the pipeline starts after them; None when no donor shares a stage.
+
+    Example:
+        >>> reuse_finished_stages(recipe_3_layers_then_int8, Path("trial-7/model"), [(recipe_3_layers, Path("trial-2/model"))])
+        {'stages': 1, 'from': 'trial-2/model'}
+    """
+    from .pipeline import validate_recipe
+
+    settings = {k: v for k, v in recipe.items() if k != "stages"}
+    best, best_count = None, 0
+    for donor_recipe, donor_folder in donors:
+        if {k: v for k, v in donor_recipe.items() if k != "stages"} != settings:
+            continue
+        count = 0
+        for mine, theirs in zip(recipe["stages"], donor_recipe["stages"]):
+            if mine != theirs:
+                break
+            count += 1
+        count = min(count, len(recipe["stages"]) - 1)  # the last stage is this candidate's own
+        stages = validate_recipe(recipe)[:count]
+        if count > best_count and all((Path(donor_folder) / "stages" / st.folder).is_dir() for st in stages):
+            best, best_count = donor_folder, count
+    if best is None:
+        return None
+    for stage in validate_recipe(recipe)[:best_count]:
+        target = folder / "stages" / stage.folder
+        if not target.is_dir():
+            with writing_folder(target) as partial:
+                shutil.copytree(Path(best) / "stages" / stage.folder, partial, dirs_exist_ok=True)
+    logger.info("%s: first %d stage(s) copied from %s", folder, best_count, best)
+    return {"stages": best_count, "from": str(best)}
+
+
+def _donors(study: Any) -> list[tuple[dict[str, Any], Path]]:
+    """Finished trials' recipes and folders (the pipelines a new candidate may take its first stages from)."""
+    import optuna
+
+    return [(t.user_attrs["recipe"], Path(t.user_attrs["folder"]))
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "recipe" in t.user_attrs and "duplicate_of" not in t.user_attrs]
+
+
+def _distributions(space: SearchSpace, num_layers: int) -> dict[str, Any]:
+    """The distributions ``_suggest`` draws from (a trial added by hand must declare the same)."""
+    from optuna.distributions import CategoricalDistribution
+
+    return {"layers": CategoricalDistribution(space.layer_choices(num_layers)),
+            "strategy": CategoricalDistribution(space.strategies),
+            "heads": CategoricalDistribution(space.head_fractions), "ffn": CategoricalDistribution(space.ffn_fractions),
+            "lowrank": CategoricalDistribution(space.lowrank_ratios), "int8": CategoricalDistribution(space.int8),
+            "int8_modules": CategoricalDistribution(space.int8_modules),
+            "retraining_free": CategoricalDistribution(space.retraining_free)}
+
+
+class _StopAtBudget:
+    """Stop once ``n_trials`` trials count: finished, pruned, running or queued for a retry (so workers stop
+    starting new candidates while a retry waits); free int8 forms of a trial and the queued first candidates
+    not started yet do not count."""
+
+    def __init__(self, n_trials: int) -> None:
+        self.n_trials = n_trials
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        import optuna
+
+        retries = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+                   if "folder_number" in t.user_attrs]  # a dead worker's trial queued again (not the first candidates)
+        if _counted(study) + len(retries) >= self.n_trials:
+            study.stop()
+
+
 def _optimize(study: Any, objective: _Objective, n_trials: int, budget_hours: float | None, output: Path) -> None:
     """Run this worker's share of the trials (a stale trial of a dead worker is failed and queued again first)."""
     import optuna
 
-    # Queued retries count toward the cap too, so workers stop starting new candidates while one waits.
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=(*_counted_states(), optuna.trial.TrialState.WAITING)),
-                 _LiveTable(output)]
+    callbacks = [_StopAtBudget(n_trials), _LiveTable(output)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -332,8 +518,9 @@ def _counted_states() -> tuple:
     return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
 
 
-def _counted(study: Any) -> int:
-    return len(study.get_trials(deepcopy=False, states=_counted_states()))
+def _counted(study: Any, extra_states: tuple = ()) -> int:
+    return sum("free_step_of" not in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(*_counted_states(), *extra_states)))
 
 
 def _num_layers(config: Any) -> int:
@@ -367,16 +554,55 @@ class _Evaluator:
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.data = RecipeData(base, task, data_dir).tokenized(self.tokenizer)
         self.original = AutoModelForSequenceClassification.from_pretrained(model).eval()
+        self.judge = "labels"
+        self._original_predictions = None
+
+    def choose_reference(self, reference: str, seen_gap: float, unseen_rows: bool) -> dict[str, Any]:
+        """Labels or agreement with the original (see :func:`search`); logged, and returned for the front and card."""
+        from .data import get_task
+
+        held_out = self._label_score(self.original, self.data["holdout"])
+        dev = self._label_score(self.original, self.data["validation"])
+        gap = held_out - dev
+        regression = get_task(self.task).is_regression
+        if reference == "auto":
+            reference = "agreement" if gap > seen_gap and not unseen_rows and not regression else "labels"
+            why = (f"the original scores {held_out:.2f} on the held-out rows and {dev:.2f} on dev: it has likely "
+                   "trained on them, so their labels would measure forgetting, not generalisation; give --eval_file "
+                   "or --eval_split with rows it never saw to judge on labels" if reference == "agreement" else
+                   f"held-out rows the original never saw ({held_out:.2f} there, {dev:.2f} on dev)" if unseen_rows
+                   else f"the original scores {held_out:.2f} on the held-out rows and {dev:.2f} on dev (within "
+                        f"{seen_gap:g} points)")
+        else:
+            why = "chosen by the caller"
+        if reference == "agreement" and regression:
+            raise ValueError("reference='agreement' needs a classification task; this one is a regression")
+        self.judge = reference
+        logger.log(logging.WARNING if reference == "agreement" else logging.INFO,
+                   "search judges the budget on %s: %s", "agreement with the original's predictions"
+                   if reference == "agreement" else "the held-out rows' labels", why)
+        return {"judged_on": reference, "why": why, "original_held_out": held_out, "original_dev": dev,
+                "held_out_rows": self.data["holdout"].num_rows}
 
     def reference_score(self) -> float:
         return self._score(self.original)
 
-    def _score(self, model: Any) -> float:
+    def _label_score(self, model: Any, dataset: Any) -> float:
         from .benchmark import evaluate_model
         from .data import get_task
 
-        metrics = evaluate_model(model, self.data["holdout"], self.task)
-        return 100.0 * metrics[get_task(self.task).main_metric]
+        return 100.0 * evaluate_model(model, dataset, self.task)[get_task(self.task).main_metric]
+
+    def _score(self, model: Any) -> float:
+        """The held-out score a candidate is judged by: its main metric on the labels, or the share of rows on
+        which it predicts what the original predicts."""
+        if self.judge == "labels":
+            return self._label_score(model, self.data["holdout"])
+        from .benchmark import predict
+
+        if self._original_predictions is None:
+            self._original_predictions = predict(self.original, self.data["holdout"]).argmax(-1)
+        return 100.0 * float((predict(model, self.data["holdout"]).argmax(-1) == self._original_predictions).mean())
 
     def _run(self, recipe: dict[str, Any], folder: Path) -> Any:
         from .pipeline import load_model, run_pipeline
@@ -413,7 +639,8 @@ class _LiveTable:
     def __call__(self, study: Any, trial: Any) -> None:
         front = pareto_front(_trial_rows(study))
         table = format_front(front)
-        (self.output / "front.md").write_text(table + "\n", encoding="utf-8")
+        (self.output / "front.md").write_text(_reference_line(study.user_attrs.get("reference")) + table + "\n",
+                                              encoding="utf-8")
         logger.info("\nafter trial %d (%s): front of %d\n%s", trial.number, trial.state.name.lower(), len(front), table)
 
 
@@ -429,7 +656,8 @@ def _trial_rows(study: Any) -> list[dict[str, Any]]:
                      "feasible": all(v <= 0 for v in attrs.get("constraints", [0.0])),
                      **{k: attrs[k] for k in ("score", "latency_bs1_ms", "latency_bs32_ms", "latency_ratio_bs1",
                                               "latency_ratio_bs32", "params", "size_bytes", "folder", "recipe",
-                                              "duplicate_of") if k in attrs}})
+                                              "duplicate_of", "free_step_of", "first_because", "reused_stages")
+                        if k in attrs}})
     return rows
 
 
@@ -444,15 +672,32 @@ def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_front(front: list[dict[str, Any]]) -> str:
-    lines = ["| trial | layers | heads cut | FFN cut | low-rank | int8 | held-out score | bs1 ms | bs1 vs original | "
-             "bs32 vs original |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """The trials as the committed results table shows them: every searched dimension, score and speed."""
+    lines = ["| trial | layers | heads cut | FFN cut | retraining-free kept FLOPs | low-rank | int8 | held-out score | "
+             "bs1 ms | bs1 vs original | bs32 vs original |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in front:
         p = row["candidate"]
-        lines.append(f"| {row['trial']} | {p['layers']} ({p['strategy']}) | {p['heads']:.0%} | {p['ffn']:.0%} | "
-                     f"{p['lowrank'] or '-'} | {p['int8']}{'' if p['int8'] in ('none', 'openvino') else ' ' + p['int8_modules']} | "
-                     f"{row['score']:.2f} | {row['latency_bs1_ms']:.1f} | {1 / row['latency_ratio_bs1']:.2f}x faster | "
-                     f"{1 / row['latency_ratio_bs32']:.2f}x faster |")
+        layers = f"{p['layers']}" if _keeps_layers(row) else f"{p['layers']} ({p['strategy']})"
+        int8 = f"{p['int8']}{'' if p['int8'] in ('none', 'openvino') else ' ' + p['int8_modules']}"
+        trial = f"{row['trial']}" + (f" (int8 form of {row['free_step_of']})" if "free_step_of" in row else "")
+        lines.append(f"| {trial} | {layers} | {p['heads']:.0%} | {p['ffn']:.0%} | {p.get('retraining_free') or '-'} | "
+                     f"{p['lowrank'] or '-'} | {int8} | {row['score']:.2f} | {row['latency_bs1_ms']:.1f} | "
+                     f"{1 / row['latency_ratio_bs1']:.2f}x faster | {1 / row['latency_ratio_bs32']:.2f}x faster |")
     return "\n".join(lines)
+
+
+def _keeps_layers(row: dict[str, Any]) -> bool:
+    """Whether the trial's recipe has no layer stage (its layer count is the original's)."""
+    recipe = row.get("recipe")
+    return recipe is not None and not any(stage["stage"] == "layers" for stage in recipe["stages"])
+
+
+def _reference_line(reference: dict[str, Any] | None) -> str:
+    if not reference:
+        return ""
+    judged = ("agreement with the original's predictions (100 = the original)" if reference["judged_on"] == "agreement"
+              else "the held-out rows' labels")
+    return f"Scores: {judged} on {reference['held_out_rows']} held-out rows; {reference['why']}.\n\n"
 
 
 def _finish(study: Any, output: Path, reference: float, max_drop: float | None, max_latency_ms: float | None,
@@ -464,10 +709,12 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
     chosen = None
     if front:
         chosen = (max(front, key=lambda r: r["score"]) if max_drop is None else front[0])
-    payload = {"reference_score": reference, "budget": {"max_drop": max_drop, "max_latency_ms": max_latency_ms},
+    judged = study.user_attrs.get("reference")
+    payload = {"reference_score": reference, "reference": judged,
+               "budget": {"max_drop": max_drop, "max_latency_ms": max_latency_ms},
                "front": front, "chosen": chosen, "trials": rows}
     (output / "front.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-    (output / "front.md").write_text(format_front(front) + "\n", encoding="utf-8")
+    (output / "front.md").write_text(_reference_line(judged) + format_front(front) + "\n", encoding="utf-8")
     if chosen is not None and final_recipe is not None:
         chosen = _train_final(chosen, final_recipe(chosen["candidate"]), evaluator, output)
         payload["chosen"] = chosen
@@ -483,7 +730,7 @@ def _finish(study: Any, output: Path, reference: float, max_drop: float | None, 
             shutil.copytree(chosen["folder"], partial, ignore=shutil.ignore_patterns("stages", "work"),
                             dirs_exist_ok=True)
         if measure_dev:
-            _report_on_dev(evaluator, target, chosen, output)
+            _report_on_dev(evaluator, target, chosen, output, judged)
     else:
         logger.warning("no candidate met the budget; see %s/front.json for every trial", output)
     return SearchResult(front, chosen, output, reference, rows)
@@ -531,20 +778,23 @@ def _train_final(chosen: dict[str, Any], recipe: dict[str, Any], evaluator: _Eva
             "search_score": chosen["score"], "search_recipe": chosen["recipe"]}
 
 
-def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], output: Path) -> None:
-    """The chosen model against the original on the dev set (reported; the search never saw it)."""
+def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], output: Path,
+                   reference: dict[str, Any] | None = None) -> None:
+    """The chosen model against the original on the dev set (reported; the search never saw it), with a warning
+    when it keeps less than ``KEEP_WARNING`` of the original's dev score."""
     from .benchmark import write_results
     from .hub import build_model_card
-    from .pipeline import measure_against_original, stage_records
+    from .pipeline import measure_against_original, stage_records, warn_if_lost
 
     results = measure_against_original(evaluator.original, folder, evaluator.data["validation"], evaluator.task,
                                        "search pick", rounds={1: 30, 32: 10})
-    results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"]}
+    results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"], "reference": reference}
     if "search_score" in chosen:
         results["search"]["held_out_score_at_search_budget"] = chosen["search_score"]
     write_results(results, output / "results.json", output / "results.md")
     build_model_card(folder, results=results, base_model=evaluator.model_path,
                      stages=stage_records(chosen["recipe"])).save(folder / "README.md")
+    warn_if_lost(results)
 
 
 __all__ = ["SearchResult", "SearchSpace", "candidate_recipe", "format_front", "pareto_front", "search"]

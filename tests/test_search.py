@@ -46,13 +46,21 @@ def _logits(model):
         return torch.as_tensor(model(**inputs).logits)
 
 
+def _counted(storage):
+    """Trials that count toward the budget: started ones, not the free int8 forms nor queued first candidates."""
+    import optuna
+
+    trials = optuna.load_study(study_name="hfcompress-search", storage=storage).trials
+    return [t for t in trials if t.state.name != "WAITING" and "free_step_of" not in t.user_attrs]
+
+
 def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp_path, tiny_base, capsys):
     out = tmp_path / "search"
     assert main(_search_args(tiny_base, out, 4)) == 0
     printed = capsys.readouterr().out
-    assert "chose trial" in printed and "| trial | layers |" in printed
+    assert "chose trial" in printed and "| trial | layers | heads cut | FFN cut | retraining-free kept FLOPs |" in printed
     payload = json.loads((out / "front.json").read_text())
-    assert len(payload["trials"]) <= 4 and payload["front"] and payload["chosen"]
+    assert payload["front"] and payload["chosen"] and payload["reference"]["judged_on"] in ("labels", "agreement")
     assert all(t["feasible"] for t in payload["front"])
     assert all(t["retimed"] for t in payload["front"])  # the choice is among candidates timed side by side
     assert (out / "results.json").is_file() and (out / "chosen" / "README.md").is_file()
@@ -62,20 +70,95 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
                  "--data_dir", sample_data_dir(), "--no-measure"]) == 0
     torch.testing.assert_close(_logits(_load(rebuilt)), _logits(_load(out / "chosen")), atol=1e-5, rtol=0)
     # Resuming the study: 5 trials in all means one more, the first four kept.
-    import optuna
-
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
-    before = len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials)
-    assert before == 4
+    assert len(_counted(storage)) == 4
     assert main(_search_args(tiny_base, out, 5)) == 0
-    assert len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials) == 5
+    assert len(_counted(storage)) == 5
     # A finished search run again adds no trial; --final-steps trains the pick again at that budget.
     assert main(_search_args(tiny_base, out, 5, "--final-steps", "3")) == 0
-    assert len(optuna.load_study(study_name="hfcompress-search", storage=storage).trials) == 5
+    assert len(_counted(storage)) == 5
     chosen = json.loads((out / "front.json").read_text())["chosen"]
     assert "search_score" in chosen and chosen["folder"].startswith(str(out / "final"))
     stages = load_recipe(out / "chosen.yaml")["stages"]
     assert all(s["training"]["max_steps"] == 3 for s in stages if "training" in s)
+
+
+def test_a_new_search_starts_with_the_cheap_and_known_recipes_and_tries_every_int8_form(tmp_path, tiny_base):
+    from hfcompress.search import search
+
+    out = tmp_path / "search"
+    space = SearchSpace(layers=[3, 2], int8=["none", "torch", "onnxruntime"])
+    result = search(str(tiny_base), task="sst2", output=out, data_dir=sample_data_dir(), max_drop=60, n_trials=4,
+                    steps=2, max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16},
+                    space=space, measure_dev=False)
+    started = [t for t in result.trials if "free_step_of" not in t]
+    assert [t.get("first_because") for t in started] == ["no training"] * 3 + ["known-good recipe"]
+    assert [t["candidate"]["retraining_free"] for t in started] == [0.7, 0.5, None, None]
+    assert all(t["candidate"]["int8"] == "onnxruntime" for t in started)
+    assert not any(s["stage"] in ("layers", "train") for t in started[:3] for s in t["recipe"]["stages"])
+    # Every feasible trial also in its other int8 form, its stages copied rather than run again.
+    free = [t for t in result.trials if "free_step_of" in t]
+    for trial in started:
+        forms = [t for t in free if t["free_step_of"] == trial["trial"]]
+        assert [t["candidate"]["int8"] for t in forms] == ["torch"]
+        assert {**forms[0]["candidate"], "int8": "onnxruntime"} == trial["candidate"]
+    # The 2-layer trial's distilled layer stage is trained once: its int8 form takes it from the trial's folder.
+    layered = next(t for t in free if t["candidate"]["layers"] == 2)
+    assert layered["reused_stages"]["stages"] == 1 and layered["reused_stages"]["from"] == started[3]["folder"]
+    stage = Path(layered["folder"]) / "stages" / "01-truncate2"
+    assert (stage / "model.safetensors").is_file()
+    torch.testing.assert_close(_logits(_load(stage)), _logits(_load(Path(started[3]["folder"]) / "stages" / stage.name)))
+
+
+def test_held_out_rows_from_a_file_and_the_agreement_reference(tmp_path, tiny_base, caplog):
+    import logging
+
+    from hfcompress.search import search
+
+    rows = (Path(sample_data_dir()) / "dev.tsv").read_text().splitlines()
+    unseen = tmp_path / "unseen.tsv"
+    unseen.write_text("\n".join(rows[:41]) + "\n")  # header + 40 labelled rows
+    common = dict(task="sst2", data_dir=sample_data_dir(), max_drop=60, n_trials=1, steps=2, max_train_samples=96,
+                  max_seq_length=16, training={"per_device_train_batch_size": 16}, measure_dev=False,
+                  space=SearchSpace(layers=[3], int8=["none", "torch"], retraining_free=[None, 0.5]))
+    on_file = search(str(tiny_base), output=tmp_path / "file", eval_file=unseen, **common)
+    reference = json.loads((tmp_path / "file" / "front.json").read_text())["reference"]
+    assert reference["judged_on"] == "labels" and reference["held_out_rows"] == 40
+    assert "never saw" in reference["why"] and on_file.trials
+    # A model that scores far higher on its held-out rows than on dev has seen them: judged on agreement (a gap
+    # threshold below any real gap stands in for such a model here).
+    with caplog.at_level(logging.WARNING, logger="hfcompress"):
+        agreed = search(str(tiny_base), output=tmp_path / "agree", seen_gap=-1000.0, **common)
+    assert agreed.reference_score == 100.0
+    assert "judges the budget on agreement with the original's predictions" in caplog.text
+    front = (tmp_path / "agree" / "front.md").read_text()
+    assert front.startswith("Scores: agreement with the original's predictions")
+    with pytest.raises(ValueError, match="one way"):
+        search(str(tiny_base), output=tmp_path / "both", eval_file=unseen, eval_split="validation", **common)
+
+
+def test_compress_max_drop_fails_with_one_line_and_keeps_the_stages(tmp_path, tiny_base, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("task: sst2\nmax_seq_length: 16\nmax_train_samples: 64\nstages:\n"
+                      "  - {stage: compress, method: structured, kept_flops: 0.5}\n")
+    out = tmp_path / "out"
+    code = main(["compress", "--config", str(recipe), "--model", str(tiny_base), "--output", str(out),
+                 "--data_dir", sample_data_dir(), "--max-drop", "-1000"])
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hfcompress compress:")]
+    assert code == 2 and len(said) == 1 and "more than max_drop -1000" in said[0]
+    assert (out / "stages" / "01-structured").is_dir() and (out / "results.json").is_file()
+
+
+def test_a_final_model_that_lost_much_gets_a_warning_line(caplog):
+    import logging
+
+    from hfcompress.pipeline import warn_if_lost
+
+    with caplog.at_level(logging.WARNING, logger="hfcompress"):
+        assert warn_if_lost({"metric": "accuracy", "rows": [{"score": 0.9}, {"score": 0.89}]}) is None
+        line = warn_if_lost({"metric": "accuracy", "rows": [{"score": 0.9}, {"score": 0.45}]})
+    assert line.startswith("the compressed model keeps 50% of the original's dev accuracy (45.00 vs 90.00)")
+    assert line in caplog.text
 
 
 @pytest.mark.subprocess
@@ -89,9 +172,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_base):
     outputs = [w.communicate(timeout=900) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
-    import optuna
-
-    trials = optuna.load_study(study_name="hfcompress-search", storage=storage).trials
+    trials = _counted(storage)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) and 4 <= len(numbers) <= 5  # a worker may start one as the other ends
     folders = sorted(p.name for p in (out / "trials").iterdir())

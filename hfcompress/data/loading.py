@@ -59,6 +59,25 @@ def load_task(
     return dataset
 
 
+def load_task_file(name: str, path: str | os.PathLike) -> Dataset:
+    """One labelled file of a task, in the task's own layout (GLUE TSV or CLUE JSON lines), as a Dataset with the
+    columns :func:`load_task` gives: rows held out for scoring, say, that no model saw in training.
+
+    Example:
+        >>> load_task_file("sst2", "extra_rows.tsv").num_rows
+        500
+    """
+    spec = get_task(name)
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file; give a {spec.name} file in its "
+                         f"{'TSV' if spec.local.format == 'tsv' else 'JSON-lines'} layout (like its dev file).")
+    rows = _read_tsv(path, spec.local) if spec.local.format == "tsv" else _read_jsonl(path, spec.local)
+    if not rows:
+        raise ValueError(f"{str(path)!r} has no rows.")
+    return _to_dataset(spec, rows, path)
+
+
 def _features(spec: TaskSpec) -> Features:
     features = {"sentence1": Value("string")}
     if spec.sentence2:
