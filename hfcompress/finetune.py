@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import DataCollatorWithPadding, PreTrainedModel, Trainer, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from .data.metrics import compute_metrics_fn
 
@@ -26,7 +27,7 @@ def build_trainer(
         >>> trainer = build_trainer(model, tokenizer, "sst2", TrainingArguments("out"), train, dev)
         >>> trainer.train()
     """
-    return trainer_cls(
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -36,3 +37,15 @@ def build_trainer(
         compute_metrics=compute_metrics_fn(task),
         **trainer_kwargs,
     )
+    if args.logging_strategy == "no" and not args.disable_tqdm:
+        # Nothing was asked to be logged: keep the bar, drop the metrics dict it prints when training ends.
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_BarOnly)
+    return trainer
+
+
+class _BarOnly(ProgressCallback):
+    """Trainer's progress bar (steps, time left) without its printed log dicts."""
+
+    def on_log(self, args: TrainingArguments, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        return None

@@ -154,6 +154,13 @@ def build_model_card(
                   "adds them).", ""]
     else:
         lines += _cost_table(compressed, baseline, spec, results or {})
+    chosen_by = (results or {}).get("search") or {}
+    if chosen_by.get("reference"):
+        reference = chosen_by["reference"]
+        judged = ("agreement with the original's predictions" if reference["judged_on"] == "agreement"
+                  else "their labels")
+        lines += [f"Chosen by `hfcompress search` (trial {chosen_by.get('trial')}), its budget judged on "
+                  f"{reference['held_out_rows']} held-out rows by {judged}: {reference['why']}.", ""]
     runtime = runtime_for_folder(model_dir)
     if runtime is not None:
         lines += ["## Runtime", "", _runtime_line(runtime, runtime.record(model_dir)), ""]

@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,11 @@ RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_sam
                # the post-training-only format of earlier releases: `steps` + `importance_batches`
                "steps", "importance_batches"}
 DISTILLATION_KEYS = {"teacher", "alpha", "temperature", "hidden_weight"}
+# A progress bar with time left (Trainer's own; shown even where library logging is quiet), and one summary line
+# per stage instead of a loss dict every few steps.
 DEFAULT_TRAINING = {"per_device_train_batch_size": 32, "learning_rate": 5e-5, "max_steps": 200,
-                    "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1, "logging_steps": 50,
-                    "report_to": "none", "eval_strategy": "no"}
+                    "save_strategy": "steps", "save_steps": 100, "save_total_limit": 1, "logging_strategy": "no",
+                    "disable_tqdm": False, "report_to": "none", "eval_strategy": "no"}
 
 
 class RecipeError(ValueError):
@@ -567,8 +570,16 @@ def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, toke
                             compression=compression, callbacks=callbacks, **kwargs)
     # An iterative stage resumes too: CompressionTrainer gives the model the checkpoint's pruned structure first.
     checkpoint = _last_checkpoint(Path(args.output_dir))
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    started = time.monotonic()
+    outcome = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    logger.info("stage %s: %d steps in %s, training loss %.4f", stage.folder, outcome.global_step,
+                _duration(time.monotonic() - started), outcome.training_loss)
     return trainer.model
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _last_checkpoint(folder: Path) -> Path | None:

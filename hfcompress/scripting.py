@@ -196,6 +196,9 @@ def quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # "Writing model shards" on every save
     for category in (UserWarning, FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
     for ours in (r"hfcompress", r"__main__"):  # our own deprecations still reach the user

@@ -44,3 +44,11 @@ def test_readme_shows_the_current_summary():
     block = "\n".join(make_results.summary_block("benchmarks/RESULTS.md", "benchmarks/"))
     assert block in readme, "README summary is stale: run python benchmarks/make_results.py"
     assert "\n".join(make_results.summary_block("", "")) in (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+
+def test_readme_shows_the_current_which_recipe_table():
+    make_results = _make_results()
+    readme = (ROOT / "README.md").read_text()
+    block = "\n".join([make_results.WHICH_START, "", *make_results.which_recipe_table(), "", make_results.WHICH_END])
+    assert block in readme, "README's Which recipe? table is stale: run python benchmarks/make_results.py"
+    assert readme.index(make_results.WHICH_START) < readme.index("## Two commands")  # at the top

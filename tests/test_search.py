@@ -64,6 +64,7 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
     assert all(t["feasible"] for t in payload["front"])
     assert all(t["retimed"] for t in payload["front"])  # the choice is among candidates timed side by side
     assert (out / "results.json").is_file() and (out / "chosen" / "README.md").is_file()
+    assert "Chosen by `hfcompress search`" in (out / "chosen" / "README.md").read_text()
     # The chosen recipe rebuilds the chosen model.
     rebuilt = tmp_path / "rebuilt"
     assert main(["compress", "--config", str(out / "chosen.yaml"), "--model", str(tiny_base), "--output", str(rebuilt),

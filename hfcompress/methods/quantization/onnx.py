@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,15 @@ def export_onnx(
         with tempfile.TemporaryDirectory() as work:
             work = Path(work)
             fp32 = work / "fp32.onnx"
-            torch.onnx.export(
-                _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
-                dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-                opset_version=settings.opset, dynamo=False,
-            )
+            with warnings.catch_warnings():
+                # transformers' mask code tests "mask shorter than the keys?": never true for these inputs (the
+                # mask always spans the sequence), so the branch the tracer freezes is the right one for every shape.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.onnx.export(
+                    _LogitsOnly(model, names), dummy, str(fp32), input_names=names, output_names=["logits"],
+                    dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+                    opset_version=settings.opset, dynamo=False,
+                )
             current = fp32
             if optimize:
                 current = _optimize(current, work / "optimized.onnx", model)
