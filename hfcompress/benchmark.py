@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 from .data.metrics import task_metrics
 from .data.tasks import get_task
 from .cpu import cpu_summary, full_range_int8_kernels, int8_isa
-from .timing import interleaved_latency, measure_latency, paired_latency  # noqa: F401  (public here too)
+from .timing import concurrent_throughput, interleaved_latency, measure_latency, paired_latency  # noqa: F401  (public here too)
 
 
 def count_parameters(model: nn.Module) -> int:

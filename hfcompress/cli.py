@@ -105,8 +105,9 @@ def _add_search_command(commands) -> None:
     search.add_argument("--budget-trials", dest="budget_trials", type=int, default=24,
                         help="candidates to evaluate, counted over every worker of the study")
     search.add_argument("--budget-hours", dest="budget_hours", type=float, default=None, help="stop this worker after")
-    search.add_argument("--storage", default=None, help="Optuna storage URL shared by workers (default: "
-                                                        "sqlite:///OUTPUT/study.db)")
+    search.add_argument("--storage", default=None, help="where the study lives, shared by every worker: an Optuna "
+                                                        "database URL (postgresql://..., mysql://...) or journal:FILE "
+                                                        "on a shared filesystem (default: sqlite:///OUTPUT/study.db)")
     search.add_argument("--steps", type=int, default=200, help="training steps per training stage of a candidate")
     search.add_argument("--final-steps", dest="final_steps", type=int, default=None,
                         help="train the chosen candidate again with this many steps per training stage before "

@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -54,7 +55,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
@@ -352,24 +353,25 @@ def run_pipeline(
     except ValueError as error:
         raise RecipeError(str(error)) from error
     output.mkdir(parents=True, exist_ok=True)
-    recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
-    (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    with output_lock(output):
+        recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
+        (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
 
-    original_tokenizer = AutoTokenizer.from_pretrained(model_path)
-    task_data = RecipeData(recipe, task, data_dir) if task else None
-    original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
-    _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output)
-    records = [_stage_record(stage) for stage in stages]
-    final = output / "stages" / stages[-1].folder
-    runtime = runtime_for_folder(final)
-    replace_files(final, output, skip=("README.md", "stage.json"))
-    results = None
-    if measure and task:
-        results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
-    from .hub import build_model_card
+        original_tokenizer = AutoTokenizer.from_pretrained(model_path)
+        task_data = RecipeData(recipe, task, data_dir) if task else None
+        original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
+        _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output)
+        records = [_stage_record(stage) for stage in stages]
+        final = output / "stages" / stages[-1].folder
+        runtime = runtime_for_folder(final)
+        replace_files(final, output, skip=("README.md", "stage.json"))
+        results = None
+        if measure and task:
+            results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
+        from .hub import build_model_card
 
-    build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
-    shutil.rmtree(output / "work", ignore_errors=True)
+        build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
+        shutil.rmtree(output / "work", ignore_errors=True)
     if results is not None:
         warn_if_lost(results)
         original, final = results["rows"][0], results["rows"][-1]
@@ -422,6 +424,24 @@ def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: Reci
     results.update({"train_rows": task_data.train_rows, "stages": records})
     write_results(results, output / "results.json", output / "results.md")
     return results
+
+
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold ``OUTPUT/.hfcompress.lock`` while a pipeline writes there: a second pipeline started on the same folder
+    refuses at once instead of writing into the first one's stages (the lock dies with its process)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(output / ".hfcompress.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RecipeError(f"another hfcompress run is writing to {output} (it holds {lock.lock_file}); wait for it "
+                          "to finish, or give another output folder") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def warn_if_lost(results: dict[str, Any], keep: float = KEEP_WARNING) -> str | None:

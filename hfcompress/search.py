@@ -491,7 +491,13 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
 
     def create() -> Any:
         backend: Any = storage
-        if storage.startswith(("sqlite", "postgresql", "mysql", "oracle", "mssql")):
+        if storage.startswith("journal:"):
+            # A file on a shared filesystem, for clusters without a database server. Optuna keeps no heartbeat
+            # there: a killed worker's trial stays "running" and is not retried by the others.
+            from optuna.storages.journal import JournalFileBackend
+
+            backend = optuna.storages.JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
+        elif storage.startswith(("sqlite", "postgresql", "mysql", "oracle", "mssql")):
             retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
                 optuna.storages.RetryFailedTrialCallback
             backend = optuna.storages.RDBStorage(storage, heartbeat_interval=heartbeat_seconds,

@@ -209,3 +209,52 @@ def paired_latency(
             "ci95": [float(q) for q in np.quantile(medians, [0.025, 0.975])],
         }
     return result
+
+
+def concurrent_throughput(
+    model: Any,
+    *,
+    clients: tuple[int, ...] = (1, 2, 8),
+    requests: int = 64,
+    seq_len: int = 128,
+    threads: int | None = 2,
+    check: bool = True,
+) -> dict[str, Any]:
+    """Requests per second when ``clients`` threads each send batch-1 requests to one loaded model, as a server
+    handling several connections would; ``requests`` in all per setting. With ``check``, every answer is compared
+    with the same request answered alone (a runner that is not thread-safe shows here as wrong outputs).
+
+    Example:
+        >>> concurrent_throughput(OnnxSequenceClassifier.from_pretrained("out/onnx"))["per_second"]
+        {1: 81.2, 2: 80.9, 8: 79.5}
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = _device(model)
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 1000))
+    generator = torch.Generator().manual_seed(1)
+    # Each request its own row (of varied content), so a mixed-up answer cannot pass for a right one.
+    ids = torch.randint(low=min(1000, vocab - 1), high=vocab, size=(requests, seq_len), generator=generator)
+    inputs = [{"input_ids": ids[i:i + 1].to(device), "attention_mask": torch.ones(1, seq_len, dtype=torch.long,
+                                                                                  device=device)}
+              for i in range(requests)]
+
+    def answer(index: int) -> np.ndarray:
+        with torch.inference_mode():
+            return np.asarray(torch.as_tensor(model(**inputs[index]).logits).float().cpu())
+
+    warn_if_busy()
+    alone = [answer(i) for i in range(requests)]
+    result: dict[str, Any] = {"requests": requests, "seq_len": seq_len, "per_second": {}, "mismatches": {}}
+    for count in clients:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            list(pool.map(answer, range(min(requests, 2 * count))))  # warm every client thread
+            start = time.perf_counter()
+            answers = list(pool.map(answer, range(requests)))
+            elapsed = time.perf_counter() - start
+        result["per_second"][count] = requests / elapsed
+        if check:
+            result["mismatches"][count] = sum(not np.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(answers, alone))
+    return result

@@ -214,3 +214,17 @@ def test_vocabulary_stage_prunes_the_tokenizer_and_later_stages_use_it(tmp_path,
     assert results["stages"][0]["methods"][0]["method"] == "vocabulary"
     with torch.no_grad():
         model(**tokenizer(["a fine, moving film"], return_tensors="pt"))
+
+
+def test_a_second_pipeline_on_the_same_output_refuses_with_one_line(tmp_path, tiny_base, capsys):
+    from hfcompress.pipeline import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    recipe = _recipe(tmp_path, [{"stage": "compress", "method": "int8_dynamic"}])
+    with output_lock(out):  # a first run, still writing
+        assert main(_cli(recipe, tiny_base, out, "--no-measure")) == 2
+        said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hfcompress compress:")]
+        assert len(said) == 1 and "another hfcompress run is writing to" in said[0]
+        assert not (out / "stages").exists()
+    assert main(_cli(recipe, tiny_base, out, "--no-measure")) == 0  # free again once the first one is done

@@ -266,3 +266,21 @@ def test_openvino_is_a_runtime_the_search_can_pick():
                               {"task": "sst2"}, 100)
     stages = validate_recipe(recipe)
     assert [s.kind for s in stages] == ["compress", "export"] and stages[-1].settings["format"] == "openvino_int8"
+
+
+def test_a_journal_file_holds_the_study_and_a_second_run_continues_it(tmp_path, tiny_base):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from hfcompress.search import STUDY_NAME, search
+
+    journal = tmp_path / "study.journal"
+    common = dict(task="sst2", data_dir=sample_data_dir(), max_drop=60, steps=2, max_train_samples=96,
+                  max_seq_length=16, training={"per_device_train_batch_size": 16}, measure_dev=False,
+                  storage=f"journal:{journal}", space=SearchSpace(layers=[3], int8=["none", "torch"],
+                                                                  retraining_free=[None, 0.5]))
+    search(str(tiny_base), output=tmp_path / "one", n_trials=1, **common)
+    search(str(tiny_base), output=tmp_path / "one", n_trials=2, **common)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))))
+    started = [t for t in study.trials if t.state.name != "WAITING" and "free_step_of" not in t.user_attrs]
+    assert [t.state.name for t in started] == ["COMPLETE", "COMPLETE"] and not (tmp_path / "one" / "study.db").exists()
