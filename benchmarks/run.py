@@ -39,7 +39,7 @@ def results_stems(run: dict, model: str) -> list[str]:
     """The results files a run writes for ``model``. The model suffix follows the task (common.save_run)."""
     stems = []
     for stem in run["results"]:
-        if SUFFIX[model] and not stem.startswith("paired_"):
+        if SUFFIX[model] and not stem.startswith("paired_") and SUFFIX[model] not in stem:
             for task in ("sst2", "mrpc", "rte", "tnews", "iflytek"):
                 marker = f"_{task}"
                 if marker in stem:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, study in known.items():
             print(f"{key}: {study['title']}")
             for run in study["runs"]:
-                stems = results_stems(run, options.model)
+                stems = results_stems(run, run.get("model", options.model))
                 note = f" (not run: {run['not_run']})" if run.get("not_run") else ""
                 print(f"  {status(stems):12s} {', '.join(stems)}{note}")
         return 0
@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         if not runs:
             parser.error(f"no run of {options.study} writes {options.run}; runs write: "
                          + ", ".join(stem for run in study["runs"] for stem in run["results"]))
-    env = {**os.environ, "HFCOMPRESS_BENCH_MODEL": options.model}
     (HERE / "cache" / "logs").mkdir(parents=True, exist_ok=True)
     for run in runs:
-        stems = results_stems(run, options.model)
+        model = run.get("model", options.model)  # a run made for one model says so
+        env = {**os.environ, "HFCOMPRESS_BENCH_MODEL": model}
+        stems = results_stems(run, model)
         if status(stems) == "done" and not options.force:
             print(f"skip (done): {', '.join(stems)}")
             continue
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skip (not run: {run['not_run']}): {', '.join(stems)}; name it with --run to run it")
             continue
         log = HERE / "cache" / "logs" / f"{stems[0]}.log"
-        for argv_ in command(study, run, options.model):
+        for argv_ in command(study, run, model):
             print(shlex.join(argv_) + f"  > {log.relative_to(ROOT)}", flush=True)
             if options.dry_run:
                 continue

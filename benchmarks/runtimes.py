@@ -44,15 +44,22 @@ from hfcompress.pipeline import load_model
 SEQ_LEN = 128
 
 
-def _variants(name: str, torch_dir: Path, work: Path, calibration, tokenizer) -> list[dict]:
-    """Every runtime's form of the PyTorch model in ``torch_dir``, written under ``work`` (reused when there)."""
+FORMS = ("torch fp32", "hfcompress torch int8", "ONNX Runtime int8 (hfcompress)", "ONNX Runtime int8 (plain quantize_dynamic)",
+         "OpenVINO, CPU default precision", "OpenVINO f32", "OpenVINO int8 (NNCF)")
+
+
+def _variants(name: str, torch_dir: Path, work: Path, calibration, tokenizer, forms: tuple[str, ...] = FORMS) -> list[dict]:
+    """The runtime forms (``forms``, of FORMS) of the PyTorch model in ``torch_dir``, written under ``work``
+    (reused when there)."""
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(torch_dir).eval()
     rows = [{"name": f"{name}: torch fp32", "folder": torch_dir, "runtime": "torch", "precision": "fp32"}]
 
     def made(folder: Path, build) -> Path:
-        if not (folder / "config.json").is_file():
+        form = {"torch-int8": FORMS[1], "ort-int8": FORMS[2], "ort-int8-plain": FORMS[3], "ov": FORMS[4],
+                "ov-f32": FORMS[5], "ov-int8": FORMS[6]}[folder.name]
+        if form in forms and not (folder / "config.json").is_file():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 build(folder)
@@ -74,6 +81,7 @@ def _variants(name: str, torch_dir: Path, work: Path, calibration, tokenizer) ->
     rows.append({"name": f"{name}: OpenVINO int8 (NNCF)", "runtime": "openvino", "precision": "int8",
                  "folder": made(work / "ov-int8", lambda f: export_openvino(
                      model, f, int8=True, calibration_rows=300, dataloader=calibration(), tokenizer=tokenizer))})
+    rows = [row for row in rows if row["name"].split(": ", 1)[1] in forms]
     for row in rows:
         row["family"] = name
     return rows
@@ -138,28 +146,35 @@ def _one_process_effect(rows: list[dict], rounds: int) -> dict:
     return effect
 
 
-def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: str) -> None:
+def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: str, kept_flops: list[float],
+             family_forms: tuple[str, ...]) -> None:
     setup = TASK_SETUPS[task]
     teacher, tokenizer, teacher_info = get_teacher(setup)
     data = load_data(setup, tokenizer)
     unseen, is_unseen = guard_rows(setup, tokenizer, data, rows=1024)
-    work = CACHE / "runtimes" / task
+    work = CACHE / "runtimes" / (task if BASE.key == "minilm" else f"{BASE.key}/{task}")
 
     def calibration():
         return train_batches(unseen, tokenizer, seed=0)
 
-    pruned_dir = work / "retraining-free-0.5" / "torch"
-    if not (pruned_dir / "config.json").is_file():
-        start = time.perf_counter()
-        pruned = compress(copy.deepcopy(teacher), StructuredPruningConfig(kept_flops=0.5, max_batches=32),
-                          dataloader=train_batches(data["train"], tokenizer, 42))
-        pruned.save_pretrained(pruned_dir)
-        print(f"[{task}] retraining-free pruning: {time.perf_counter() - start:.0f} s", flush=True)
-    families = {"teacher": teacher_dir(task), "retraining-free 0.5 FLOPs": pruned_dir,
-                **{name: Path(folder) for name, folder in extra.items()}}
+    families = {"teacher": teacher_dir(task)}
+    prune_seconds = {}
+    for level in kept_flops:
+        pruned_dir = work / f"retraining-free-{level:g}" / "torch"
+        if not (pruned_dir / "config.json").is_file():
+            start = time.perf_counter()
+            pruned = compress(copy.deepcopy(teacher), StructuredPruningConfig(kept_flops=level, max_batches=32),
+                              dataloader=train_batches(data["train"], tokenizer, 42))
+            pruned.save_pretrained(pruned_dir)
+            (pruned_dir / "prune_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+        if (pruned_dir / "prune_seconds.txt").is_file():
+            prune_seconds[f"retraining-free {level:g} FLOPs"] = float((pruned_dir / "prune_seconds.txt").read_text())
+        families[f"retraining-free {level:g} FLOPs"] = pruned_dir
+    families.update({name: Path(folder) for name, folder in extra.items()})
     rows = []
     for name, folder in families.items():
-        rows += _variants(name, folder, work / name.replace(" ", "_"), calibration, tokenizer)
+        forms = FORMS if name == "teacher" else family_forms
+        rows += _variants(name, folder, work / name.replace(" ", "_"), calibration, tokenizer, forms)
     metric = get_task(task).main_metric
     for row in rows:
         model = load_model(row["folder"])
@@ -174,6 +189,9 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
     for row in rows:
         row["score_drop"] = 100 * (baseline["score"] - row["score"])
         row["model_dir"] = shown_path(Path(row.pop("folder")))
+    for row in rows:
+        if row["family"] in prune_seconds:
+            row["prune_seconds"] = prune_seconds[row["family"]]
     payload = run_payload("runtimes", setup, teacher_info, data, rows, calibration_rows=300,
                           calibration_rows_unseen=is_unseen, rounds_bs1=rounds, cycles=cycles,
                           one_process_effect=effect,
@@ -195,6 +213,10 @@ if __name__ == "__main__":
     parser.add_argument("--extra", nargs="*", default=[], metavar="NAME=FOLDER",
                         help="more PyTorch model folders to put through every runtime (e.g. a pipeline's stage)")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--kept_flops", type=float, nargs="+", default=[0.5],
+                        help="retraining-free pruning levels, each a model family of its own")
+    parser.add_argument("--family_forms", nargs="+", default=list(FORMS), choices=list(FORMS), metavar="FORM",
+                        help=f"runtime forms of the families other than the teacher (default: all of {list(FORMS)})")
     parser.add_argument("--time", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.time:
@@ -202,4 +224,5 @@ if __name__ == "__main__":
         sys.exit(0)
     extras = dict(item.split("=", 1) for item in options.extra)
     for task_name in options.tasks:
-        run_task(task_name, options.rounds, options.cycles, extras, options.tag)
+        run_task(task_name, options.rounds, options.cycles, extras, options.tag, options.kept_flops,
+                 tuple(options.family_forms))

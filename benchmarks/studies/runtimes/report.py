@@ -14,7 +14,9 @@ def runtime_table(payload: dict) -> str:
     """benchmarks/runtimes.py: every runtime's form of each model, timed each in a process of its own."""
     hw = payload["hardware"]
     metric = payload["metric"]
-    lines = [f"{payload['task'].upper()}, host {hw.get('cpu')} with {hw.get('int8_isa')} int8 instructions"
+    # Runs of the base-size model name it (MiniLM-L6 runs came first and say nothing).
+    model = " (all-mpnet-base-v2, 12 layers)" if "mpnet" in payload.get("model", "") else ""
+    lines = [f"{payload['task'].upper()}{model}, host {hw.get('cpu')} with {hw.get('int8_isa')} int8 instructions"
              f"{' and bf16' if hw.get('bf16') else ''}; each row timed in a process of its own, {payload['cycles']} "
              f"cycles in rotating order, {payload['rounds_bs1']} rounds at batch 1 per process; speedup = median over "
              "cycles of the per-cycle ratio against the teacher in torch fp32 (range over cycles in brackets).", "",
