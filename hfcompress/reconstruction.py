@@ -106,37 +106,44 @@ def _dense_outputs(dense: PreTrainedModel, modules: list[nn.Linear],
     return outputs
 
 
-def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
-           ridge: float, device: torch.device) -> tuple[float, float]:
-    """One projection of ``pruned`` refitted to ``targets`` (its dense outputs per batch); relative errors before
-    and after."""
-    with_bias = module.bias is not None  # the constant column fits the bias
+def _inputs_of(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], device: torch.device):
+    """Per batch, the projection's input and current output on the real tokens (float64); the forward pass stops
+    at the projection."""
     captured: dict[str, torch.Tensor] = {}
 
     def take(mod, args, output):
         captured["x"], captured["current"] = args[0].detach(), output.detach()
         raise _Captured
 
-    gram, cross, energy, before = None, None, 0.0, 0.0
     handle = module.register_forward_hook(take)
     try:
         with torch.no_grad():
-            for batch, y in zip(batches, targets):
+            for batch in batches:
                 inputs = model_inputs(batch, device)
                 try:
                     pruned(**inputs)
                 except _Captured:
                     pass
                 keep = _real_tokens(inputs, captured["x"])
-                x, y = captured["x"][keep].double(), y.double()
-                if with_bias:
-                    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
-                gram = x.T @ x if gram is None else gram + x.T @ x
-                cross = x.T @ y if cross is None else cross + x.T @ y
-                energy += float(y.pow(2).sum())
-                before += float((captured["current"][keep].double() - y).pow(2).sum())
+                yield captured["x"][keep].double(), captured["current"][keep].double()
     finally:
         handle.remove()
+
+
+def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
+           ridge: float, device: torch.device) -> tuple[float, float]:
+    """One projection of ``pruned`` refitted to ``targets`` (its dense outputs per batch); relative errors before
+    and after."""
+    with_bias = module.bias is not None  # the constant column fits the bias
+    gram, cross, energy, before = None, None, 0.0, 0.0
+    for (x, current), y in zip(_inputs_of(module, pruned, batches, device), targets):
+        y = y.double()
+        if with_bias:
+            x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+        gram = x.T @ x if gram is None else gram + x.T @ x
+        cross = x.T @ y if cross is None else cross + x.T @ y
+        energy += float(y.pow(2).sum())
+        before += float((current - y).pow(2).sum())
     width = module.in_features
     regulariser = torch.zeros_like(gram)
     regulariser[:width, :width] = torch.eye(width, dtype=gram.dtype, device=gram.device) * (
@@ -147,6 +154,62 @@ def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, A
         if with_bias:
             module.bias.copy_(solution[width].to(module.bias.dtype))
     return (before / max(energy, 1e-30)) ** 0.5, _residual(gram, cross, solution, energy)
+
+
+def tune_masks(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
+               ridge: float = 1e-6, max_scale: float = 10.0) -> list[dict[str, Any]]:
+    """Kwon et al. 2022's mask tuning: per layer from the bottom, one scale per kept head (its block of the
+    attention-output projection's inputs) and per kept FFN neuron (its column of the FFN-output projection),
+    fitted by least squares so that the projection's output on the calibration tokens matches the dense model's;
+    weights and bias otherwise unchanged. A fit with a scale beyond ``max_scale`` (ill-posed) is not applied.
+
+    With unit scales s, the output is sum_j s_j x_j W[:, j] + b, so the normal equations are
+    ((X^T X) * (W^T W)) summed over each unit's block, against the blocks of sum_t x_t (W^T (y_t - b)).
+
+    Example:
+        >>> tune_masks(pruned_model, dense_model, list(loader)[:16])
+    """
+    adapter = get_adapter(pruned)
+    head_size = adapter.head_size(pruned.config)
+    targets, references = _projections(pruned), _projections(dense)
+    device = next(pruned.parameters()).device
+    dense_outputs = _dense_outputs(dense, [module for _, module in references], batches)
+    was_training = pruned.training
+    pruned.eval()
+    results = []
+    try:
+        for index, (name, module) in enumerate(targets):
+            group = head_size if name.endswith("attention output") else 1
+            results.append({"projection": name, **_tune(module, pruned, batches,
+                                                        [outputs[index] for outputs in dense_outputs], group, ridge,
+                                                        max_scale, device)})
+    finally:
+        pruned.train(was_training)
+    return results
+
+
+def _tune(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
+          group: int, ridge: float, max_scale: float, device: torch.device) -> dict[str, Any]:
+    weight = module.weight.detach().double()  # (out, width)
+    units = module.in_features // group
+    products = weight.T @ weight  # (width, width)
+    bias = module.bias.detach().double() if module.bias is not None else 0.0
+    lhs = torch.zeros(units, units, dtype=torch.float64, device=weight.device)
+    rhs = torch.zeros(units, dtype=torch.float64, device=weight.device)
+    for (x, _), y in zip(_inputs_of(module, pruned, batches, device), targets):
+        full = (x.T @ x) * products
+        lhs += full.reshape(units, group, units, group).sum(dim=(1, 3))
+        rhs += (x * ((y.double() - bias) @ weight)).sum(0).reshape(units, group).sum(1)
+    lhs += torch.eye(units, dtype=lhs.dtype, device=lhs.device) * ridge * float(lhs.diagonal().mean())
+    try:
+        scales = torch.linalg.solve(lhs, rhs)
+    except RuntimeError:
+        return {"applied": False, "why": "singular"}
+    if not torch.isfinite(scales).all() or float(scales.abs().max()) > max_scale:
+        return {"applied": False, "why": f"a scale beyond {max_scale:g}"}
+    with torch.no_grad():
+        module.weight.mul_(scales.repeat_interleave(group).to(module.weight.dtype)[None, :])
+    return {"applied": True, "scale_min": round(float(scales.min()), 4), "scale_max": round(float(scales.max()), 4)}
 
 
 def _residual(gram: torch.Tensor, cross: torch.Tensor, solution: torch.Tensor, energy: float) -> float:

@@ -212,3 +212,51 @@ def test_latency_budget_is_met_on_the_measured_model(tmp_path, monkeypatch):
     assert "batch-1 latency budget" in card
     with pytest.raises(ValueError, match="one budget"):
         StructuredPruningConfig(kept_flops=0.5, max_latency_ms=3.0)
+
+
+def test_rearrangement_never_adds_to_the_removed_units_interaction_and_finds_cancelling_units():
+    from hfcompress.methods.structured.model import rearrange
+
+    def removed_length(kept, grads):
+        gone = [u for u in range(grads.shape[1]) if u not in kept]
+        return float(grads[:, gone].sum(1).pow(2).sum())
+
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        grads = torch.randn(32, 20, generator=generator) * torch.rand(20, generator=generator)
+        diagonal = sorted(grads.pow(2).sum(0).argsort(descending=True)[:8].tolist())
+        chosen = rearrange(diagonal, grads)
+        assert len(chosen) == 8 and removed_length(chosen, grads) <= removed_length(diagonal, grads) + 1e-9
+    # Unit 0 pulls against unit 2: removing both together costs little though each alone looks costly.
+    w = torch.randn(16, generator=generator)
+    u = torch.randn(16, generator=generator) * 3
+    grads = torch.stack([-0.9 * w, u, w, 0.05 * torch.randn(16, generator=generator)], dim=1)
+    diagonal = [1, 2]  # the two of most Fisher mass
+    chosen = rearrange(diagonal, grads)
+    assert chosen == [1, 3] and removed_length(chosen, grads) < 0.1 * removed_length(diagonal, grads)
+
+
+def test_mask_tuning_brings_the_pruned_layers_closer_to_the_dense_ones_and_records_itself(tmp_path):
+    from hfcompress.reconstruction import tune_masks
+
+    model = _trained_tiny()
+    batches = _batches()
+    pruned = copy.deepcopy(model)
+    remove_heads(pruned, {0: [0, 1], 2: [3]})
+    remove_ffn_neurons(pruned, {layer: list(range(0, 128, 2)) for layer in range(4)})
+    plain = copy.deepcopy(pruned)
+    tuned = tune_masks(pruned, model, batches)
+    assert len(tuned) == 8 and any(t["applied"] for t in tuned)
+    inputs = {k: v for k, v in batches[0].items() if k != "labels"}
+    with torch.no_grad():
+        dense_logits = model(**inputs).logits
+        assert (pruned(**inputs).logits - dense_logits).norm() < (plain(**inputs).logits - dense_logits).norm()
+    # Both steps through compress, recorded, reloading to the same logits.
+    both = compress(_trained_tiny(), StructuredPruningConfig(kept_flops=0.5, seq_length=12, rearrange=True,
+                                                             tune_masks=True, reconstruct=False), dataloader=batches)
+    info = get_record(both).steps[-1]["info"]
+    assert "rearranged_units" in info and info["masks_tuned"].endswith("of 8 projections")
+    both.save_pretrained(tmp_path / "both")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "both").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, both.eval()(**inputs).logits, atol=1e-6, rtol=0)

@@ -38,6 +38,11 @@ class StructuredPruningConfig(MethodConfig):
     seq_length: int | None = field(default=None, metadata={
         "help": "Sequence length the FLOPs are counted at (attention's share grows with it); default: the mean "
                 "real length of the calibration batches."})
+    rearrange: bool = field(default=False, metadata={
+        "help": "Kwon et al.'s mask rearrangement: within each layer, re-choose which heads and neurons stay (same "
+                "counts) by the per-row gradients' block interaction, not the diagonal Fisher alone."})
+    tune_masks: bool = field(default=False, metadata={
+        "help": "Kwon et al.'s mask tuning: one least-squares scale per kept head and neuron before the refit."})
     reconstruct: bool = field(default=True, metadata={"help": "Refit the output projections by least squares."})
     ridge: float = field(default=1e-3, metadata={
         "help": "Ridge term of the refit, relative to the mean input energy of each projection."})

@@ -19,7 +19,7 @@ from ...adapters import get_adapter
 from ...calibration import first_batches
 from ...importance import unit_gates
 from ...integration import append_step, make_step
-from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise
+from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise, tune_masks
 from ...structure import remove_ffn_neurons, remove_heads, require_weights, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
 from .latency import describe_table, meet_latency_budget, measure_latency_table
@@ -28,11 +28,14 @@ logger = logging.getLogger(__name__)
 SHAPE_KEYS = ("heads_before", "kept_heads", "ffn_before", "ffn_sizes")
 
 
-def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]], keep_rows: bool = False) -> tuple:
     """Diagonal (empirical) Fisher of every head mask and FFN-neuron mask: per layer, the squared loss gradient of
     the mask for each calibration row, summed over rows. Rows without ``labels`` are labelled with the model's own
     predictions. Per row, not per batch: the square of a batch's mean gradient lets rows that pull a unit in
     opposite directions cancel, and ranks units by the batch's average direction instead of their information.
+
+    With ``keep_rows`` it also returns each row's gradients, per layer a (rows, units) tensor for heads and one for
+    neurons (what mask rearrangement needs).
 
     Example:
         >>> heads, neurons = fisher_information(model, list(loader)[:16])
@@ -42,6 +45,7 @@ def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) ->
     model.eval()
     heads: list[torch.Tensor] | None = None
     neurons: list[torch.Tensor] | None = None
+    rows: list[list[torch.Tensor]] = []
     try:
         with unit_gates(model, "heads") as head_gates, unit_gates(model, "ffn") as neuron_gates:
             for batch in batches:
@@ -58,13 +62,50 @@ def fisher_information(model: PreTrainedModel, batches: list[dict[str, Any]]) ->
                     single = {k: v[row:row + 1][:, real] if v.dim() == 2 else v[row:row + 1] for k, v in inputs.items()}
                     loss = model(**single, labels=labels[row:row + 1]).loss
                     grads = torch.autograd.grad(loss, [*head_gates, *neuron_gates])
+                    if keep_rows:
+                        rows.append([g.detach().float().reshape(-1).cpu() for g in grads])
                     squares = [g.detach().double().pow(2) for g in grads]
                     split = len(head_gates)
                     heads = squares[:split] if heads is None else [a + b for a, b in zip(heads, squares[:split])]
                     neurons = squares[split:] if neurons is None else [a + b for a, b in zip(neurons, squares[split:])]
     finally:
         model.train(was_training)
-    return [h.cpu() for h in heads], [n.cpu() for n in neurons]
+    if not keep_rows:
+        return [h.cpu() for h in heads], [n.cpu() for n in neurons]
+    split = len(heads)
+    per_layer = [torch.stack([row[i] for row in rows]) for i in range(len(rows[0]))]
+    return [h.cpu() for h in heads], [n.cpu() for n in neurons], per_layer[:split], per_layer[split:]
+
+
+def rearrange(kept: list[int], row_grads: torch.Tensor) -> list[int]:
+    """Mask rearrangement (Kwon et al. 2022) for one layer's heads or neurons: the same number kept, chosen by the
+    block interaction of the units' per-row gradients (``row_grads``: rows x units).
+
+    The loss a removed set adds grows with the squared length of its summed gradient vector, where units can
+    cancel or reinforce each other; the diagonal Fisher sees only each unit's own length. Starting from the
+    units of least Fisher mass as the removed set, each remaining unit in order of rising mass joins it, and the
+    unit whose leaving makes the set's summed gradient shortest leaves it again.
+
+    Example:
+        >>> rearrange([0, 3], torch.randn(64, 4))
+        [0, 3]
+    """
+    units = row_grads.shape[1]
+    count = units - len(kept)
+    if count == 0 or not kept:
+        return sorted(kept)
+    vectors = row_grads.T.double()  # units x rows
+    order = vectors.pow(2).sum(1).argsort().tolist()
+    removed = order[:count]
+    for unit in order[count:]:
+        removed.append(unit)
+        members = vectors[removed]
+        total = members.sum(0)
+        # Leaving the set leaves total - g_i, of squared length |total|^2 - 2 g_i . total + |g_i|^2.
+        lengths = members.pow(2).sum(1) - 2 * (members @ total)
+        del removed[int(lengths.argmin())]
+    gone = set(removed)
+    return [unit for unit in range(units) if unit not in gone]
 
 
 def unit_flops(model: PreTrainedModel, seq_length: int) -> tuple[float, float]:
@@ -155,8 +196,9 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
     start = time.perf_counter()
     batches = first_batches(dataloader, config.max_batches, "retraining-free pruning")
     # One unchanged copy serves the latency timings and the reconstruction targets (taken before Fisher's gradients).
-    dense = copy.deepcopy(model).eval() if config.reconstruct or config.max_latency_ms is not None else None
-    head_scores, neuron_scores = fisher_information(model, batches)
+    needs_dense = config.reconstruct or config.tune_masks or config.max_latency_ms is not None
+    dense = copy.deepcopy(model).eval() if needs_dense else None
+    head_scores, neuron_scores, *row_grads = fisher_information(model, batches, keep_rows=config.rearrange)
     seq_length = config.seq_length or _mean_length(batches)
     head_cost, neuron_cost = unit_flops(model, seq_length)
     info: dict[str, Any] = {"seq_length": seq_length,
@@ -175,7 +217,18 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
         kept_heads, kept_neurons, kept = search_masks(head_scores, neuron_scores, head_cost, neuron_cost,
                                                       config.kept_flops)
     info["kept_flops_measured"] = round(kept, 4)
+    if config.rearrange:
+        head_rows, neuron_rows = row_grads
+        rearranged = ([rearrange(k, g) for k, g in zip(kept_heads, head_rows)],
+                      [rearrange(k, g) for k, g in zip(kept_neurons, neuron_rows)])
+        info["rearranged_units"] = sum(len(set(a) - set(b)) for old, new in ((kept_heads, rearranged[0]),
+                                                                           (kept_neurons, rearranged[1]))
+                                       for a, b in zip(new, old))
+        kept_heads, kept_neurons = rearranged
     shape = _remove_unkept(model, kept_heads, kept_neurons)
+    if config.tune_masks:
+        tuned = tune_masks(model, dense, batches)
+        info["masks_tuned"] = f"{sum(t['applied'] for t in tuned)} of {len(tuned)} projections"
     if config.reconstruct:
         errors = reconstruct(model, dense, batches, config.ridge)
         info["reconstruction_error"] = summarise(errors)
@@ -203,5 +256,7 @@ def describe_structured(step: dict) -> dict[str, Any]:
                  "batch-1 latency budget (ms, this machine)": info.get("max_latency_ms"),
                  "measured batch-1 latency (ms)": info.get("latency_ms_measured"),
                  "fine-tuned": "no" if info.get("fine_tuned") is False else None,
+                 "units re-chosen by mask rearrangement": info.get("rearranged_units"),
+                 "masks tuned": info.get("masks_tuned"),
                  **describe_reconstruction(info)}
     return {k: v for k, v in described.items() if v is not None}
