@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import (CACHE, ROOT, benchmark_parser, get_teacher, keep_variant, load_data, run_payload, save_run,
+from common import (BASE, CACHE, ROOT, benchmark_parser, get_teacher, keep_variant, load_data, run_payload, save_run,
                     TASK_SETUPS, teacher_dir, train_batches, training_args)
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
@@ -41,11 +41,12 @@ from hfcompress.finetune import build_trainer
 from hfcompress.structure import remove_ffn_neurons, remove_heads
 
 CALIBRATION_BATCHES = 32  # x 32 rows = 1024 calibration rows (256 rows: SST-2 -1.15 points at FLOPs 0.5, 1024: -0.58)
-LEVELS = (0.6, 0.5, 0.4)
+LEVELS = (0.6, 0.5, 0.4, 0.3)
+ABLATION = (0.5, 0.4)  # Kwon et al.'s steps one at a time: search / + rearrangement / + mask tuning / + our refit
 SPEEDUPS = (2.0, 2.5)  # latency budgets: the teacher's batch-1 time divided by these
 TEXTPRUNER = {"textpruner": 1, "textpruner iterative": 8}  # variant -> TextPruner's n_iters
 VARIANTS = ["one-shot", "fisher", *[f"fisher+reconstruct {k}" for k in LEVELS], *[f"+ KD {k}" for k in LEVELS],
-            *[f"latency {k}x" for k in SPEEDUPS], *TEXTPRUNER]
+            *[f"latency {k}x" for k in SPEEDUPS], *[f"ablation {k}" for k in ABLATION], *TEXTPRUNER]
 TIMED_LENGTH = 128  # benchmark_rows times every row at this many tokens
 
 
@@ -120,7 +121,8 @@ def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | Non
                                                                 "latency_ms_predicted", "latency_ms_measured")}
 
     wanted = set(names or VARIANTS)
-    entries = [{"name": "teacher (fine-tuned MiniLM-L6)", "model": teacher}]
+    teacher_label = "teacher (fine-tuned MiniLM-L6)" if BASE.key == "minilm" else f"teacher (fine-tuned {BASE.key})"
+    entries = [{"name": teacher_label, "model": teacher}]
     if "one-shot" in wanted:
         model, seconds = pruned([HeadPruningConfig(target=0.5, max_batches=calibration_batches),
                                  FFNPruningConfig(target=0.5, max_batches=calibration_batches)])
@@ -147,6 +149,20 @@ def run_task(task: str, steps: int, lr: float, seed: int, names: list[str] | Non
                                         f"Fisher + reconstruction, FLOPs {level}, + {steps}-step KD fine-tune",
                                         trainer.model, {"prune_seconds": seconds, **info(model)}))
         print(f"[{task}] kept FLOPs {level}: done", flush=True)
+    for level in ABLATION:
+        if f"ablation {level}" not in wanted:
+            continue
+        steps_on = (("mask search only", {"reconstruct": False}),
+                    ("+ rearrangement", {"rearrange": True, "reconstruct": False}),
+                    ("+ rearrangement + mask tuning", {"rearrange": True, "tune_masks": True, "reconstruct": False}),
+                    ("+ rearrangement + mask tuning + output refit", {"rearrange": True, "tune_masks": True}),
+                    ("+ rearrangement + output refit", {"rearrange": True}))
+        for label, options in steps_on:
+            model, seconds = pruned([StructuredPruningConfig(kept_flops=level, max_batches=calibration_batches,
+                                                             **options)])
+            entries.append(keep_variant("retraining_free" + tag, task, f"FLOPs {level}: {label}", model,
+                                        {"prune_seconds": seconds, **info(model)}))
+        print(f"[{task}] ablation at kept FLOPs {level}: done", flush=True)
     teacher_ms = None
     for speedup in SPEEDUPS:
         if f"latency {speedup}x" not in wanted:
