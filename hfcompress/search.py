@@ -70,7 +70,7 @@ class SearchSpace:
     """What the search may choose. ``layers=None``: about 1, 2/3, 1/2 and 1/3 of the model's layers."""
 
     layers: list[int] | None = None
-    strategies: list[str] = field(default_factory=lambda: ["truncate"])
+    strategies: list[str] = field(default_factory=lambda: list(_space_plan()["layers"]["strategies"]))
     head_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
     ffn_fractions: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
     # Kept head + FFN FLOPs after retraining-free pruning; when chosen it replaces the fine-tuned head/FFN removal.
@@ -98,40 +98,42 @@ class SearchResult:
 
 
 def candidate_recipe(params: dict[str, Any], num_layers: int, base: dict[str, Any], steps: int) -> dict[str, Any]:
-    """The pipeline recipe of one point of the search space (training stages get ``steps`` steps each).
+    """The pipeline recipe of one point of the search space (training stages get ``steps`` steps each); which
+    stages and methods realise each dimension is declared in ``search_space.yaml`` beside this module.
 
     Example:
         >>> candidate_recipe({"layers": 3, "strategy": "truncate", "heads": 0.5, "ffn": 0.0, "lowrank": None,
         ...                   "int8": "onnxruntime", "int8_modules": "attention+ffn"}, 6, {"task": "sst2"}, 400)
     """
+    plan = _space_plan()
     stages: list[dict[str, Any]] = []
     training = {"max_steps": steps, "save_steps": max(steps // 2, 1)}
     if params["layers"] < num_layers:
-        stages.append({"stage": "layers", "strategy": params["strategy"], "layers": params["layers"], "keep": "evenly",
+        distillation = plan["layers"]["distillation"]
+        stages.append({**plan["layers"]["stage"], "strategy": params["strategy"], "layers": params["layers"],
                        "training": training,
-                       "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}
-                       if params["strategy"] == "truncate" else {"teacher": "original", "alpha": 0.5,
-                                                                 "temperature": 2.0}})
+                       "distillation": dict(distillation.get(params["strategy"], distillation["default"]))})
     if params.get("retraining_free"):
-        stages.append({"stage": "compress", "method": "structured", "kept_flops": params["retraining_free"]})
-    methods = []
-    if params["heads"]:
-        methods.append({"method": "heads", "target": params["heads"], "max_batches": 16})
-    if params["ffn"]:
-        methods.append({"method": "ffn", "target": params["ffn"], "max_batches": 16})
-    if params["lowrank"]:
-        methods.append({"method": "lowrank", "param_ratio": params["lowrank"]})
+        stages.append(_filled(plan["retraining_free"], VALUE=params["retraining_free"]))
+    methods = [_filled(template, VALUE=params[dimension]) for dimension, template in plan["train"]["methods"].items()
+               if params.get(dimension)]
     if methods:
         stages.append({"stage": "train", "methods": methods, "training": training,
-                       "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0}})
-    if params["int8"] == "torch":
-        stages.append({"stage": "compress", "method": "int8_dynamic", "modules": INT8_MODULES[params["int8_modules"]]})
-    elif params["int8"] == "onnxruntime":
-        stages.append({"stage": "export", "format": "onnx_int8",
-                       "keep_ffn_out_float": params["int8_modules"] == "attention+ffn_in"})
-    elif params["int8"] == "openvino":  # NNCF picks its own layer set: int8_modules does not apply
-        stages.append({"stage": "export", "format": "openvino_int8"})
+                       "distillation": dict(plan["train"]["distillation"])})
+    if params["int8"] != "none":
+        stages.append(_filled(plan["int8"][params["int8"]], MODULES=INT8_MODULES[params["int8_modules"]],
+                              FFN_OUT_FLOAT=params["int8_modules"] == "attention+ffn_in"))
     return {**copy.deepcopy(base), "stages": stages}
+
+
+def _space_plan() -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).with_name("search_space.yaml")).read_text(encoding="utf-8"))
+
+
+def _filled(template: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """``template`` with each placeholder value (VALUE, MODULES, ...) replaced."""
+    return {key: values.get(value, value) if isinstance(value, str) else copy.deepcopy(value)
+            for key, value in template.items()}
 
 
 def _suggest(trial: Any, space: SearchSpace, num_layers: int) -> dict[str, Any]:
@@ -172,7 +174,7 @@ def first_candidates(space: SearchSpace, num_layers: int) -> list[tuple[str, dic
     """
     layers = space.layer_choices(num_layers)
     runtime = next((r for r in INT8_PREFERENCE if r in space.int8), "none")
-    strategy = "truncate" if "truncate" in space.strategies else space.strategies[0]
+    strategy = space.strategies[0]
     plain = {"layers": layers[0], "strategy": strategy,
              "heads": 0.0 if 0.0 in space.head_fractions else space.head_fractions[0],
              "ffn": 0.0 if 0.0 in space.ffn_fractions else space.ffn_fractions[0],
