@@ -474,10 +474,33 @@ def _optimize(study: Any, objective: _Objective, n_trials: int, budget_hours: fl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a killed worker's trial (no heartbeat): failed, and queued again
-    remaining = n_trials - _counted(study)
-    if remaining > 0:  # re-running a finished search only rebuilds its report
-        study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
-                       callbacks=callbacks, catch=(), show_progress_bar=True)
+    import sqlalchemy.exc
+
+    try:
+        remaining = n_trials - _counted(study)
+        if remaining > 0:  # re-running a finished search only rebuilds its report
+            study.optimize(objective, n_trials=remaining, timeout=budget_hours * 3600 if budget_hours else None,
+                           callbacks=callbacks, catch=(), show_progress_bar=True)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+        # A database that went away: what it holds is safe; say so in one line, without the URL's password.
+        raise StorageUnreachableError(
+            f"the study's storage {_shown_storage(study)} stopped answering ({str(error.orig).strip().splitlines()[0]}); "
+            "every finished trial is kept there: run the same command again once it is back to continue") from error
+
+
+class StorageUnreachableError(OSError):
+    """The search's database stopped answering mid-run; finished trials are kept and a re-run continues."""
+
+
+def _shown_storage(study: Any) -> str:
+    """The storage URL as it may be printed: any password replaced by ***."""
+    url = getattr(getattr(study, "_storage", None), "url", None) or "(database)"
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a database URL (a journal file): nothing secret in it
+        return str(url)
 
 
 def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds: int = 60) -> Any:

@@ -284,3 +284,25 @@ def test_a_journal_file_holds_the_study_and_a_second_run_continues_it(tmp_path, 
     study = optuna.load_study(study_name=STUDY_NAME, storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))))
     started = [t for t in study.trials if t.state.name != "WAITING" and "free_step_of" not in t.user_attrs]
     assert [t.state.name for t in started] == ["COMPLETE", "COMPLETE"] and not (tmp_path / "one" / "study.db").exists()
+
+
+def test_a_storage_that_stops_answering_ends_the_search_with_one_line_and_no_password(tmp_path, tiny_base, capsys,
+                                                                                        monkeypatch):
+    import optuna
+    import sqlalchemy.exc
+
+    def gone(self, *args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(optuna.study.Study, "optimize", gone)
+    storage = f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    code = main(_search_args(tiny_base, tmp_path / "out", 2, "--storage", storage))
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hfcompress search:")]
+    assert code == 2 and len(said) == 1
+    assert "stopped answering (server closed the connection unexpectedly)" in said[0] and "run the same command" in said[0]
+    from hfcompress.search import _shown_storage
+
+    class Fake:
+        class _storage:
+            url = "postgresql://me:s3cret@db/hf"
+    assert "s3cret" not in _shown_storage(Fake()) and "***" in _shown_storage(Fake())
