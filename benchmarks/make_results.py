@@ -161,8 +161,8 @@ def summary_table(results_dir: Path = RESULTS, link_prefix: str = "") -> list[st
     Every number is read from the results JSON; a missing file or row id stops the rendering."""
     studies = {study.key: study for study in load_studies()}
     chosen = yaml.safe_load((HERE / "summary.yaml").read_text(encoding="utf-8"))
-    lines = ["| task | method (best committed setting) | score | % of teacher | speedup bs1 | speedup bs32 | file | "
-             "details |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | task | method (best committed setting) | score | % of teacher | speedup bs1 | speedup bs32 | "
+             "file | details |", "|---|---|---|---|---|---|---|---|---|"]
     for task, entries in chosen.items():
         for entry in entries:
             payload = json.loads((results_dir / f"{entry['file']}.json").read_text(encoding="utf-8"))
@@ -173,12 +173,20 @@ def summary_table(results_dir: Path = RESULTS, link_prefix: str = "") -> list[st
             study = studies[entry["section"]]
             link = f"[{study.short_title or study.title}]({link_prefix}#{_anchor(study.title)})"
             lines.append(
-                f"| {task.upper()} ({payload['metric']}) | {entry['method']} | {100 * row['score']:.2f} | "
+                f"| {model_name(payload)} | {task.upper()} ({payload['metric']}) | {entry['method']} | "
+                f"{100 * row['score']:.2f} | "
                 f"{100 * row['score'] / teacher['score']:.1f}% of {100 * teacher['score']:.2f} | "
                 f"{teacher['latency_bs1_ms'] / row['latency_bs1_ms']:.2f}x | "
                 f"{teacher['latency_bs32_ms'] / row['latency_bs32_ms']:.2f}x | "
                 f"{row['size_bytes'] / 2**20:.1f} MB | {link} |")
     return lines
+
+
+
+def model_name(payload: dict) -> str:
+    """The base model a results file's teacher was fine-tuned from (runs before the base-size model name none)."""
+    return "MPNet-base (12 layers)" if "mpnet" in str(payload.get("model", "")) else "MiniLM-L6"
+
 
 WHICH_START, WHICH_END = "<!-- which-recipe:start (benchmarks/make_results.py) -->", "<!-- which-recipe:end -->"
 
