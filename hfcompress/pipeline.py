@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
 import yaml
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           TrainingArguments)
@@ -353,25 +354,30 @@ def run_pipeline(
     except ValueError as error:
         raise RecipeError(str(error)) from error
     output.mkdir(parents=True, exist_ok=True)
-    with output_lock(output):
-        recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
-        (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    processes = _Processes()
+    # Under torchrun the processes of one run share the folder; the main one holds the lock for them all.
+    with output_lock(output) if processes.is_main else contextlib.nullcontext():
+        if processes.is_main:
+            recipe_text = yaml.safe_dump({**recipe, "task": task}, sort_keys=False)
+            (output / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
 
         original_tokenizer = AutoTokenizer.from_pretrained(model_path)
         task_data = RecipeData(recipe, task, data_dir) if task else None
         original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
-        _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output)
+        _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output, processes)
         records = [_stage_record(stage) for stage in stages]
         final = output / "stages" / stages[-1].folder
         runtime = runtime_for_folder(final)
-        replace_files(final, output, skip=("README.md", "stage.json"))
         results = None
-        if measure and task:
-            results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
-        from .hub import build_model_card
+        if processes.is_main:
+            replace_files(final, output, skip=("README.md", "stage.json"))
+            if measure and task:
+                results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
+            from .hub import build_model_card
 
-        build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
-        shutil.rmtree(output / "work", ignore_errors=True)
+            build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
+            shutil.rmtree(output / "work", ignore_errors=True)
+        processes.wait()
     if results is not None:
         warn_if_lost(results)
         original, final = results["rows"][0], results["rows"][-1]
@@ -385,9 +391,36 @@ def run_pipeline(
     return PipelineResult(output, records, results, is_onnx, runtime.name if runtime else None)
 
 
+class _Processes:
+    """This run's place among the processes torchrun / accelerate started (one process: the only, main one).
+    Training stages run in every process (the Trainer makes them data-parallel); the main process alone writes
+    stage folders, exports, measures and writes the card, while the others wait for it and read what it wrote."""
+
+    def __init__(self) -> None:
+        self.count = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.count > 1:
+            import torch.distributed as dist
+
+            # The group torchrun / accelerate describe in the environment; the Trainer then uses the same one.
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        if self.count > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
 def _run_stages(stages: list[Stage], original: PreTrainedModel, original_tokenizer: Any, task_data: Any,
-                recipe: dict[str, Any], task: str | None, output: Path) -> None:
+                recipe: dict[str, Any], task: str | None, output: Path, processes: _Processes | None = None) -> None:
     """Run the stages not finished yet, each saved whole to OUTPUT/stages/NN-name before the next starts."""
+    processes = processes or _Processes()
     current: Any = None
     tokenizer = original_tokenizer
     for stage in stages:
@@ -396,17 +429,23 @@ def _run_stages(stages: list[Stage], original: PreTrainedModel, original_tokeniz
             logger.info("stage %s: already finished (%s)", stage.folder, folder)
             current = None  # loaded lazily: only the last finished stage's model is needed
             continue
-        if current is None:
-            previous = _last_finished(output, stages, stage.index)
-            current = (copy.deepcopy(original) if previous is None
-                       else AutoModelForSequenceClassification.from_pretrained(previous))
-            # A stage may have changed the tokenizer (vocabulary pruning): each stage folder keeps its own.
-            tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
-        logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
-        data = task_data.tokenized(tokenizer) if task_data else None
-        current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
-        _save_stage(stage, current, tokenizer, folder)
-        shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
+        trains = stage.kind in TRAINING_STAGES
+        if trains or processes.is_main:
+            if current is None:
+                previous = _last_finished(output, stages, stage.index)
+                current = (copy.deepcopy(original) if previous is None
+                           else AutoModelForSequenceClassification.from_pretrained(previous))
+                # A stage may have changed the tokenizer (vocabulary pruning): each stage folder keeps its own.
+                tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
+            logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
+            data = task_data.tokenized(tokenizer) if task_data else None
+            current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
+            if processes.is_main:
+                _save_stage(stage, current, tokenizer, folder)
+                shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
+        if not processes.is_main and not trains:
+            current = None  # the main process ran this step: the next stage reads its folder
+        processes.wait()
 
 
 def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: RecipeData, recipe: dict[str, Any],

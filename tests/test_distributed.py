@@ -76,3 +76,37 @@ def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path,
         assert torch.equal(rank0[key], rank1[key]), key
         torch.testing.assert_close(rank0[key], alone[key], atol=1e-6, rtol=0)
         assert torch.equal(rank0[key] == 0, alone[key] == 0), key  # the same weights pruned
+
+
+@pytest.mark.subprocess
+def test_a_pipeline_under_torchrun_trains_data_parallel_and_writes_one_result(tmp_path, minilm_path):
+    """`torchrun --nproc_per_node 2 -m hfcompress compress`: both processes train the layer stage together, the
+    main one writes each stage folder, the card and the result; a second run finds every stage done."""
+    import yaml
+    from transformers import AutoModelForSequenceClassification
+
+    from hfcompress.data import sample_data_dir
+
+    from .conftest import save_tiny_bert
+
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=4)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "max_seq_length": 16, "max_train_samples": 64, "seed": 3,
+        "training": {"max_steps": 4, "per_device_train_batch_size": 8, "save_steps": 2, "use_cpu": True},
+        "stages": [{"stage": "layers", "strategy": "truncate", "layers": 2},
+                   {"stage": "compress", "method": "heads", "target": 0.25, "max_batches": 2}]}))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+               "-m", "hfcompress", "compress", "--config", str(recipe), "--model", str(base), "--task", "sst2",
+               "--data_dir", sample_data_dir(), "--output", str(out), "--no-measure"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (out / "stages").iterdir()) == ["01-truncate2", "02-heads"]
+    trained = json.loads((out / "stages" / "01-truncate2" / "stage.json").read_text())
+    assert trained["stage"] == "layers" and (out / "README.md").is_file() and not (out / "work").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
