@@ -163,10 +163,15 @@ def summary_table(results_dir: Path = RESULTS, link_prefix: str = "") -> list[st
     chosen = yaml.safe_load((HERE / "summary.yaml").read_text(encoding="utf-8"))
     lines = ["| model | task | method (best committed setting) | score | % of teacher | speedup bs1 | speedup bs32 | "
              "file | details |", "|---|---|---|---|---|---|---|---|---|"]
+    notes: list[str] = []
     for task, entries in chosen.items():
         for entry in entries:
             payload = json.loads((results_dir / f"{entry['file']}.json").read_text(encoding="utf-8"))
             row, teacher = by_id(payload["rows"], entry["id"]), payload["rows"][0]
+            if entry.get("note"):  # a caveat of that run, said under the table and marked on the row
+                if entry["note"] not in notes:
+                    notes.append(entry["note"])
+                entry = {**entry, "method": entry["method"] + " " + "*" * (notes.index(entry["note"]) + 1)}
             if row is None:
                 raise SystemExit(f"summary.yaml: no row with id {entry['id']!r} in {entry['file']}.json "
                                  f"(ids: {[r['id'] for r in payload['rows']]})")
@@ -179,7 +184,7 @@ def summary_table(results_dir: Path = RESULTS, link_prefix: str = "") -> list[st
                 f"{teacher['latency_bs1_ms'] / row['latency_bs1_ms']:.2f}x | "
                 f"{teacher['latency_bs32_ms'] / row['latency_bs32_ms']:.2f}x | "
                 f"{row['size_bytes'] / 2**20:.1f} MB | {link} |")
-    return lines
+    return lines + ([""] + [f"{'*' * (i + 1)} {note}" for i, note in enumerate(notes)] if notes else [])
 
 
 

@@ -22,7 +22,7 @@ def test_summary_rows_come_from_the_named_json_rows(tmp_path):
     make_results = _make_results()
     chosen = yaml.safe_load((ROOT / "benchmarks" / "summary.yaml").read_text())
     lines = make_results.summary_table()
-    assert len(lines) == 2 + sum(len(entries) for entries in chosen.values())
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + sum(len(entries) for entries in chosen.values())
     # Change one committed number: the table follows it.
     first = chosen["sst2"][0]
     results = tmp_path / "results"
