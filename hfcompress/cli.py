@@ -121,6 +121,8 @@ def _add_search_command(commands) -> None:
     search.add_argument("--retraining-free", dest="retraining_free", type=float, nargs="*", default=None,
                         metavar="KEPT_FLOPS", help="kept head+FFN FLOPs shares to try with retraining-free pruning "
                                                    "(default: 0.7 0.5; give none to leave it out)")
+    search.add_argument("--int8", nargs="+", default=None, choices=["none", "torch", "onnxruntime", "openvino"],
+                        help="int8 runtimes to try (default: every one installed, and none)")
     search.add_argument("--eval-file", dest="eval_file", default=None,
                         help="labelled rows the model never saw (a file in the task's layout): candidates are scored "
                              "on them instead of on --holdout of train")
@@ -298,6 +300,8 @@ def _search_space(args) -> "SearchSpace":
     from .search import SearchSpace
 
     space = SearchSpace(layers=args.layers)
+    if args.int8 is not None:
+        space.int8 = list(dict.fromkeys(args.int8))
     if args.retraining_free is not None:
         space.retraining_free = [None, *args.retraining_free]
     return space

@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def _demo_module():
     import importlib.util
 
+    if "hfcompress_demo" in sys.modules:
+        return sys.modules["hfcompress_demo"]
     spec = importlib.util.spec_from_file_location("hfcompress_demo", ROOT / "scripts" / "demo.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["hfcompress_demo"] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 

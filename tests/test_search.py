@@ -29,7 +29,7 @@ def tiny_base(tmp_path, minilm_path):
 def _search_args(base, out, trials, *more):
     return ["search", "--model", str(base), "--task", "sst2", "--data_dir", sample_data_dir(), "--output", str(out),
             "--max-drop", "60", "--budget-trials", str(trials), "--steps", "2", "--max_train_samples", "96",
-            "--max_seq_length", "16", "--batch_size", "16", "--layers", "3", "2", *more]
+            "--max_seq_length", "16", "--batch_size", "16", "--layers", "3", "2", "--int8", "none", "torch", *more]
 
 
 def _load(folder):

@@ -73,7 +73,7 @@ def test_two_workers_share_one_study_on_a_postgresql_server(tmp_path, minilm_pat
     command = [sys.executable, "-m", "hfcompress.cli", "search", "--model", str(base), "--task", "sst2",
                "--data_dir", sample_data_dir(), "--output", str(out), "--max-drop", "60", "--budget-trials", "4",
                "--steps", "2", "--max_train_samples", "96", "--max_seq_length", "16", "--batch_size", "16",
-               "--layers", "3", "2", "--storage", postgres_url]
+               "--layers", "3", "2", "--int8", "none", "torch", "--storage", postgres_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [subprocess.Popen(command + ["--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
