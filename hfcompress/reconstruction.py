@@ -57,6 +57,17 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     Example:
         >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
     """
+    def refit(name: str, module: nn.Linear, targets: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
+        before, after = _refit(module, pruned, batches, targets, ridge, device)
+        return {"relative_error_before": before, "relative_error_after": after}
+
+    return _each_projection(pruned, dense, batches, refit)
+
+
+def _each_projection(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
+                     fit: Any) -> list[dict[str, Any]]:
+    """``fit(name, module, dense outputs per batch, device)`` on every output projection of ``pruned``, bottom
+    layer first (each on inputs that went through the ones fitted before it); the results with their names."""
     targets, references = _projections(pruned), _projections(dense)
     if len(targets) != len(references):
         raise ValueError(f"reconstruct needs the pruned model and its dense original with the same layers; got "
@@ -65,15 +76,14 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     dense_outputs = _dense_outputs(dense, [module for _, module in references], batches)
     was_training = pruned.training
     pruned.eval()
-    errors = []
+    results = []
     try:
         for index, (name, module) in enumerate(targets):
-            before, after = _refit(module, pruned, batches, [outputs[index] for outputs in dense_outputs], ridge,
-                                   device)
-            errors.append({"projection": name, "relative_error_before": before, "relative_error_after": after})
+            results.append({"projection": name, **fit(name, module, [outputs[index] for outputs in dense_outputs],
+                                                      device)})
     finally:
         pruned.train(was_training)
-    return errors
+    return results
 
 
 def _dense_outputs(dense: PreTrainedModel, modules: list[nn.Linear],
@@ -169,23 +179,13 @@ def tune_masks(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[di
     Example:
         >>> tune_masks(pruned_model, dense_model, list(loader)[:16])
     """
-    adapter = get_adapter(pruned)
-    head_size = adapter.head_size(pruned.config)
-    targets, references = _projections(pruned), _projections(dense)
-    device = next(pruned.parameters()).device
-    dense_outputs = _dense_outputs(dense, [module for _, module in references], batches)
-    was_training = pruned.training
-    pruned.eval()
-    results = []
-    try:
-        for index, (name, module) in enumerate(targets):
-            group = head_size if name.endswith("attention output") else 1
-            results.append({"projection": name, **_tune(module, pruned, batches,
-                                                        [outputs[index] for outputs in dense_outputs], group, ridge,
-                                                        max_scale, device)})
-    finally:
-        pruned.train(was_training)
-    return results
+    head_size = get_adapter(pruned).head_size(pruned.config)
+
+    def tune(name: str, module: nn.Linear, targets: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
+        group = head_size if name.endswith("attention output") else 1
+        return _tune(module, pruned, batches, targets, group, ridge, max_scale, device)
+
+    return _each_projection(pruned, dense, batches, tune)
 
 
 def _tune(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],

@@ -338,19 +338,19 @@ class _Objective:
         return measured["score"], measured["latency_ratio_bs1"]
 
     def _record(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """Run and measure a candidate; its numbers, recipe and budget violations go on ``trial`` (a Trial or a
-        FrozenTrial's attribute dict)."""
+        """Run and measure a candidate; its numbers, recipe and budget violations, also set on ``trial`` when one
+        is given (a free int8 form gets them as the attributes of the trial it is added as)."""
         measured = self.evaluator.measure(recipe, folder)
-        attrs = {"recipe": recipe, "folder": str(folder), "params_dict": params, **measured}
         violations = []
         if self.min_score is not None:
             violations.append(self.min_score - measured["score"])
         if self.max_latency_ms is not None:
             violations.append(measured["latency_bs1_ms"] - self.max_latency_ms)
-        attrs["constraints"] = violations
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value) if hasattr(trial, "set_user_attr") else trial.__setitem__(key, value)
-        return measured
+        attrs = {"recipe": recipe, "folder": str(folder), "params_dict": params, **measured, "constraints": violations}
+        if trial is not None:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+        return attrs
 
     def _free_int8_forms(self, trial: Any, params: dict[str, Any], recipe: dict[str, Any], folder: Path) -> None:
         """The feasible candidate in each int8 form it was not tried in: the same stages (copied from this trial)
@@ -364,8 +364,8 @@ class _Objective:
             variant_recipe = candidate_recipe(variant, self.num_layers, self.base, self.steps)
             variant_folder = folder.parent / f"{folder.name}-{int8}"
             reused = reuse_finished_stages(variant_recipe, variant_folder / "model", [(recipe, folder / "model")])
-            attrs: dict[str, Any] = {"free_step_of": trial.number, "reused_stages": reused}
-            measured = self._record(attrs, variant, variant_recipe, variant_folder / "model")
+            measured = self._record(None, variant, variant_recipe, variant_folder / "model")
+            attrs = {"free_step_of": trial.number, "reused_stages": reused, **measured}
             suggested = {**trial.params, "int8": int8, "int8_modules": INT8_MODULES_DEFAULT}
             self.study.add_trial(optuna.trial.create_trial(
                 params=suggested, distributions=_distributions(self.space, self.num_layers),
@@ -377,7 +377,7 @@ class _Objective:
         """A candidate that trains is first trained with a quarter of the steps; far below the budget, it stops."""
         import optuna
 
-        if self.threshold is None or not any(s["stage"] in ("layers", "train") for s in recipe["stages"]):
+        if self.threshold is None or not any(s["stage"] in TRAINING_STAGE_KINDS for s in recipe["stages"]):
             return
         short_steps = max(1, self.steps // 4)
         early = trial.user_attrs.get("short_score")

@@ -162,11 +162,10 @@ def test_a_final_model_that_lost_much_gets_a_warning_line(caplog):
     assert line in caplog.text
 
 
-@pytest.mark.subprocess
-def test_two_workers_share_one_study(tmp_path, tiny_base):
-    out = tmp_path / "shared"
-    storage = f"sqlite:///{(tmp_path / 'study.db').resolve()}"
-    command = [sys.executable, "-m", "hfcompress.cli", *_search_args(tiny_base, out, 4, "--storage", storage)]
+def run_two_workers_on_one_study(base, out, storage):
+    """Two search workers as separate processes on one storage: each trial evaluated once, in its own folder, by
+    one of them, and both took trials (shared by the SQLite and the PostgreSQL tests)."""
+    command = [sys.executable, "-m", "hfcompress.cli", *_search_args(base, out, 4, "--storage", storage)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     workers = [subprocess.Popen(command + ["--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
@@ -181,6 +180,12 @@ def test_two_workers_share_one_study(tmp_path, tiny_base):
     assert {f"trial-{t.number:04d}" for t in evaluated} <= set(folders)  # each evaluated trial has its own folder
     by_worker = [o.count("after trial") for o, _ in outputs]
     assert all(count >= 1 for count in by_worker), by_worker  # both workers took trials
+    assert (out / "front.json").is_file()
+
+
+@pytest.mark.subprocess
+def test_two_workers_share_one_study(tmp_path, tiny_base):
+    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"sqlite:///{(tmp_path / 'study.db').resolve()}")
 
 
 def test_candidate_recipes_are_valid_pipelines():

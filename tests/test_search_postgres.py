@@ -6,18 +6,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from hfcompress.data import sample_data_dir
-
 from .conftest import save_tiny_bert
-
-ROOT = Path(__file__).resolve().parent.parent
+from .test_search import run_two_workers_on_one_study
 
 
 def _binaries() -> Path | None:
@@ -66,26 +61,5 @@ def postgres_url():
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_workers_share_one_study_on_a_postgresql_server(tmp_path, minilm_path, postgres_url):
-    import optuna
-
     base = save_tiny_bert(tmp_path / "base", minilm_path, layers=3)
-    out = tmp_path / "search"
-    command = [sys.executable, "-m", "hfcompress.cli", "search", "--model", str(base), "--task", "sst2",
-               "--data_dir", sample_data_dir(), "--output", str(out), "--max-drop", "60", "--budget-trials", "4",
-               "--steps", "2", "--max_train_samples", "96", "--max_seq_length", "16", "--batch_size", "16",
-               "--layers", "3", "2", "--int8", "none", "torch", "--storage", postgres_url]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen(command + ["--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
-    outputs = [w.communicate(timeout=900) for w in workers]
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    trials = optuna.load_study(study_name="hfcompress-search", storage=postgres_url).trials
-    started = [t for t in trials if t.state.name != "WAITING" and "free_step_of" not in t.user_attrs]
-    numbers = [t.number for t in started]
-    assert len(numbers) == len(set(numbers)) and 4 <= len(numbers) <= 5
-    evaluated = [t for t in started if "duplicate_of" not in t.user_attrs and t.state.name == "COMPLETE"]
-    folders = {p.name for p in (out / "trials").iterdir()}
-    assert {f"trial-{t.number:04d}" for t in evaluated} <= folders  # each evaluated once, in its own folder
-    assert all(o.count("after trial") >= 1 for o, _ in outputs)  # both workers took trials
-    assert (out / "front.json").is_file()
+    run_two_workers_on_one_study(base, tmp_path / "search", postgres_url)
