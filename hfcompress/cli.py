@@ -108,6 +108,9 @@ def _add_search_command(commands) -> None:
     search.add_argument("--storage", default=None, help="where the study lives, shared by every worker: an Optuna "
                                                         "database URL (postgresql://..., mysql://...) or journal:FILE "
                                                         "on a shared filesystem (default: sqlite:///OUTPUT/study.db)")
+    search.add_argument("--heartbeat-seconds", dest="heartbeat_seconds", type=int, default=60,
+                        help="a worker's running trial beats this often; one silent for three beats (worker killed, "
+                             "machine lost) is failed and queued again by another worker")
     search.add_argument("--steps", type=int, default=200, help="training steps per training stage of a candidate")
     search.add_argument("--final-steps", dest="final_steps", type=int, default=None,
                         help="train the chosen candidate again with this many steps per training stage before "
@@ -315,7 +318,8 @@ def _search(args) -> None:
                     storage=args.storage, steps=args.steps, final_steps=args.final_steps, holdout=args.holdout,
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
                     training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed,
-                    eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference)
+                    eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference,
+                    heartbeat_seconds=args.heartbeat_seconds)
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")

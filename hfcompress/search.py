@@ -507,7 +507,7 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
     """Create or join the study. Workers started together on a new database race to create its schema (the
     loser gets an IntegrityError / "table already exists"): the loser waits and joins what the winner made.
 
-    SQL storages get a heartbeat: a trial whose worker stopped beating (killed, machine lost) is marked
+    SQL and journal storages get a heartbeat: a trial whose worker stopped beating (killed, machine lost) is marked
     failed by the next worker that starts a trial and queued again with the same candidate, which then
     continues in the same trial folder from its last checkpoint.
     """
@@ -516,15 +516,12 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
 
     def create() -> Any:
         backend: Any = storage
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+            optuna.storages.RetryFailedTrialCallback
         if storage.startswith("journal:"):
-            # A file on a shared filesystem, for clusters without a database server. Optuna keeps no heartbeat
-            # there: a killed worker's trial stays "running" and is not retried by the others.
-            from optuna.storages.journal import JournalFileBackend
-
-            backend = optuna.storages.JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
+            # A file on a shared filesystem, for clusters without a database server.
+            backend = _journal_with_heartbeat(storage.removeprefix("journal:"), heartbeat_seconds, retry(max_retry=2))
         elif storage.startswith(("sqlite", "postgresql", "mysql", "oracle", "mssql")):
-            retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
-                optuna.storages.RetryFailedTrialCallback
             backend = optuna.storages.RDBStorage(storage, heartbeat_interval=heartbeat_seconds,
                                                  grace_period=3 * heartbeat_seconds,
                                                  failed_trial_callback=retry(max_retry=2))
@@ -540,6 +537,48 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
                 time.sleep(0.5 * (attempt + 1))
         return create()
+
+
+def _journal_with_heartbeat(path: str, heartbeat_seconds: int, on_stale: Any) -> Any:
+    """Optuna's journal file storage with the heartbeat its RDB storage has (Optuna gives the journal none, so a
+    killed worker's trial would stay "running" for ever): each running trial records the wall-clock time every
+    ``heartbeat_seconds`` in a system attribute; one silent for three intervals is stale, and the next worker to
+    start a trial fails it and queues it again (``on_stale``). Workers on several machines need clocks that agree
+    to well within three intervals (NTP does).
+
+    Example:
+        >>> storage = _journal_with_heartbeat("study.journal", 60, None)  # doctest: +SKIP
+    """
+    import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat
+    from optuna.storages.journal import JournalFileBackend
+
+    class JournalStorageWithHeartbeat(optuna.storages.JournalStorage, BaseHeartbeat):
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker already failed this trial as stale: nothing left to keep alive
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            now = time.time()
+            running = self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            return [t._trial_id for t in running
+                    if now - t.system_attrs.get(HEARTBEAT_ATTR, t.datetime_start.timestamp()) > 3 * heartbeat_seconds]
+
+        def get_heartbeat_interval(self) -> int:
+            return heartbeat_seconds
+
+        def get_heartbeat_stale_trial_callback(self) -> Any:
+            return on_stale
+
+        def get_failed_trial_callback(self) -> Any:  # the name before Optuna 4.9
+            return on_stale
+
+    return JournalStorageWithHeartbeat(JournalFileBackend(path))
+
+
+HEARTBEAT_ATTR = "hfcompress:heartbeat"
 
 
 def _counted_states() -> tuple:

@@ -46,11 +46,19 @@ def _logits(model):
         return torch.as_tensor(model(**inputs).logits)
 
 
-def _counted(storage):
-    """Trials that count toward the budget: started ones, not the free int8 forms nor queued first candidates."""
+def _study(storage):
     import optuna
 
-    trials = optuna.load_study(study_name="hfcompress-search", storage=storage).trials
+    if storage.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
+    return optuna.load_study(study_name="hfcompress-search", storage=storage)
+
+
+def _counted(storage):
+    """Trials that count toward the budget: started ones, not the free int8 forms nor queued first candidates."""
+    trials = _study(storage).trials
     return [t for t in trials if t.state.name != "WAITING" and "free_step_of" not in t.user_attrs]
 
 
@@ -180,7 +188,60 @@ def run_two_workers_on_one_study(base, out, storage):
     assert {f"trial-{t.number:04d}" for t in evaluated} <= set(folders)  # each evaluated trial has its own folder
     by_worker = [o.count("after trial") for o, _ in outputs]
     assert all(count >= 1 for count in by_worker), by_worker  # both workers took trials
-    assert (out / "front.json").is_file()
+    # One worker given the same finished trials (the budget is spent: it only reports) makes the same front and pick.
+    alone = out.parent / f"{out.name}-alone"
+    again = subprocess.run(command + ["--seed", "3", "--output", str(alone)], cwd=ROOT, capture_output=True, text=True,
+                           env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    shared, solo = (json.loads((folder / "front.json").read_text())["trials"] for folder in (out, alone))
+    assert [(r["trial"], r["candidate"], r["score"]) for r in shared] == [(r["trial"], r["candidate"], r["score"])
+                                                                          for r in solo]
+    # The front as the trials measured it (the report re-times its front side by side, which moves with the noise).
+    at_trial = [[{**r, "latency_ratio_bs1": r.get("latency_ratio_bs1_at_trial", r["latency_ratio_bs1"])} for r in rows]
+                for rows in (shared, solo)]
+    assert [r["trial"] for r in pareto_front(at_trial[0])] == [r["trial"] for r in pareto_front(at_trial[1])]
+
+
+def kill_a_worker_and_let_another_finish(base, out, storage):
+    """A worker killed mid-trial (SIGKILL, no chance to clean up): once its trial missed three heartbeats the next
+    worker fails it, queues it again and finishes it in the same trial folder; the budget counts it once (shared
+    by the SQLite, journal and PostgreSQL tests)."""
+    import signal
+    import time
+
+    # Only the known-good candidate (2 layers, distilled) comes first, and it trains long enough to be killed in.
+    command = [sys.executable, "-m", "hfcompress.cli",
+               *_search_args(base, out, 2, "--storage", storage, "--heartbeat-seconds", "1", "--layers", "2",
+                             "--retraining-free", "--int8", "none", "--steps", "400")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    doomed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        running = []
+        while not running and doomed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                running = [t for t in _study(storage).trials if t.state.name == "RUNNING"]
+            except KeyError:  # the study is not created yet
+                pass
+        assert running, f"no trial started: {doomed.stderr.read()[-3000:] if doomed.poll() is not None else 'timeout'}"
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=60)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    killed = next(t for t in _study(storage).trials if t.number == running[0].number)
+    assert killed.state.name == "RUNNING", "the trial finished before the kill: give it more steps"
+    time.sleep(4)  # three heartbeats missed
+    survivor = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert survivor.returncode == 0, survivor.stderr[-3000:]
+    trials = _study(storage).trials
+    assert next(t for t in trials if t.number == killed.number).state.name == "FAIL"
+    retry = next(t for t in trials if t.number != killed.number
+                 and t.user_attrs.get("folder_number") == killed.user_attrs["folder_number"])
+    assert retry.state.name == "COMPLETE" and retry.params == killed.params
+    assert sum(t.state.name == "COMPLETE" and "free_step_of" not in t.user_attrs for t in trials) == 2
+    assert (out / "trials" / f"trial-{killed.user_attrs['folder_number']:04d}" / "model").is_dir()
 
 
 @pytest.mark.subprocess
@@ -258,6 +319,21 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
     assert retry.state.name == "COMPLETE" and retry.user_attrs["params_dict"] == params
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # the failed attempt is not counted
     assert (out / "trials" / f"trial-{dead.number:04d}" / "model").is_dir()
+
+
+@pytest.mark.subprocess
+def test_a_killed_worker_trial_is_finished_by_another_sqlite(tmp_path, tiny_base):
+    kill_a_worker_and_let_another_finish(tiny_base, tmp_path / "out", f"sqlite:///{(tmp_path / 'study.db').resolve()}")
+
+
+@pytest.mark.subprocess
+def test_two_workers_share_one_journal_file(tmp_path, tiny_base):
+    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"journal:{tmp_path / 'study.journal'}")
+
+
+@pytest.mark.subprocess
+def test_a_killed_worker_trial_is_finished_by_another_journal(tmp_path, tiny_base):
+    kill_a_worker_and_let_another_finish(tiny_base, tmp_path / "out", f"journal:{tmp_path / 'study.journal'}")
 
 
 def test_openvino_is_a_runtime_the_search_can_pick():

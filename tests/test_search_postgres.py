@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import save_tiny_bert
-from .test_search import run_two_workers_on_one_study
+from .test_search import kill_a_worker_and_let_another_finish, run_two_workers_on_one_study
 
 
 def _binaries() -> Path | None:
@@ -63,3 +63,10 @@ def postgres_url():
 def test_two_workers_share_one_study_on_a_postgresql_server(tmp_path, minilm_path, postgres_url):
     base = save_tiny_bert(tmp_path / "base", minilm_path, layers=3)
     run_two_workers_on_one_study(base, tmp_path / "search", postgres_url)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_killed_worker_trial_is_finished_by_another_on_a_postgresql_server(tmp_path, minilm_path, postgres_url):
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=3)
+    kill_a_worker_and_let_another_finish(base, tmp_path / "search", postgres_url)
