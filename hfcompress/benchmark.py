@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 from .data.metrics import task_metrics
 from .data.tasks import get_task
 from .cpu import cpu_summary, full_range_int8_kernels, int8_isa
+from .devices import describe, model_device
 from .timing import concurrent_throughput, interleaved_latency, measure_latency, paired_latency  # noqa: F401  (public here too)
 
 
@@ -212,7 +213,7 @@ def benchmark_model(
     Example:
         >>> row = benchmark_model("teacher", model, eval_dataset=dev, task="sst2")
     """
-    row: dict[str, Any] = {"name": name}
+    row: dict[str, Any] = {"name": name, "device": describe(model_device(model))}
     if isinstance(model, nn.Module):
         row["params"] = count_parameters(model)
         row["size_bytes"] = size_bytes if size_bytes is not None else saved_size_bytes(model)
@@ -266,6 +267,8 @@ def format_table(
         >>> print(format_table(rows, "accuracy", [("remaining", "kept", "{:.1%}".format)]))
     """
     extra_columns = list(extra_columns)
+    if any(row.get("device", "cpu") != "cpu" for row in rows):  # timed on a GPU: say which row ran where
+        extra_columns.append(("device", "device", str))
     header = f"| model | {metric_name} | params | size (MB) | bs1 ms | bs32 ms | speedup bs1 | speedup bs32 | size ratio |"
     header += "".join(f" {title} |" for _, title, _ in extra_columns)
     lines = [header, "|---" * (header.count("|") - 1) + "|"]

@@ -66,6 +66,15 @@ def _add_measure_commands(commands) -> None:
                            help="timing rounds at batch 1 (a third of them at batch 32); each round times every "
                                 "model once, in alternation")
     benchmark.add_argument("--output", default=None, help="write results JSON here (and .md beside it)")
+    _device_flag(benchmark, "where torch models are timed (synchronized on CUDA); int8 models and ONNX Runtime / "
+                            "OpenVINO folders run on the CPU, and the table names each row's device")
+
+
+def _device_flag(parser, help_text: str, default: str | None = "auto") -> None:
+    from .devices import DEVICES
+
+    parser.add_argument("--device", default=default, choices=DEVICES, help=f"{help_text} (default: auto, CUDA when "
+                                                                           "torch sees a GPU)")
 
 
 def _add_compress_command(commands) -> None:
@@ -85,6 +94,8 @@ def _add_compress_command(commands) -> None:
     compress.add_argument("--max-drop", dest="max_drop", type=float, default=None,
                           help="fail when the final model loses more than this many points of the task's metric on "
                                "dev (the stages stay: a changed recipe reuses them)")
+    _device_flag(compress, "where training stages and float steps run (bf16 training on a GPU that has it); int8 "
+                           "steps and exports run on the CPU; overrides the recipe's `device`", default=None)
 
 
 def _add_search_command(commands) -> None:
@@ -112,6 +123,7 @@ def _add_search_command(commands) -> None:
                         help="a worker's running trial beats this often; one silent for three beats (worker killed, "
                              "machine lost) is failed and queued again by another worker")
     search.add_argument("--steps", type=int, default=200, help="training steps per training stage of a candidate")
+    _device_flag(search, "where candidates train; latency is timed on the CPU, where the int8 runtimes serve")
     search.add_argument("--final-steps", dest="final_steps", type=int, default=None,
                         help="train the chosen candidate again with this many steps per training stage before "
                              "saving it (explore cheaply with --steps, deliver at the full budget)")
@@ -254,7 +266,7 @@ def _compress(args) -> Path:
     from .pipeline import run_pipeline
 
     result = run_pipeline(args.config, model=args.model, output=args.output, task=args.task, data_dir=args.data_dir,
-                          measure=args.measure, max_drop=args.max_drop)
+                          measure=args.measure, max_drop=args.max_drop, device=args.device)
     if result.results:
         print(format_table(result.results["rows"], metric_name=result.results["metric"]))
     from .runtimes import get_runtime
@@ -319,7 +331,7 @@ def _search(args) -> None:
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
                     training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed,
                     eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference,
-                    heartbeat_seconds=args.heartbeat_seconds)
+                    heartbeat_seconds=args.heartbeat_seconds, device=args.device)
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")
@@ -404,9 +416,14 @@ def _benchmark(args) -> None:
                             write_results)
     from .data import get_task
 
+    from .devices import holds_int8, resolve_device
+
+    device = resolve_device(args.device)
     entries, dev = [], None
     for path in args.models:
         model, tokenizer = _load(path)
+        if hasattr(model, "parameters") and not holds_int8(model):  # a torch module (not a runtime runner)
+            model = model.to(device)
         dev = dev if dev is not None else _dev(args, tokenizer)
         name = Path(path).name or path
         if any(e["name"] == name for e in entries):

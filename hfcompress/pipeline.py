@@ -10,6 +10,7 @@ stage and an ordered list of ``stages``::
     holdout_file: null           # or: a labelled file in the task's layout the model never saw (replaces the above)
     holdout_split: null          # or: a split of the task's data (e.g. validation_mismatched) used as held-out rows
     seed: 42
+    device: auto                 # auto | cpu | cuda: training and float steps; int8 steps and exports run on the CPU
     training: {per_device_train_batch_size: 32, learning_rate: 5.0e-5}    # TrainingArguments fields
     stages:
       - stage: layers            # layer reduction, then fine-tune
@@ -64,6 +65,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
 
 from .adapters import check_sequence_length
 from .atomic import last_complete_checkpoint, replace_files, writing_folder
+from .devices import describe, holds_int8, model_device, resolve_device, training_arguments
 from .method_config import did_you_mean
 from .registry import config_from_dict, get_method, layer_strategies, leaves_int8, method_for_config, method_names
 from .runtimes import export_config, runtime_for_folder
@@ -73,7 +75,7 @@ logger = logging.getLogger(__name__)
 STAGE_KINDS = ("layers", "train", "compress", "export")
 TRAINING_STAGES = ("layers", "train")
 RECIPE_KEYS = {"task", "data_dir", "dev_split", "max_seq_length", "max_train_samples", "holdout", "holdout_file",
-               "holdout_split", "seed", "training",
+               "holdout_split", "seed", "training", "device",
                "stages", "model", "output", "measure", "calibration_batches",
                # the post-training-only format of earlier releases: `steps` + `importance_batches`
                "steps", "importance_batches"}
@@ -324,8 +326,14 @@ def run_pipeline(
     data_dir: str | None = None,
     measure: bool = True,
     max_drop: float | None = None,
+    device: str | None = None,
 ) -> PipelineResult:
     """Run (or continue) a recipe; see the module docstring for its format.
+
+    ``device`` (overrides the recipe's ``device``; default ``auto``: CUDA when torch sees it, else the CPU): where
+    training stages and the other float steps run (bf16 training on a GPU that has it). The int8 steps and the
+    exports run on the CPU, the model moving there with a note; the measurement times the final model where it
+    runs and the original on the same device (each row names it). See :mod:`hfcompress.devices`.
 
     ``model``/``output``/``task``/``data_dir`` override the recipe's keys. With ``measure`` (and a
     task), the original and final models are scored on the dev set and timed in one run
@@ -344,6 +352,10 @@ def run_pipeline(
     data_dir = data_dir if data_dir is not None else recipe.get("data_dir")
     if not model_path or not str(output):
         raise RecipeError("give the model and the output folder (--model/--output, or `model`/`output` in the recipe)")
+    try:
+        device_used = resolve_device(device or recipe.get("device", "auto"))
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
     if max_drop is not None and not (measure and task):
         raise RecipeError("max_drop is checked on the dev set: it needs measure=True and a task")
     needs_data = any(s.kind in TRAINING_STAGES or any(c.requires_dataloader for c in s.configs) for s in stages)
@@ -364,7 +376,7 @@ def run_pipeline(
         original_tokenizer = AutoTokenizer.from_pretrained(model_path)
         task_data = RecipeData(recipe, task, data_dir) if task else None
         original = AutoModelForSequenceClassification.from_pretrained(model_path).eval()
-        _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output, processes)
+        _run_stages(stages, original, original_tokenizer, task_data, recipe, task, output, processes, device_used)
         records = [_stage_record(stage) for stage in stages]
         final = output / "stages" / stages[-1].folder
         runtime = runtime_for_folder(final)
@@ -372,7 +384,7 @@ def run_pipeline(
         if processes.is_main:
             replace_files(final, output, skip=("README.md", "stage.json"))
             if measure and task:
-                results = _measure(original, original_tokenizer, task_data, recipe, task, output, records)
+                results = _measure(original, original_tokenizer, task_data, recipe, task, output, records, device_used)
             from .hub import build_model_card
 
             build_model_card(output, results=results, base_model=model_path, stages=records).save(output / "README.md")
@@ -404,6 +416,8 @@ class _Processes:
 
             # The group torchrun / accelerate describe in the environment; the Trainer then uses the same one.
             if not dist.is_initialized():
+                if torch.cuda.is_available():  # each process its own GPU, as the Trainer will pick it
+                    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
                 dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
 
     @property
@@ -418,9 +432,11 @@ class _Processes:
 
 
 def _run_stages(stages: list[Stage], original: PreTrainedModel, original_tokenizer: Any, task_data: Any,
-                recipe: dict[str, Any], task: str | None, output: Path, processes: _Processes | None = None) -> None:
+                recipe: dict[str, Any], task: str | None, output: Path, processes: _Processes | None = None,
+                device: torch.device | None = None) -> None:
     """Run the stages not finished yet, each saved whole to OUTPUT/stages/NN-name before the next starts."""
     processes = processes or _Processes()
+    device = device or torch.device("cpu")
     current: Any = None
     tokenizer = original_tokenizer
     for stage in stages:
@@ -439,17 +455,43 @@ def _run_stages(stages: list[Stage], original: PreTrainedModel, original_tokeniz
                 tokenizer = original_tokenizer if previous is None else AutoTokenizer.from_pretrained(previous)
             logger.info("stage %d/%d: %s", stage.index, len(stages), stage.name)
             data = task_data.tokenized(tokenizer) if task_data else None
-            current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output)
+            current = _place(stage, current, device)
+            current, tokenizer = _run_stage(stage, current, original, tokenizer, data, task_data, recipe, task, output,
+                                            device)
             if processes.is_main:
-                _save_stage(stage, current, tokenizer, folder)
+                _save_stage(stage, current, tokenizer, folder, describe(model_device(current)))
                 shutil.rmtree(output / "work" / stage.folder, ignore_errors=True)  # checkpoints, optimizer state
         if not processes.is_main and not trains:
             current = None  # the main process ran this step: the next stage reads its folder
         processes.wait()
 
 
+def _cpu_only(stage: Stage) -> str | None:
+    """Why a stage runs on the CPU only (int8 steps and exports), or None."""
+    if stage.kind == "export":
+        return f"the {stage.settings.get('format', 'onnx_int8')} export targets a CPU runtime"
+    if stage.kind == "compress" and any(leaves_int8(config) for config in stage.configs):
+        return "int8 kernels run on the CPU only"
+    return None
+
+
+def _place(stage: Stage, model: PreTrainedModel, device: torch.device) -> PreTrainedModel:
+    """Put the model where this stage runs: the CPU for int8 steps and exports (said once), else ``device`` (a
+    training stage's Trainer moves it itself); a model holding int8 modules stays on the CPU."""
+    reason = _cpu_only(stage)
+    if reason is not None or holds_int8(model):
+        if model_device(model).type != "cpu":
+            logger.info("stage %s: %s; the model moves to the CPU for it and the stages after it",
+                        stage.folder, reason or "the model holds int8 modules, whose kernels are the CPU's")
+            model = model.to("cpu")
+        return model
+    if stage.kind not in TRAINING_STAGES and model_device(model) != device:
+        model = model.to(device)
+    return model
+
+
 def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: RecipeData, recipe: dict[str, Any],
-             task: str, output: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+             task: str, output: Path, records: list[dict[str, Any]], device: torch.device | None = None) -> dict[str, Any]:
     """The original and the final model on dev, timed in one run; written to results.json / results.md."""
     from .benchmark import write_results
 
@@ -459,7 +501,8 @@ def _measure(original: PreTrainedModel, original_tokenizer: Any, task_data: Reci
     results = measure_against_original(original, output, task_data.tokenized(original_tokenizer)["validation"],
                                        task, "compressed", rounds={1: int(settings.get("rounds_bs1", 30)),
                                                                    32: int(settings.get("rounds_bs32", 10))},
-                                       final_dataset=task_data.tokenized(final_tokenizer)["validation"])
+                                       final_dataset=task_data.tokenized(final_tokenizer)["validation"],
+                                       device=device)
     results.update({"train_rows": task_data.train_rows, "stages": records})
     write_results(results, output / "results.json", output / "results.md")
     return results
@@ -563,9 +606,11 @@ class RecipeData:
         return cached[1]
 
 
-def _training_args(recipe: dict[str, Any], stage: Stage, output: Path) -> TrainingArguments:
-    settings = {**DEFAULT_TRAINING, "seed": int(recipe.get("seed", 42)), **(recipe.get("training") or {}),
-                **(stage.settings.get("training") or {})}
+def _training_args(recipe: dict[str, Any], stage: Stage, output: Path,
+                   device: torch.device | None = None) -> TrainingArguments:
+    chosen = {**(recipe.get("training") or {}), **(stage.settings.get("training") or {})}
+    placement = training_arguments(device, chosen) if device is not None else {}
+    settings = {**DEFAULT_TRAINING, "seed": int(recipe.get("seed", 42)), **placement, **chosen}
     return TrainingArguments(output_dir=str(output / "work" / stage.folder), **settings)
 
 
@@ -580,7 +625,8 @@ def _calibration_loader(data, tokenizer, recipe: dict[str, Any]):
 
 
 def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: Any, data, task_data: RecipeData | None,
-               recipe: dict[str, Any], task: str | None, output: Path) -> tuple[Any, Any]:
+               recipe: dict[str, Any], task: str | None, output: Path,
+               device: torch.device | None = None) -> tuple[Any, Any]:
     """Run one stage; returns the model it leaves (or an export's folder) and the tokenizer that goes with it."""
     from .compress import compress
 
@@ -599,17 +645,17 @@ def _run_stage(stage: Stage, model: Any, original: PreTrainedModel, tokenizer: A
     if stage.kind == "export":
         loader = _calibration_loader(data, tokenizer, recipe) if stage.export.requires_dataloader else None
         return _export(stage, model, tokenizer, output, loader), tokenizer
-    return _train(stage, model, original, tokenizer, data, recipe, task, output), tokenizer
+    return _train(stage, model, original, tokenizer, data, recipe, task, output, device), tokenizer
 
 
 def _train(stage: Stage, model: PreTrainedModel, original: PreTrainedModel, tokenizer: Any, data,
-           recipe: dict[str, Any], task: str, output: Path) -> PreTrainedModel:
+           recipe: dict[str, Any], task: str, output: Path, device: torch.device | None = None) -> PreTrainedModel:
     from .finetune import build_trainer
     from .importance import IterativePruningCallback
     from .distillation import DistillationConfig
     from .trainer import CompressionTrainer
 
-    args = _training_args(recipe, stage, output)
+    args = _training_args(recipe, stage, output, device)
     distillation = stage.settings.get("distillation")
     if distillation is None and stage.kind == "layers":
         distillation = layer_strategies()[stage.settings.get("strategy", "truncate")].layer_stage.distillation
@@ -657,15 +703,17 @@ def _export(stage: Stage, model: PreTrainedModel, tokenizer: Any, output: Path, 
     return runtime.export(model, work, stage.export, tokenizer=tokenizer, dataloader=loader)
 
 
-def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path) -> None:
-    """Write to a temporary folder and rename: a stage folder that exists is complete."""
+def _save_stage(stage: Stage, model: Any, tokenizer: Any, folder: Path, device: str = "cpu") -> None:
+    """Write to a temporary folder and rename: a stage folder that exists is complete (its stage.json says where
+    the stage ran)."""
     with writing_folder(folder) as partial:
         if isinstance(model, Path):  # an export wrote its own folder
             shutil.copytree(model, partial, dirs_exist_ok=True)
         else:
             model.save_pretrained(partial)
             tokenizer.save_pretrained(partial)
-        (partial / "stage.json").write_text(json.dumps(_stage_record(stage), indent=1), encoding="utf-8")
+        record = {**_stage_record(stage), "device": device}
+        (partial / "stage.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def _stage_record(stage: Stage) -> dict[str, Any]:
@@ -694,13 +742,23 @@ def load_model(folder: str | os.PathLike) -> Any:
 
 
 def measure_against_original(original: PreTrainedModel, folder: Path, dataset: Any, task: str, name: str,
-                             rounds: dict[int, int], final_dataset: Any = None) -> dict[str, Any]:
+                             rounds: dict[int, int], final_dataset: Any = None,
+                             device: torch.device | None = None) -> dict[str, Any]:
     """The original and the model in ``folder`` scored on ``dataset`` and timed in alternation, in one run
-    (``final_dataset``: the same rows in the compressed model's own tokenization, where it changed)."""
+    (``final_dataset``: the same rows in the compressed model's own tokenization, where it changed). Both run on
+    ``device`` (default: the CPU), unless the final model runs on the CPU only (a runtime's export, int8 modules):
+    then both run on the CPU."""
     from .benchmark import add_ratios, benchmark_rows, hardware, weights_size_bytes
     from .data import get_task
 
-    final = {"name": name, "model": load_model(folder), "size_bytes": weights_size_bytes(folder)}
+    loaded = load_model(folder)
+    where = device or torch.device("cpu")
+    if not isinstance(loaded, torch.nn.Module) or holds_int8(loaded):
+        where = torch.device("cpu")
+    original = original.to(where)
+    if isinstance(loaded, torch.nn.Module):
+        loaded = loaded.to(where)
+    final = {"name": name, "model": loaded, "size_bytes": weights_size_bytes(folder)}
     if final_dataset is not None:
         final["eval_dataset"] = final_dataset
     rows = benchmark_rows([{"name": "original", "model": original}, final],

@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from .atomic import writing_folder
+from .devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +222,7 @@ def search(
     eval_split: str | None = None,
     reference: str = "auto",
     seen_gap: float = 5.0,
+    device: str | None = None,
 ) -> SearchResult:
     """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
 
@@ -235,6 +237,8 @@ def search(
     original never saw, scored instead of ``holdout`` of train. ``reference``: "labels" (the rows' labels),
     "agreement" (the original's predictions on them) or "auto": labels, unless the original scores more than
     ``seen_gap`` points higher on the held-out rows than on dev (it has likely trained on them).
+    ``device`` (auto | cpu | cuda): where candidates train; latency is always timed on the CPU, the machine the
+    search's int8 runtimes serve on (every candidate against the original there).
 
     Example:
         >>> search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24, steps=400)
@@ -250,6 +254,7 @@ def search(
         raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
     if eval_file is not None and eval_split is not None:
         raise ValueError("give held-out rows one way: eval_file or eval_split, not both")
+    device = str(resolve_device(device or "auto"))
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
@@ -260,7 +265,7 @@ def search(
         base["holdout_file"] = str(Path(eval_file).resolve())
     elif eval_split is not None:
         base["holdout_split"] = eval_split
-    evaluator = _Evaluator(model, task, data_dir, base, latency_rounds)
+    evaluator = _Evaluator(model, task, data_dir, base, latency_rounds, device)
     judged = evaluator.choose_reference(reference, seen_gap, unseen_rows=eval_file is not None or eval_split is not None)
     reference_score = evaluator.reference_score()
 
@@ -615,12 +620,13 @@ def _finished_with(study: Any, params: dict[str, Any], number: int) -> Any:
 class _Evaluator:
     """Runs candidate recipes and measures them: held-out score, latency against the original in one process."""
 
-    def __init__(self, model: str, task: str, data_dir: str | None, base: dict[str, Any], rounds: int) -> None:
+    def __init__(self, model: str, task: str, data_dir: str | None, base: dict[str, Any], rounds: int,
+                 device: str = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from .pipeline import RecipeData
 
-        self.model_path, self.task, self.data_dir, self.rounds = model, task, data_dir, rounds
+        self.model_path, self.task, self.data_dir, self.rounds, self.device = model, task, data_dir, rounds, device
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.data = RecipeData(base, task, data_dir).tokenized(self.tokenizer)
         self.original = AutoModelForSequenceClassification.from_pretrained(model).eval()
@@ -678,7 +684,7 @@ class _Evaluator:
         from .pipeline import load_model, run_pipeline
 
         run_pipeline(recipe, model=self.model_path, output=folder, task=self.task, data_dir=self.data_dir,
-                     measure=False)
+                     measure=False, device=self.device)
         return load_model(folder)
 
     def score(self, recipe: dict[str, Any], folder: Path) -> float:

@@ -76,3 +76,35 @@ def test_int8_on_cuda_says_it_runs_in_float():
     model = compress(tiny_model(), DynamicQuantConfig(backend="torch")).cuda()
     with pytest.warns(UserWarning, match="int8 kernels on CPU only"):
         model(**{k: v.cuda() for k, v in tiny_inputs().items()})
+
+
+@pytest.mark.parametrize("cpu_step", [{"stage": "compress", "method": "int8_dynamic"},
+                                      {"stage": "export", "format": "onnx_int8"}])
+def test_a_pipeline_on_cuda_trains_there_and_runs_int8_and_export_on_the_cpu(tmp_path, minilm_path, cpu_step):
+    """One stage of each kind with --device cuda: training and pruning on the GPU, int8 or an export on the CPU
+    (stage.json says which), and the measurement times the final model and the original on the CPU."""
+    import json
+
+    import yaml
+
+    from hfcompress.cli import main
+    from hfcompress.data import sample_data_dir
+
+    from .conftest import save_tiny_bert
+
+    base = save_tiny_bert(tmp_path / "base", minilm_path, layers=4)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "max_seq_length": 32, "max_train_samples": 64, "calibration_batches": 1,
+        "training": {"max_steps": 4, "per_device_train_batch_size": 16}, "measure": {"rounds_bs1": 2, "rounds_bs32": 1},
+        "stages": [{"stage": "layers", "strategy": "truncate", "layers": 2},
+                   {"stage": "train", "methods": [{"method": "movement", "final_remaining": 0.5,
+                                                   "initial_warmup": 1, "final_warmup": 1}]},
+                   {"stage": "compress", "method": "heads", "target": 0.25}, cpu_step]}))
+    out = tmp_path / "out"
+    assert main(["compress", "--config", str(recipe), "--model", str(base), "--task", "sst2", "--data_dir",
+                 sample_data_dir(), "--output", str(out), "--device", "cuda"]) == 0
+    devices = [json.loads((folder / "stage.json").read_text())["device"]
+               for folder in sorted((out / "stages").iterdir())]
+    assert [d.split(" ")[0] for d in devices] == ["cuda", "cuda", "cuda", "cpu"], devices
+    assert [r["device"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["cpu", "cpu"]
