@@ -108,3 +108,20 @@ def test_a_pipeline_on_cuda_trains_there_and_runs_int8_and_export_on_the_cpu(tmp
                for folder in sorted((out / "stages").iterdir())]
     assert [d.split(" ")[0] for d in devices] == ["cuda", "cuda", "cuda", "cpu"], devices
     assert [r["device"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["cpu", "cpu"]
+
+
+def test_benchmark_on_cuda_times_there_and_names_the_device(tmp_path, minilm_path, capsys):
+    import json
+
+    from hfcompress.cli import main
+    from hfcompress.data import sample_data_dir
+
+    from .test_cli import _save_pair
+
+    _save_pair(tmp_path, minilm_path)
+    out = tmp_path / "r.json"
+    assert main(["benchmark", str(tmp_path / "base"), str(tmp_path / "pruned"), "--task", "sst2", "--data_dir",
+                 sample_data_dir(), "--max_eval_samples", "16", "--repeats", "2", "--device", "cuda",
+                 "--output", str(out)]) == 0
+    assert "| device |" in capsys.readouterr().out
+    assert all(row["device"].startswith("cuda") for row in json.loads(out.read_text())["rows"])
