@@ -215,6 +215,14 @@ def _restore_family_init(model: PreTrainedModel) -> None:
             del sub_model._init_weights
 
 
+def per_layer_steps(model: PreTrainedModel) -> list[str]:
+    """The methods in the model's record whose rebuild describes every layer (heads, FFN widths, low-rank, int8):
+    the layer count must not change after them."""
+    record = get_record(model)
+    return list(dict.fromkeys(step["method"] for step in (record.steps if record else [])
+                              if get_method(step["method"]).rebuild))
+
+
 def require_whole_layers(model: PreTrainedModel, action: str) -> None:
     """Refuse to change the layer count of a model whose record already describes every layer (pruned heads or
     neurons, factorized or shared linears, int8): that record would no longer match the layers, and the model
@@ -223,10 +231,9 @@ def require_whole_layers(model: PreTrainedModel, action: str) -> None:
     Example:
         >>> require_whole_layers(model, "Truncate layers")
     """
-    record = get_record(model)
-    per_layer = [step["method"] for step in (record.steps if record else []) if get_method(step["method"]).rebuild]
+    per_layer = per_layer_steps(model)
     if per_layer:
-        raise ValueError(f"{action} before {', '.join(dict.fromkeys(per_layer))}: their record describes every layer "
+        raise ValueError(f"{action} before {', '.join(per_layer)}: their record describes every layer "
                          "of the model, so change the layer count first, then compress the layers that stay.")
 
 

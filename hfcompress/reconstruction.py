@@ -43,7 +43,7 @@ def _real_tokens(inputs: dict[str, torch.Tensor], like: torch.Tensor) -> torch.T
 
 
 def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
-                ridge: float = 1e-3) -> list[dict[str, Any]]:
+                ridge: float = 1e-3, dense_layers: list[int] | None = None) -> list[dict[str, Any]]:
     """Refit every attention-output and FFN-output projection of ``pruned``, bottom layer first, so that its
     output on the calibration tokens matches what ``dense``'s same projection produced.
 
@@ -52,7 +52,9 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     inputs' Gram matrix. Later projections are fitted on inputs that already went through the refitted
     earlier ones, so errors do not pile up. ``dense`` runs once over the batches; ``pruned`` runs once per
     projection and stops as soon as that projection has produced its output. Padding tokens are left out.
-    Returns per projection the relative output error before and after its refit.
+    ``dense_layers``: which of ``dense``'s layers the pruned layers stand for, in order (when pruning removed
+    whole layers); default: the same positions. Returns per projection the relative output error before and
+    after its refit.
 
     Example:
         >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
@@ -61,14 +63,17 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
         before, after = _refit(module, pruned, batches, targets, ridge, device)
         return {"relative_error_before": before, "relative_error_after": after}
 
-    return _each_projection(pruned, dense, batches, refit)
+    return _each_projection(pruned, dense, batches, refit, dense_layers)
 
 
 def _each_projection(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
-                     fit: Any) -> list[dict[str, Any]]:
+                     fit: Any, dense_layers: list[int] | None = None) -> list[dict[str, Any]]:
     """``fit(name, module, dense outputs per batch, device)`` on every output projection of ``pruned``, bottom
-    layer first (each on inputs that went through the ones fitted before it); the results with their names."""
+    layer first (each on inputs that went through the ones fitted before it); the results with their names.
+    ``dense_layers``: the dense layer each pruned layer stands for (default: the same position)."""
     targets, references = _projections(pruned), _projections(dense)
+    if dense_layers is not None:
+        references = [references[2 * layer + part] for layer in dense_layers for part in (0, 1)]
     if len(targets) != len(references):
         raise ValueError(f"reconstruct needs the pruned model and its dense original with the same layers; got "
                          f"{len(targets) // 2} and {len(references) // 2} layers.")
@@ -167,7 +172,7 @@ def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, A
 
 
 def tune_masks(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
-               ridge: float = 1e-6, max_scale: float = 10.0) -> list[dict[str, Any]]:
+               ridge: float = 1e-6, max_scale: float = 10.0, dense_layers: list[int] | None = None) -> list[dict[str, Any]]:
     """Kwon et al. 2022's mask tuning: per layer from the bottom, one scale per kept head (its block of the
     attention-output projection's inputs) and per kept FFN neuron (its column of the FFN-output projection),
     fitted by least squares so that the projection's output on the calibration tokens matches the dense model's;
@@ -185,7 +190,7 @@ def tune_masks(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[di
         group = head_size if name.endswith("attention output") else 1
         return _tune(module, pruned, batches, targets, group, ridge, max_scale, device)
 
-    return _each_projection(pruned, dense, batches, tune)
+    return _each_projection(pruned, dense, batches, tune, dense_layers)
 
 
 def _tune(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],

@@ -260,3 +260,70 @@ def test_mask_tuning_brings_the_pruned_layers_closer_to_the_dense_ones_and_recor
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "both").eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**inputs).logits, both.eval()(**inputs).logits, atol=1e-6, rtol=0)
+
+
+def test_a_layer_of_little_fisher_mass_goes_whole_when_the_budget_is_tight():
+    heads = [torch.tensor([4.0, 3.0]), torch.tensor([1e-6, 1e-6]), torch.tensor([5.0, 2.0])]
+    neurons = [torch.tensor([2.0, 1.0, 1.0, 1.0]), torch.tensor([1e-6] * 4), torch.tensor([3.0, 1.0, 1.0, 1.0])]
+    kept_heads, kept_neurons, kept = search_masks(heads, neurons, 4.0, 1.0, kept_flops=0.5, removable=range(3))
+    assert kept_heads[1] == [] and kept_neurons[1] == []  # the empty layer's units bought better ones elsewhere
+    assert all(kept_heads[i] and kept_neurons[i] for i in (0, 2)) and kept <= 0.5
+    # Without removal every layer keeps its best head and neuron; with it the kept mass is never lower.
+    plain = search_masks(heads, neurons, 4.0, 1.0, kept_flops=0.5)
+    assert all(plain[0]) and all(plain[1])
+
+    def mass(found):
+        return sum(float(s[i].sum()) for scores, lists in ((heads, found[0]), (neurons, found[1]))
+                   for s, i in zip(scores, lists) if i)
+    assert mass((kept_heads, kept_neurons)) > mass(plain)
+    # A budget below one layer's mandatory units but above what fewer layers need: layers go instead of an error.
+    assert sum(1 for h in search_masks(heads, neurons, 4.0, 1.0, 0.3, removable=range(3))[0] if h) < 3
+    with pytest.raises(ValueError, match="raise kept_flops"):
+        search_masks(heads, neurons, 4.0, 1.0, kept_flops=0.3)
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_a_layer_left_with_no_unit_is_removed_and_the_model_reloads(tmp_path, monkeypatch, family):
+    import hfcompress.methods.structured.model as structured
+
+    model = tiny_model(family, hidden=64, ffn=128)
+    real = structured.fisher_information
+
+    def layer_two_is_dead(*args, **kwargs):
+        heads, neurons, *rest = real(*args, **kwargs)
+        heads[2], neurons[2] = heads[2] * 1e-9, neurons[2] * 1e-9
+        return (heads, neurons, *rest)
+
+    monkeypatch.setattr(structured, "fisher_information", layer_two_is_dead)
+    compress(model, StructuredPruningConfig(kept_flops=0.3, seq_length=12, rearrange=True, tune_masks=True),
+             dataloader=_batches())
+    step = get_record(model).steps[-1]
+    assert step["info"]["removed_layers"] == [2] and step["info"]["layers_before"] == 4
+    assert model.config.num_hidden_layers == 3 and len(step["shape"]["kept_heads"]) == 3
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    inputs = {k: v for k, v in _batches(seed=3)[0].items() if k not in ("labels", "token_type_ids")}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model.eval()(**inputs).logits, atol=1e-6, rtol=0)
+    assert "layers removed whole" in str(hfcompress.hub.build_model_card(tmp_path / "out"))
+
+
+def test_no_layer_goes_when_removal_is_off_or_an_earlier_step_describes_every_layer(monkeypatch):
+    import hfcompress.methods.structured.model as structured
+
+    real = structured.fisher_information
+
+    def layer_two_is_dead(*args, **kwargs):
+        heads, neurons, *rest = real(*args, **kwargs)
+        heads[2], neurons[2] = heads[2] * 1e-9, neurons[2] * 1e-9
+        return (heads, neurons, *rest)
+
+    monkeypatch.setattr(structured, "fisher_information", layer_two_is_dead)
+    off = compress(_trained_tiny(), StructuredPruningConfig(kept_flops=0.3, seq_length=12, remove_layers=False),
+                   dataloader=_batches())
+    assert off.config.num_hidden_layers == 4
+    from hfcompress import HeadPruningConfig
+
+    earlier = compress(_trained_tiny(), HeadPruningConfig(target=0.25), dataloader=_batches())
+    compress(earlier, StructuredPruningConfig(kept_flops=0.3, seq_length=12), dataloader=_batches())
+    assert earlier.config.num_hidden_layers == 4 and "removed_layers" not in get_record(earlier).steps[-1]["info"]

@@ -43,6 +43,10 @@ class StructuredPruningConfig(MethodConfig):
                 "counts) by the per-row gradients' block interaction, not the diagonal Fisher alone."})
     tune_masks: bool = field(default=False, metadata={
         "help": "Kwon et al.'s mask tuning: one least-squares scale per kept head and neuron before the refit."})
+    remove_layers: bool = field(default=True, metadata={
+        "help": "Let the kept_flops search drop whole layers (no head and no neuron left) when that keeps more "
+                "Fisher mass; the layer is removed, not kept as an empty residual block. Off: every layer keeps "
+                "at least one head and one neuron."})
     reconstruct: bool = field(default=True, metadata={"help": "Refit the output projections by least squares."})
     ridge: float = field(default=1e-3, metadata={
         "help": "Ridge term of the refit, relative to the mean input energy of each projection."})

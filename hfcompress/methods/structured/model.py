@@ -13,12 +13,13 @@ import time
 from typing import Any, Iterable
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from ...adapters import get_adapter
 from ...calibration import first_batches
 from ...importance import unit_gates
-from ...integration import append_step, make_step
+from ...integration import append_step, make_step, per_layer_steps
 from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise, tune_masks
 from ...structure import remove_ffn_neurons, remove_heads, require_weights, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
@@ -120,16 +121,54 @@ def unit_flops(model: PreTrainedModel, seq_length: int) -> tuple[float, float]:
 
 
 def search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tensor], head_cost: float,
-                 neuron_cost: float, kept_flops: float) -> tuple[list[list[int]], list[list[int]], float]:
+                 neuron_cost: float, kept_flops: float,
+                 removable: Iterable[int] = ()) -> tuple[list[list[int]], list[list[int]], float]:
     """The kept heads and neurons per layer that keep the most Fisher mass within ``kept_flops`` of the FLOPs.
 
-    Every layer keeps at least its best head and its best neuron (the removal code keeps layers whole). With a
-    diagonal Fisher the loss a removed unit adds is proportional to its score, and every head (every neuron)
-    costs the same, so for each count of kept heads the best set is the top heads and the budget left buys
-    the top neurons; the count with the largest kept mass wins. Returns (kept heads, kept neurons, kept fraction).
+    Every layer kept keeps at least its best head and its best neuron. With a diagonal Fisher the loss a removed
+    unit adds is proportional to its score, and every head (every neuron) costs the same, so for each count of
+    kept heads the best set is the top heads and the budget left buys the top neurons; the count with the largest
+    kept mass wins. Layers in ``removable`` may go whole (empty lists): with r of them gone, the r of least Fisher
+    mass go, and the r whose best search keeps the most mass wins (r = 0 included). Returns (kept heads, kept
+    neurons, kept fraction).
+
+    Example:
+        >>> heads, neurons, kept = search_masks(head_scores, neuron_scores, *unit_flops(model, 64), 0.3,
+        ...                                     removable=range(6))
     """
+    removable = sorted(set(removable))
+    if removable:
+        mass = {layer: float(head_scores[layer].sum() + neuron_scores[layer].sum()) for layer in removable}
+        by_mass = sorted(removable, key=mass.__getitem__)
+        best = None
+        for count in range(min(len(by_mass), len(head_scores) - 1) + 1):
+            try:
+                found = _search_masks(head_scores, neuron_scores, head_cost, neuron_cost, kept_flops,
+                                      set(by_mass[:count]))
+            except ValueError:
+                continue  # too few layers dropped for this budget's mandatory units
+            kept_mass = sum(float(head_scores[i][h].sum()) for i, h in enumerate(found[0]) if h) + \
+                sum(float(neuron_scores[i][n].sum()) for i, n in enumerate(found[1]) if n)
+            if best is None or kept_mass > best[0]:
+                best = (kept_mass, found)
+        if best is None:
+            raise ValueError(f"kept_flops={kept_flops} leaves no budget even for one layer's best head and neuron; "
+                             "raise kept_flops.")
+        return best[1]
+    return _search_masks(head_scores, neuron_scores, head_cost, neuron_cost, kept_flops, set())
+
+
+def _search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tensor], head_cost: float,
+                  neuron_cost: float, kept_flops: float,
+                  gone: set[int]) -> tuple[list[list[int]], list[list[int]], float]:
+    """:func:`search_masks` with the layers in ``gone`` removed whole (their units cost nothing and count for
+    nothing; the budget is still a fraction of every layer's FLOPs)."""
+    all_heads = sum(len(s) for s in head_scores)
+    all_neurons = sum(len(s) for s in neuron_scores)
+
     def order(scores: list[torch.Tensor]) -> tuple[list[tuple[int, int]], torch.Tensor, int]:
-        mandatory = [(layer, int(s.argmax())) for layer, s in enumerate(scores)]
+        scores = [s if layer not in gone else s[:0] for layer, s in enumerate(scores)]
+        mandatory = [(layer, int(s.argmax())) for layer, s in enumerate(scores) if len(s)]
         rest = [(float(s[i]), layer, i) for layer, s in enumerate(scores) for i in range(len(s))
                 if (layer, i) not in set(mandatory)]
         rest.sort(key=lambda item: -item[0])
@@ -140,7 +179,7 @@ def search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tens
 
     head_units, head_prefix, head_min = order(head_scores)
     neuron_units, neuron_prefix, neuron_min = order(neuron_scores)
-    total = len(head_units) * head_cost + len(neuron_units) * neuron_cost
+    total = all_heads * head_cost + all_neurons * neuron_cost
     budget = kept_flops * total
     best = None
     for kept_heads in range(head_min, len(head_units) + 1):
@@ -160,6 +199,17 @@ def search_masks(head_scores: list[torch.Tensor], neuron_scores: list[torch.Tens
     neurons = [sorted(i for layer_, i in neuron_units[:kept_neurons] if layer_ == layer)
                for layer in range(len(neuron_scores))]
     return heads, neurons, (kept_heads * head_cost + kept_neurons * neuron_cost) / total
+
+
+def _removable_layers(model: PreTrainedModel, config: StructuredPruningConfig) -> list[int]:
+    """The layers the kept_flops search may drop whole: none when ``remove_layers`` is off or an earlier step's
+    record describes every layer (the layer count must stay); not a first layer its family builds differently."""
+    if not config.remove_layers or per_layer_steps(model):
+        return []
+    adapter = get_adapter(model)
+    count = len(adapter.layers(model))
+    first = 1 if adapter.first_layer_differs else 0
+    return list(range(first, count))
 
 
 def _mean_length(batches: list[dict[str, Any]]) -> int:
@@ -215,7 +265,7 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                      "latency_ms_measured": round(timing["measured_ms"], 3), "latency_table": describe_table(table)})
     else:
         kept_heads, kept_neurons, kept = search_masks(head_scores, neuron_scores, head_cost, neuron_cost,
-                                                      config.kept_flops)
+                                                      config.kept_flops, removable=_removable_layers(model, config))
     info["kept_flops_measured"] = round(kept, 4)
     if config.rearrange:
         head_rows, neuron_rows = row_grads
@@ -225,12 +275,19 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                                                                            (kept_neurons, rearranged[1]))
                                        for a, b in zip(new, old))
         kept_heads, kept_neurons = rearranged
+    kept_layers = [i for i, (h, n) in enumerate(zip(kept_heads, kept_neurons)) if h or n]
+    if len(kept_layers) < len(kept_heads):
+        info.update({"layers_before": len(kept_heads), "removed_layers": sorted(set(range(len(kept_heads))) -
+                                                                                set(kept_layers))})
+        layers = get_adapter(model).layers(model)
+        get_adapter(model).set_layers(model, nn.ModuleList([layers[i] for i in kept_layers]))
+        kept_heads, kept_neurons = [kept_heads[i] for i in kept_layers], [kept_neurons[i] for i in kept_layers]
     shape = _remove_unkept(model, kept_heads, kept_neurons)
     if config.tune_masks:
-        tuned = tune_masks(model, dense, batches)
+        tuned = tune_masks(model, dense, batches, dense_layers=kept_layers)
         info["masks_tuned"] = f"{sum(t['applied'] for t in tuned)} of {len(tuned)} projections"
     if config.reconstruct:
-        errors = reconstruct(model, dense, batches, config.ridge)
+        errors = reconstruct(model, dense, batches, config.ridge, dense_layers=kept_layers)
         info["reconstruction_error"] = summarise(errors)
     del dense
     info["seconds"] = round(time.perf_counter() - start, 1)
@@ -257,6 +314,7 @@ def describe_structured(step: dict) -> dict[str, Any]:
                  "measured batch-1 latency (ms)": info.get("latency_ms_measured"),
                  "fine-tuned": "no" if info.get("fine_tuned") is False else None,
                  "units re-chosen by mask rearrangement": info.get("rearranged_units"),
+                 "layers removed whole": info.get("removed_layers"),
                  "masks tuned": info.get("masks_tuned"),
                  **describe_reconstruction(info)}
     return {k: v for k, v in described.items() if v is not None}
