@@ -282,19 +282,24 @@ def test_a_layer_of_little_fisher_mass_goes_whole_when_the_budget_is_tight():
         search_masks(heads, neurons, 4.0, 1.0, kept_flops=0.3)
 
 
-@pytest.mark.parametrize("family", ["bert", "modernbert"])
-def test_a_layer_left_with_no_unit_is_removed_and_the_model_reloads(tmp_path, monkeypatch, family):
+@pytest.fixture
+def layer_two_is_dead(monkeypatch):
+    """Fisher scores with layer 2's heads and neurons worth almost nothing: a tight budget should drop it."""
     import hfcompress.methods.structured.model as structured
 
-    model = tiny_model(family, hidden=64, ffn=128)
     real = structured.fisher_information
 
-    def layer_two_is_dead(*args, **kwargs):
+    def scores(*args, **kwargs):
         heads, neurons, *rest = real(*args, **kwargs)
         heads[2], neurons[2] = heads[2] * 1e-9, neurons[2] * 1e-9
         return (heads, neurons, *rest)
 
-    monkeypatch.setattr(structured, "fisher_information", layer_two_is_dead)
+    monkeypatch.setattr(structured, "fisher_information", scores)
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_a_layer_left_with_no_unit_is_removed_and_the_model_reloads(tmp_path, layer_two_is_dead, family):
+    model = tiny_model(family, hidden=64, ffn=128)
     compress(model, StructuredPruningConfig(kept_flops=0.3, seq_length=12, rearrange=True, tune_masks=True),
              dataloader=_batches())
     step = get_record(model).steps[-1]
@@ -308,17 +313,7 @@ def test_a_layer_left_with_no_unit_is_removed_and_the_model_reloads(tmp_path, mo
     assert "layers removed whole" in str(hfcompress.hub.build_model_card(tmp_path / "out"))
 
 
-def test_no_layer_goes_when_removal_is_off_or_an_earlier_step_describes_every_layer(monkeypatch):
-    import hfcompress.methods.structured.model as structured
-
-    real = structured.fisher_information
-
-    def layer_two_is_dead(*args, **kwargs):
-        heads, neurons, *rest = real(*args, **kwargs)
-        heads[2], neurons[2] = heads[2] * 1e-9, neurons[2] * 1e-9
-        return (heads, neurons, *rest)
-
-    monkeypatch.setattr(structured, "fisher_information", layer_two_is_dead)
+def test_no_layer_goes_when_removal_is_off_or_an_earlier_step_describes_every_layer(layer_two_is_dead):
     off = compress(_trained_tiny(), StructuredPruningConfig(kept_flops=0.3, seq_length=12, remove_layers=False),
                    dataloader=_batches())
     assert off.config.num_hidden_layers == 4
