@@ -205,7 +205,8 @@ def run_two_workers_on_one_study(base, out, storage):
 def kill_a_worker_and_let_another_finish(base, out, storage):
     """A worker killed mid-trial (SIGKILL, no chance to clean up): once its trial missed three heartbeats the next
     worker fails it, queues it again and finishes it in the same trial folder; the budget counts it once (shared
-    by the SQLite, journal and PostgreSQL tests)."""
+    by the journal and PostgreSQL tests; SQLite's heartbeat is the RDB one PostgreSQL's test covers, and
+    test_a_trial_whose_worker_died_is_run_again_in_its_folder checks it in process)."""
     import signal
     import time
 
@@ -319,11 +320,6 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
     assert retry.state.name == "COMPLETE" and retry.user_attrs["params_dict"] == params
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # the failed attempt is not counted
     assert (out / "trials" / f"trial-{dead.number:04d}" / "model").is_dir()
-
-
-@pytest.mark.subprocess
-def test_a_killed_worker_trial_is_finished_by_another_sqlite(tmp_path, tiny_base):
-    kill_a_worker_and_let_another_finish(tiny_base, tmp_path / "out", f"sqlite:///{(tmp_path / 'study.db').resolve()}")
 
 
 @pytest.mark.subprocess
