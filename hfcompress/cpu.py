@@ -51,6 +51,11 @@ def int8_isa() -> str:
     return "other"
 
 
+# (rows, input features): batch-1 and many-row calls, and a small and a BERT-size reduction, because an int8 library
+# may pick its kernel by shape; every one must be exact for 8-bit activations to be safe.
+_PROBE_SHAPES = ((1, 64), (2, 64), (64, 768))
+
+
 @functools.cache
 def full_range_int8_kernels() -> bool:
     """Do this process's torch int8 linear kernels multiply 8-bit activations by 8-bit weights exactly?
@@ -59,7 +64,10 @@ def full_range_int8_kernels() -> bool:
     int8 products in 16-bit registers, which saturate for 8-bit activations times 8-bit weights
     (2 * 255 * 127 > 32767); VNNI (vpdpbusd) accumulates in 32 bits. Which kernel runs depends on
     the CPU, on fbgemm's ``FBGEMM_ENABLE_INSTRUCTIONS`` cap and on the quantized engine, so this
-    asks the kernel itself: one product that saturates if anything does (measured once per process).
+    asks the kernels themselves: products that saturate if anything does, at several shapes (measured
+    once per process). A saturated sum is off by about half, so the check allows float rounding (a
+    kernel may apply the scales in another order) and nothing more. A kernel that raises answers "no",
+    with a warning naming the error.
 
     Example:
         >>> full_range_int8_kernels()  # True on AVX-512 VNNI CPUs, False on AVX2 ones
@@ -68,16 +76,21 @@ def full_range_int8_kernels() -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # quantized tensor creation is marked deprecated
-            weight = torch._make_per_channel_quantized_tensor(
-                torch.full((8, 64), 127, dtype=torch.int8), torch.ones(8, dtype=torch.double),
-                torch.zeros(8, dtype=torch.long), 0)
-            packed = torch.ops.quantized.linear_prepack(weight, None)
-            x = torch.full((2, 64), 255.0)
-            x[:, 0] = 0.0  # activation range [0, 255]: scale 1, every value is its own uint8 level
-            out = torch.ops.quantized.linear_dynamic(x, packed, False)
-    except (RuntimeError, NotImplementedError):
+            for rows, features in _PROBE_SHAPES:
+                weight = torch._make_per_channel_quantized_tensor(
+                    torch.full((8, features), 127, dtype=torch.int8), torch.ones(8, dtype=torch.double),
+                    torch.zeros(8, dtype=torch.long), 0)
+                packed = torch.ops.quantized.linear_prepack(weight, None)
+                x = torch.full((rows, features), 255.0)
+                x[:, 0] = 0.0  # activation range [0, 255]: scale 1, every value is its own uint8 level
+                out = torch.ops.quantized.linear_dynamic(x, packed, False)
+                if not torch.allclose(out, x @ weight.dequantize().T, rtol=1e-4, atol=0.0):
+                    return False
+    except (RuntimeError, NotImplementedError) as error:
+        warnings.warn(f"The torch int8 kernel probe failed ({error}); int8 linears with 8-bit weights will use 7-bit "
+                      "activations in this process.", RuntimeWarning, stacklevel=2)
         return False
-    return bool(torch.equal(out, x @ weight.dequantize().T))
+    return True
 
 
 def cpu_summary() -> dict[str, object]:

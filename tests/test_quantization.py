@@ -610,3 +610,26 @@ def test_int8_embeddings_run_under_inference_mode_and_after_it():
         second = model(**inputs).logits
     after = model(**inputs).logits  # grad mode again: the inference-mode copy must not be used here
     assert torch.equal(first, expected) and torch.equal(second, expected) and torch.equal(after.detach(), expected)
+
+
+def test_kernel_probe_answers_no_and_says_why_when_the_kernel_raises(monkeypatch):
+    import hfcompress.cpu as cpu
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no int8 engine")
+
+    monkeypatch.setattr(torch.ops.quantized, "linear_dynamic", broken, raising=False)
+    cpu.full_range_int8_kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="no int8 engine"):
+            assert cpu.full_range_int8_kernels() is False
+    finally:
+        monkeypatch.undo()
+        cpu.full_range_int8_kernels.cache_clear()
+
+
+def test_kernel_probe_agrees_with_the_instructions_at_every_shape():
+    # VNNI accumulates in 32 bits at any shape; without it the pair sums saturate at any shape.
+    if os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS"):
+        pytest.skip("fbgemm's instructions are capped in this environment")
+    assert full_range_int8_kernels() == (int8_isa() in VNNI_ISAS)
