@@ -633,3 +633,20 @@ def test_kernel_probe_agrees_with_the_instructions_at_every_shape():
     if os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS"):
         pytest.skip("fbgemm's instructions are capped in this environment")
     assert full_range_int8_kernels() == (int8_isa() in VNNI_ISAS)
+
+
+def test_reload_says_so_when_its_activation_width_differs_from_the_quantizing_machine(tmp_path, caplog):
+    model = tiny_model("bert", hidden=64, ffn=128)
+    compress(model, DynamicQuantConfig(weight_bits=8))
+    here = model.bert.encoder.layer[0].output.dense.activation_bits
+    assert get_record(model).steps[-1]["info"]["activation_bits"] == here
+    model.save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="hfcompress"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert "activations" not in caplog.text  # same machine, same width: nothing to say
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["quantization_config"]["steps"][0]["info"]["activation_bits"] = 15 - here  # the other width
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING", logger="hfcompress"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    assert f"ran {15 - here}-bit activations" in caplog.text and f"give {here}-bit" in caplog.text

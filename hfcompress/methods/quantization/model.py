@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -17,6 +19,8 @@ from .kernels import default_weight_bits
 from .layers import Int8DynamicLinear, Int8StoredEmbedding, attach_fake_quant, detach_fake_quant, weight_qmax
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets
+
+logger = logging.getLogger(__name__)
 
 SHAPE_KEYS = ("weight_bits", "linears", "smoothed", "embedding")
 
@@ -107,8 +111,11 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     model.eval()  # int8 is inference-only (Int8DynamicLinear refuses train mode with a pointer to QAT)
+    # The activation width the kernels gave here: a reload where it differs says so (its scores would too).
+    activations = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
     append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
-                                                       "smoothed": list(smoothed), "embedding": embedding_name}, guard))
+                                                       "smoothed": list(smoothed), "embedding": embedding_name},
+                                 {**guard, "activation_bits": activations}))
     return model
 
 
@@ -129,6 +136,13 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
         replace_submodule(model, name, Int8DynamicLinear(linear.in_features, linear.out_features, linear.bias is not None,
                                                          device=linear.weight.device, weight_bits=weight_bits,
                                                          smoothed=name in smoothed))
+    recorded = step.get("info", {}).get("activation_bits")
+    here = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
+    if recorded is not None and recorded != here:
+        logger.warning("This int8 model was quantized where its linears ran %d-bit activations; this process's int8 "
+                       "kernels give %d-bit ones (full_range_int8_kernels() is %s here), so its scores may differ "
+                       "from those measured there. For 8-bit activations on any x86 CPU, quantize with "
+                       "DynamicQuantConfig(weight_bits=7).", recorded, here, full_range_int8_kernels())
     if shape.get("embedding"):
         embedding = model.get_submodule(shape["embedding"])
         replace_submodule(model, shape["embedding"], Int8StoredEmbedding(embedding.num_embeddings, embedding.embedding_dim,
