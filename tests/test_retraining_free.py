@@ -130,8 +130,8 @@ def _table(layers=2):
     from hfcompress.methods.structured.latency import LatencyTable
 
     # 3 heads, 4 widths; keeping fewer saves more, unevenly (as measured tables do)
-    return LatencyTable(dense_ms=10.0, seq_length=16, layers=layers, head_saving=[0.08, 0.03, 0.0],
-                        neuron_counts=[2, 4, 6, 8], neuron_saving=[0.2, 0.12, 0.05, 0.0])
+    return LatencyTable(current_ms=10.0, seq_length=16, heads=[3] * layers, neurons=[8] * layers,
+                        head_saving_ms=[0.8, 0.3, 0.0], neuron_counts=[2, 4, 6, 8], neuron_saving_ms=[2.0, 1.2, 0.5, 0.0])
 
 
 def test_latency_search_is_the_best_pair_per_layer_within_the_budget():
@@ -155,7 +155,7 @@ def test_latency_search_is_the_best_pair_per_layer_within_the_budget():
                    for l, (h, n) in enumerate(shape))
 
     found = mass([(len(h), len(n)) for h, n in zip(kept_heads, kept_neurons)])
-    slack = table.dense_ms * (1 - budget / table.dense_ms) / SAVING_BINS * 2  # the knapsack's rounding, 2 layers
+    slack = (table.current_ms - budget) / SAVING_BINS * 2  # the knapsack's rounding, 2 layers
     pairs = list(itertools.product(range(1, 4), table.neuron_counts))
     feasible = [shape for shape in itertools.product(pairs, repeat=2)
                 if table.predicted_ms([h for h, _ in shape], [n for _, n in shape]) <= budget - slack]
@@ -212,6 +212,120 @@ def test_latency_budget_is_met_on_the_measured_model(tmp_path, monkeypatch):
     assert "batch-1 latency budget" in card
     with pytest.raises(ValueError, match="one budget"):
         StructuredPruningConfig(kept_flops=0.5, max_latency_ms=3.0)
+
+
+def _additive_cost_ms(model) -> float:
+    """A cost model with no interaction between a layer's heads and width (the table's own assumption)."""
+    from hfcompress.adapters import get_adapter
+
+    adapter = get_adapter(model)
+    return 1.0 + sum(0.2 + 0.1 * adapter.layer_num_heads(layer, model.config) + 0.001 * adapter.ffn_width(layer)
+                     for layer in adapter.layers(model))
+
+
+def _unevenly_pruned_model():
+    from .conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_config("bert", layers=4, heads=8, hidden=256, ffn=1024)).eval()
+    remove_heads(model, {0: [0, 1, 2], 1: [], 2: [3, 4, 5, 6, 7], 3: [1]})
+    remove_ffn_neurons(model, {0: list(range(300)), 2: list(range(700)), 3: list(range(100))})
+    return model
+
+
+def test_latency_table_of_an_unevenly_pruned_model_predicts_any_smaller_shape(monkeypatch):
+    # Under an additive cost model the measured table must predict every smaller shape of an uneven model exactly
+    # (up to the grid's interpolation of a linear cost, which is exact).
+    from hfcompress.adapters import get_adapter
+    from hfcompress.methods.structured import latency
+
+    monkeypatch.setattr(latency, "paired_latency", lambda models, pairs, **_: {
+        "median_ms": {n: _additive_cost_ms(m) for n, m in models.items()},
+        "ratios": {f"{a} / {b}": {"median": _additive_cost_ms(models[a]) / _additive_cost_ms(models[b])}
+                   for a, b in pairs}})
+    model = _unevenly_pruned_model()
+    table = latency.measure_latency_table(model, seq_length=16)
+    assert table.heads == [5, 8, 3, 7] and table.neurons == [724, 1024, 324, 924]
+    assert table.current_ms == pytest.approx(_additive_cost_ms(model))
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        heads = [int(torch.randint(1, h + 1, (1,), generator=generator)) for h in table.heads]
+        neurons = [int(torch.randint(1, n + 1, (1,), generator=generator)) for n in table.neurons]
+        shrunk = copy.deepcopy(model)
+        remove_heads(shrunk, {i: list(range(table.heads[i] - h)) for i, h in enumerate(heads)})
+        remove_ffn_neurons(shrunk, {i: list(range(table.neurons[i] - n)) for i, n in enumerate(neurons)})
+        assert [get_adapter(shrunk).layer_num_heads(l, shrunk.config) for l in get_adapter(shrunk).layers(shrunk)] == heads
+        assert table.predicted_ms(heads, neurons) == pytest.approx(_additive_cost_ms(shrunk), rel=1e-6)
+
+
+def test_latency_budget_on_an_already_pruned_model(tmp_path, monkeypatch):
+    from hfcompress.adapters import get_adapter
+    from hfcompress.methods.structured import latency
+
+    monkeypatch.setattr(latency, "paired_latency", _fake_paired_latency)
+    model = _unevenly_pruned_model()
+    before = [get_adapter(model).layer_num_heads(l, model.config) for l in get_adapter(model).layers(model)]
+    budget = 0.7 * _cost_model_ms(model)
+    batches = [{"input_ids": torch.randint(5, 110, (8, 64), generator=torch.Generator().manual_seed(i)),
+                "attention_mask": torch.ones(8, 64, dtype=torch.long)} for i in range(2)]
+    compress(model, StructuredPruningConfig(max_latency_ms=budget, seq_length=64), dataloader=batches)
+    assert 0.9 * budget <= _cost_model_ms(model) <= budget  # met, within the stated tolerance of the tighten loop
+    after = [get_adapter(model).layer_num_heads(l, model.config) for l in get_adapter(model).layers(model)]
+    assert all(1 <= a <= b for a, b in zip(after, before)) and after != before
+    model.save_pretrained(tmp_path / "out")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batches[0]).logits, model(**batches[0]).logits, atol=1e-5, rtol=0)
+
+
+def _onnx_weights_cost_ms(runner) -> float:
+    """A cost model read from what a runtime runs: 1 ms plus 1 ms per 10k weights in the exported ONNX graph."""
+    import numpy as np
+    import onnx
+
+    graph = onnx.load(str(runner.path)).graph
+    return 1.0 + sum(int(np.prod(t.dims)) for t in graph.initializer if len(t.dims) == 2) / 1e4
+
+
+def test_latency_budget_is_met_on_the_runtime_the_model_will_run_on(monkeypatch):
+    # latency_runtime="onnx": every shape the budget times is exported and timed through the ONNX Runtime runner;
+    # the fake clock reads the exported graph, so a budget met there proves the runner was what got timed.
+    from hfcompress import OnnxSequenceClassifier
+    from hfcompress.methods.structured import latency
+
+    timed_types = set()
+
+    def fake(models, pairs, **_):
+        timed_types.update(type(m) for m in models.values())
+        times = {name: _onnx_weights_cost_ms(m) for name, m in models.items()}
+        return {"median_ms": times, "ratios": {f"{a} / {b}": {"median": times[a] / times[b]} for a, b in pairs}}
+
+    monkeypatch.setattr(latency, "paired_latency", fake)
+    model = tiny_model("bert", hidden=64, ffn=128)
+    batches = [{"input_ids": torch.randint(5, 90, (4, 16), generator=torch.Generator().manual_seed(i)),
+                "attention_mask": torch.ones(4, 16, dtype=torch.long)} for i in range(2)]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        from hfcompress import export_onnx
+
+        dense_ms = _onnx_weights_cost_ms(OnnxSequenceClassifier.from_pretrained(export_onnx(model, folder)))
+    budget = 0.75 * dense_ms
+    compress(model, StructuredPruningConfig(max_latency_ms=budget, latency_runtime="onnx", seq_length=16),
+             dataloader=batches)
+    assert timed_types == {OnnxSequenceClassifier}
+    info = get_record(model).steps[-1]["info"]
+    assert info["latency_runtime"] == "onnx" and info["latency_table"]["runtime"] == "onnx"
+    assert info["latency_ms_measured"] <= budget
+    with tempfile.TemporaryDirectory() as folder:
+        from hfcompress import export_onnx
+
+        assert _onnx_weights_cost_ms(OnnxSequenceClassifier.from_pretrained(export_onnx(model, folder))) <= budget
+    with pytest.raises(ValueError, match="latency_runtime must be"):
+        StructuredPruningConfig(max_latency_ms=3.0, latency_runtime="tensorrt")
+    with pytest.raises(ValueError, match="give max_latency_ms"):
+        StructuredPruningConfig(latency_runtime="onnx")
 
 
 def test_rearrangement_never_adds_to_the_removed_units_interaction_and_finds_cancelling_units():

@@ -19,14 +19,17 @@ class StructuredPruningConfig(MethodConfig):
     Each head and neuron gets the diagonal Fisher information of a mask on its output (the squared loss
     gradient of each calibration row, summed; without ``labels`` the model's own predictions stand in). The kept set maximises the kept Fisher mass under the FLOPs budget, heads and neurons
     solved jointly across layers. A latency budget is measured, not assumed: the model is timed with every layer
-    cut to each head count and to a grid of FFN widths at ``seq_length`` tokens, and a knapsack over layers keeps
-    the most Fisher mass whose predicted time fits. With ``reconstruct`` each layer's attention-output and FFN-output
+    cut to each head count and to a grid of FFN widths at ``seq_length`` tokens (in ``latency_runtime``: torch, or
+    each shape exported to ONNX Runtime / OpenVINO), from whatever shape it has (already pruned or truncated), and
+    a knapsack over layers keeps the most Fisher mass whose predicted time fits; the chosen shape is then timed. With ``reconstruct`` each layer's attention-output and FFN-output
     projections are then refitted, layer by layer from the bottom, by ridge least squares so that on
     the calibration tokens the pruned layer reproduces the dense layer's projection outputs.
 
     Example:
         >>> compress(model, StructuredPruningConfig(kept_flops=0.5), dataloader=calibration_loader)
         >>> compress(model, StructuredPruningConfig(max_latency_ms=8.0), dataloader=calibration_loader)
+        >>> compress(model, StructuredPruningConfig(max_latency_ms=4.0, latency_runtime="openvino_int8"),
+        ...          dataloader=calibration_loader)  # met by the OpenVINO int8 export of the result
     """
 
     name: ClassVar[str] = "structured"
@@ -35,6 +38,10 @@ class StructuredPruningConfig(MethodConfig):
     max_latency_ms: float | None = field(default=None, metadata={
         "help": "Batch-1 forward time to fit within, measured on this machine at seq_length tokens (instead of "
                 "kept_flops)."})
+    latency_runtime: str = field(default="torch", metadata={
+        "help": "Where max_latency_ms must hold: 'torch' (fp32, this process) or an export format ('onnx', "
+                "'onnx_int8', 'openvino', 'openvino_int8'); each shape timed is then exported to it and timed by "
+                "its runner."})
     seq_length: int | None = field(default=None, metadata={
         "help": "Sequence length the FLOPs are counted at (attention's share grows with it); default: the mean "
                 "real length of the calibration batches."})
@@ -60,6 +67,15 @@ class StructuredPruningConfig(MethodConfig):
         check_range("kept_flops", self.kept_flops, 0, 1, low_open=True, high_open=True, allow_none=True,
                     what="fraction of head + FFN FLOPs to keep")
         check_range("max_latency_ms", self.max_latency_ms, 0, low_open=True, allow_none=True)
+        if self.latency_runtime != "torch":
+            from ...runtimes import export_formats
+
+            formats = export_formats()
+            if formats and self.latency_runtime not in formats:
+                raise ValueError(f"latency_runtime must be 'torch' or an export format ({', '.join(formats)}); got "
+                                 f"{self.latency_runtime!r}.")
+            if self.max_latency_ms is None:
+                raise ValueError("latency_runtime says where max_latency_ms must hold; give max_latency_ms too.")
         check_range("seq_length", self.seq_length, 1, allow_none=True)
         check_range("ridge", self.ridge, 0, low_open=True)
         check_max_batches(self.max_batches)

@@ -23,7 +23,7 @@ from ...integration import append_step, make_step, per_layer_steps
 from ...reconstruction import describe_reconstruction, model_inputs, reconstruct, summarise, tune_masks
 from ...structure import remove_ffn_neurons, remove_heads, require_weights, set_ffn_widths, set_head_counts
 from .config import StructuredPruningConfig
-from .latency import describe_table, meet_latency_budget, measure_latency_table
+from .latency import LatencyMeter, describe_table, meet_latency_budget, measure_latency_table
 
 logger = logging.getLogger(__name__)
 SHAPE_KEYS = ("heads_before", "kept_heads", "ffn_before", "ffn_sizes")
@@ -255,12 +255,14 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
                             "calibration_rows": sum(int(b["input_ids"].shape[0]) for b in batches),
                             "fine_tuned": False}
     if config.max_latency_ms is not None:
-        table = measure_latency_table(model, seq_length, reference=dense)
+        meter = LatencyMeter(config.latency_runtime, seq_length, calibration=batches)
+        table = measure_latency_table(model, seq_length, reference=dense, meter=meter)
         kept_heads, kept_neurons, timing = meet_latency_budget(model, head_scores, neuron_scores, table,
-                                                               config.max_latency_ms, _remove_unkept, reference=dense)
+                                                               config.max_latency_ms, _remove_unkept, reference=dense,
+                                                               meter=meter)
         total = sum(len(s) for s in head_scores) * head_cost + sum(len(s) for s in neuron_scores) * neuron_cost
         kept = (sum(map(len, kept_heads)) * head_cost + sum(map(len, kept_neurons)) * neuron_cost) / total
-        info.update({"max_latency_ms": config.max_latency_ms,
+        info.update({"max_latency_ms": config.max_latency_ms, "latency_runtime": config.latency_runtime,
                      "latency_ms_predicted": round(timing["predicted_ms"], 3),
                      "latency_ms_measured": round(timing["measured_ms"], 3), "latency_table": describe_table(table)})
     else:
@@ -311,6 +313,7 @@ def describe_structured(step: dict) -> dict[str, Any]:
                  "calibration rows": info.get("calibration_rows"),
                  "head+FFN FLOPs kept": info.get("kept_flops_measured"),
                  "batch-1 latency budget (ms, this machine)": info.get("max_latency_ms"),
+                 "latency budget's runtime": info.get("latency_runtime") if info.get("max_latency_ms") else None,
                  "measured batch-1 latency (ms)": info.get("latency_ms_measured"),
                  "fine-tuned": "no" if info.get("fine_tuned") is False else None,
                  "units re-chosen by mask rearrangement": info.get("rearranged_units"),
