@@ -12,7 +12,7 @@ and both are scored on the full dev set in that runtime.
     python benchmarks/latency_budget.py --task sst2 --runtimes torch openvino_int8 \
         --start "3 layers + KD=benchmarks/cache/pipeline/sst2/kd3_int8/stages/01-truncate3"
 
-Writes results/latency_budget_<task><tag>.json/.md.
+Writes results/retraining_free_<task><tag>.json/.md (tag default _latency_budget), a file of the retraining-free study.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def run(task: str, runtimes: list[str], starts: dict[str, str], speedup: float, 
             ratio = timed["ratios"]["pruned / start"]
             start_score = evaluate_model(start_runner, data["validation"], task)[metric]
             score = evaluate_model(pruned_runner, data["validation"], task)[metric]
-            measured = ratio["median"] * timed["median_ms"]["start"]
+            measured = ratio["median"] * start_ms  # the ratio to the start, on the time that set the budget
             rows.append({
                 "id": row_id(key), "name": f"{start_name}: {runtime}", "start": start_name, "runtime": runtime,
                 "start_dir": shown_path(Path(start_dir)), "start_score": start_score, "score": score,
@@ -96,8 +96,8 @@ def run(task: str, runtimes: list[str], starts: dict[str, str], speedup: float, 
             print(f"[{task}] {row['name']}: start {start_ms:.1f} ms, budget {budget} ms, measured {measured:.1f} ms "
                   f"({'met' if row['met'] else 'MISSED'}), {metric} {100 * start_score:.2f} -> {100 * score:.2f}, "
                   f"pruned in {seconds:.0f} s", flush=True)
-    payload = run_payload("latency_budget", setup, teacher_info, data, rows, speedup=speedup,
-                          calibration_rows=CALIBRATION_BATCHES * 32, rounds=ROUNDS, seq_len=SEQ_LEN,
+    payload = run_payload("retraining_free", setup, teacher_info, data, rows, speedup=speedup,
+                          experiment="latency_budget", calibration_rows=CALIBRATION_BATCHES * 32, rounds=ROUNDS, seq_len=SEQ_LEN,
                           timing="batch 1, 128 tokens, 2 threads; each result timed against its start alternating in "
                                  "one process on the same runtime (median of per-round ratios, 95% bootstrap interval)")
     if tag:
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["torch", "openvino_int8"])
     parser.add_argument("--start", nargs="*", default=[], metavar="NAME=FOLDER")
     parser.add_argument("--speedup", type=float, default=2.0, help="budget = the start's batch-1 time / this")
-    parser.add_argument("--tag", default="")
+    parser.add_argument("--tag", default="_latency_budget")
     args = parser.parse_args()
     starts = dict(item.split("=", 1) for item in args.start)
     run(args.task, args.runtimes, starts, args.speedup, args.tag)

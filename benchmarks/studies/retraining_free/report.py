@@ -30,13 +30,35 @@ def _retraining_free_seeds(payloads: list[dict]) -> list[str]:
     return lines + ([""] if lines else [])
 
 
+def _latency_budgets(payload: dict) -> list[str]:
+    """benchmarks/latency_budget.py: a budget from any starting shape, met on the runtime it names."""
+    hw = payload["hardware"]
+    lines = [f"Latency budgets on {payload['task'].upper()} (start's batch-1 time / {payload['speedup']:g}, no training; "
+             f"host {hw.get('cpu')} with {hw.get('int8_isa')} int8 instructions; {payload['timing']}):", "",
+             f"| start | runtime | start ms | budget ms | predicted | measured while pruning | re-measured (95% CI) | "
+             f"met | {payload['metric']} start -> pruned | FLOPs kept | pruning s |", "|---" * 11 + "|"]
+    for row in payload["rows"]:
+        # Re-measured = the pruned/start time ratio (paired rounds) x the start's own time that set the budget: the
+        # start's median inside the pair drifted with the machine, the ratio did not.
+        ratio = 1 / row["speedup_vs_start"]
+        low, high = (row["ratio_ci95"][0] * row["start_ms"], row["ratio_ci95"][1] * row["start_ms"])
+        again, met = ratio * row["start_ms"], ratio * row["start_ms"] <= row["budget_ms"]
+        lines.append(f"| {row['start']} | {row['runtime']} | {row['start_ms']:.1f} | {row['budget_ms']:.1f} | "
+                     f"{row['predicted_ms']:.1f} | {row['measured_while_pruning_ms']:.1f} | {again:.1f} "
+                     f"({low:.1f}-{high:.1f}) | {'yes' if met else '**no**'} | {100 * row['start_score']:.2f} -> "
+                     f"{100 * row['score']:.2f} | {row['kept_flops_measured']:.2f} | {row['prune_seconds']:.0f} |")
+    return lines + [""]
+
+
 def summary(payloads: list[dict]) -> list[str]:
     """Issue #30's targets per run: at half the head+FFN FLOPs with no fine-tuning, the drop against the teacher
     (SST-2 <= 1.0 point; MRPC <= 1.5 F1 and <= 2.0 accuracy), the margin over today's one-shot pruning, and the
     pruning time (< 5 minutes)."""
     lines = [read_note(HERE, "retraining_free"), ""]
-    lines += _retraining_free_seeds(payloads)
-    for payload in payloads:
+    lines += _retraining_free_seeds([p for p in payloads if p.get("experiment") != "latency_budget"])
+    for payload in (p for p in payloads if p.get("experiment") == "latency_budget"):
+        lines += _latency_budgets(payload)
+    for payload in (p for p in payloads if p.get("experiment") != "latency_budget"):
         rows = payload["rows"]
         teacher = rows[0]
         half = by_id(rows, "fisher-reconstruction-flops-0-5")
