@@ -39,6 +39,12 @@ def _warn_not_cpu(device: torch.device) -> None:
                       "GPU use a GPU int8 backend; for CPU serving keep the model on CPU.", stacklevel=3)
 
 
+def kernel_activation_bits(weight_bits: int) -> int:
+    """Activation bits this process's kernels pair with ``weight_bits``-bit weights: 8, except 8-bit weights where
+    8 x 8-bit products would saturate (7, torch.ao's ``reduce_range``)."""
+    return 8 if weight_bits == 7 or full_range_int8_kernels() else 7
+
+
 class Int8DynamicLinear(nn.Module):
     """A Linear with int8 per-channel weights and dynamically quantized activations.
 
@@ -62,7 +68,7 @@ class Int8DynamicLinear(nn.Module):
         if weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}; got {weight_bits!r}.")
         self.in_features, self.out_features, self.weight_bits = in_features, out_features, weight_bits
-        self.activation_bits = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
+        self.activation_bits = kernel_activation_bits(weight_bits)
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)

@@ -16,7 +16,7 @@ from .config import DynamicQuantConfig, QuantAwareConfig
 from .guard import choose_float_linears
 from ...cpu import full_range_int8_kernels
 from .kernels import default_weight_bits
-from .layers import Int8DynamicLinear, Int8StoredEmbedding, attach_fake_quant, detach_fake_quant, weight_qmax
+from .layers import Int8DynamicLinear, Int8StoredEmbedding, kernel_activation_bits, attach_fake_quant, detach_fake_quant, weight_qmax
 from .rounding import gptq_linears
 from .smoothing import smooth_linears, smoothing_targets
 
@@ -112,7 +112,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
         parameter.requires_grad_(False)
     model.eval()  # int8 is inference-only (Int8DynamicLinear refuses train mode with a pointer to QAT)
     # The activation width the kernels gave here: a reload where it differs says so (its scores would too).
-    activations = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
+    activations = kernel_activation_bits(weight_bits)
     append_step(model, make_step(config.name, config, {"weight_bits": weight_bits, "linears": targets,
                                                        "smoothed": list(smoothed), "embedding": embedding_name},
                                  {**guard, "activation_bits": activations}))
@@ -137,7 +137,7 @@ def rebuild_int8(model: PreTrainedModel, step: dict) -> None:
                                                          device=linear.weight.device, weight_bits=weight_bits,
                                                          smoothed=name in smoothed))
     recorded = step.get("info", {}).get("activation_bits")
-    here = 8 if weight_bits == 7 or full_range_int8_kernels() else 7
+    here = kernel_activation_bits(weight_bits)
     if recorded is not None and recorded != here:
         logger.warning("This int8 model was quantized where its linears ran %d-bit activations; this process's int8 "
                        "kernels give %d-bit ones (full_range_int8_kernels() is %s here), so its scores may differ "
