@@ -42,6 +42,9 @@ class StructuredPruningConfig(MethodConfig):
         "help": "Where max_latency_ms must hold: 'torch' (fp32, this process) or an export format ('onnx', "
                 "'onnx_int8', 'openvino', 'openvino_int8'); each shape timed is then exported to it and timed by "
                 "its runner."})
+    latency_margin: float = field(default=0.03, metadata={
+        "help": "Fraction under max_latency_ms the search aims at, so that a later timing of the result (a few "
+                "percent of noise between runs) still lands within the budget; 0 aims at the budget itself."})
     seq_length: int | None = field(default=None, metadata={
         "help": "Sequence length the FLOPs are counted at (attention's share grows with it); default: the mean "
                 "real length of the calibration batches."})
@@ -76,6 +79,8 @@ class StructuredPruningConfig(MethodConfig):
                                  f"{self.latency_runtime!r}.")
             if self.max_latency_ms is None:
                 raise ValueError("latency_runtime says where max_latency_ms must hold; give max_latency_ms too.")
+        check_range("latency_margin", self.latency_margin, 0, 0.5, high_open=True,
+                    what="fraction under max_latency_ms to aim at")
         check_range("seq_length", self.seq_length, 1, allow_none=True)
         check_range("ridge", self.ridge, 0, low_open=True)
         check_max_batches(self.max_batches)

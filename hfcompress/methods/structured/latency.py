@@ -269,18 +269,20 @@ def meet_latency_budget(model: PreTrainedModel, head_scores: list[torch.Tensor],
                         table: LatencyTable, max_latency_ms: float,
                         remove: Callable[[PreTrainedModel, list[list[int]], list[list[int]]], Any],
                         attempts: int = 3, rounds: int = 40, reference: PreTrainedModel | None = None,
-                        meter: LatencyMeter | None = None,
+                        meter: LatencyMeter | None = None, margin: float = 0.0,
                         ) -> tuple[list[list[int]], list[list[int]], dict[str, float]]:
     """``search_masks_for_latency``, then the chosen shape built on a copy and timed against the model as it is
     (with ``meter``, on the table's runtime); when it is slower than ``max_latency_ms`` (layer savings do not add
     up exactly: a layer cut in both heads and width saves less than the two cuts timed apart), the budget given to
     the search is tightened by the measured excess and the search repeated, up to ``attempts`` times. Returns
     (kept heads, kept neurons, {"predicted_ms", "measured_ms"} of the returned shape). ``reference`` as in
-    ``measure_latency_table``.
+    ``measure_latency_table``. The search aims ``margin`` (a fraction) under the budget and the measured shape must
+    land there too: a shape timed at the budget exactly is over it in half of any later timings.
     """
     meter = meter or LatencyMeter(table.runtime, table.seq_length, rounds)
     reference = reference if reference is not None else copy.deepcopy(model).eval()
-    target = max_latency_ms
+    aim = max_latency_ms * (1.0 - margin)
+    target = aim
     for _ in range(attempts):
         kept_heads, kept_neurons, predicted = search_masks_for_latency(head_scores, neuron_scores, table, target)
         candidate = copy.deepcopy(reference)
@@ -288,9 +290,9 @@ def meet_latency_budget(model: PreTrainedModel, head_scores: list[torch.Tensor],
         ratios, _ = meter.ratios({"candidate": candidate, "as is": reference}, against="as is")
         measured = ratios["candidate"] * table.current_ms
         del candidate
-        if measured <= max_latency_ms:
+        if measured <= aim:
             break
-        target *= 0.98 * max_latency_ms / measured  # a little under: the next measurement is noisy too
+        target *= 0.98 * aim / measured  # a little under: the next measurement is noisy too
     return kept_heads, kept_neurons, {"predicted_ms": predicted, "measured_ms": measured}
 
 

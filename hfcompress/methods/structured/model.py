@@ -259,10 +259,11 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
         table = measure_latency_table(model, seq_length, reference=dense, meter=meter)
         kept_heads, kept_neurons, timing = meet_latency_budget(model, head_scores, neuron_scores, table,
                                                                config.max_latency_ms, _remove_unkept, reference=dense,
-                                                               meter=meter)
+                                                               meter=meter, margin=config.latency_margin)
         total = sum(len(s) for s in head_scores) * head_cost + sum(len(s) for s in neuron_scores) * neuron_cost
         kept = (sum(map(len, kept_heads)) * head_cost + sum(map(len, kept_neurons)) * neuron_cost) / total
         info.update({"max_latency_ms": config.max_latency_ms, "latency_runtime": config.latency_runtime,
+                     "latency_margin": config.latency_margin,
                      "latency_ms_predicted": round(timing["predicted_ms"], 3),
                      "latency_ms_measured": round(timing["measured_ms"], 3), "latency_table": describe_table(table)})
     else:
