@@ -127,6 +127,9 @@ def _add_search_command(commands) -> None:
     search.add_argument("--final-steps", dest="final_steps", type=int, default=None,
                         help="train the chosen candidate again with this many steps per training stage before "
                              "saving it (explore cheaply with --steps, deliver at the full budget)")
+    search.add_argument("--latency-rounds", dest="latency_rounds", type=int, default=20,
+                        help="timing rounds of each candidate against the original at batch 1 (a quarter of them, "
+                             "at least 3, at batch 32); the front is timed again side by side at the end")
     search.add_argument("--holdout", type=float, default=0.1, help="fraction of train kept out to score candidates")
     search.add_argument("--max_train_samples", type=int, default=None, help="train on a subset (shuffled)")
     search.add_argument("--max_seq_length", type=int, default=128)
@@ -331,7 +334,7 @@ def _search(args) -> None:
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
                     training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed,
                     eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference,
-                    heartbeat_seconds=args.heartbeat_seconds, device=args.device)
+                    heartbeat_seconds=args.heartbeat_seconds, device=args.device, latency_rounds=args.latency_rounds)
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")

@@ -252,6 +252,8 @@ def search(
         raise ValueError(f"holdout must lie in (0, 1): the search scores on that part of train; got {holdout}")
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
+    if isinstance(latency_rounds, bool) or not isinstance(latency_rounds, int) or latency_rounds < 1:
+        raise ValueError(f"latency_rounds must be a positive whole number of timing rounds; got {latency_rounds!r}")
     if eval_file is not None and eval_split is not None:
         raise ValueError("give held-out rows one way: eval_file or eval_split, not both")
     device = str(resolve_device(device or "auto"))

@@ -5,6 +5,10 @@ from typing import Any
 # Tests never reach the Hub: a push is replaced by a stand-in, and without this huggingface_hub still tries the
 # network first (23 s of retries on a machine without it). Set before transformers reads it at import.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `make test` runs one pytest worker per core (pytest-xdist): each worker, and the processes its tests start, then
+# computes on one thread instead of every worker's threads contending for every core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
@@ -21,6 +25,9 @@ from transformers import (
 )
 
 import hfcompress  # noqa: F401  (registers the integration)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("HFCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data"))

@@ -122,3 +122,21 @@ def test_tokenize_pairs(minilm_path):
     encoded = tokenize_task(dataset, tokenizer, "mrpc", max_length=16)
     assert set(encoded.column_names) == {"input_ids", "token_type_ids", "attention_mask", "label"}
     assert encoded[0]["token_type_ids"].count(1) == 3  # "d e [SEP]"
+
+
+def test_tokenized_rows_follow_the_tokenizer_not_an_earlier_cache(minilm_path, tmp_path):
+    # The map's fingerprint is hashed from the tokenizer's serialization (not pickled by datasets): a changed
+    # tokenizer or length must never be served the rows cached for another.
+    from transformers import AutoTokenizer
+
+    from datasets import Dataset
+
+    Dataset.from_dict({"sentence1": ["zzqq is a fine film", "bad"], "label": [1, 0]}).save_to_disk(tmp_path / "d")
+    rows = Dataset.load_from_disk(tmp_path / "d")  # backed by files, so the map writes and reuses cache files
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    first = tokenize_task(rows, tokenizer, "sst2", max_length=16)["input_ids"][0]
+    assert tokenize_task(Dataset.load_from_disk(tmp_path / "d"), tokenizer, "sst2", max_length=16)["input_ids"][0] == first
+    assert tokenize_task(rows, tokenizer, "sst2", max_length=4)["input_ids"][0] == first[:3] + [first[-1]]
+    tokenizer.add_tokens(["zzqq"])
+    changed = tokenize_task(rows, tokenizer, "sst2", max_length=16)["input_ids"][0]
+    assert changed[1] == len(tokenizer) - 1 and changed != first

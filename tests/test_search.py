@@ -29,7 +29,8 @@ def tiny_base(tmp_path, minilm_path):
 def _search_args(base, out, trials, *more):
     return ["search", "--model", str(base), "--task", "sst2", "--data_dir", sample_data_dir(), "--output", str(out),
             "--max-drop", "60", "--budget-trials", str(trials), "--steps", "2", "--max_train_samples", "96",
-            "--max_seq_length", "16", "--batch_size", "16", "--layers", "3", "2", "--int8", "none", "torch", *more]
+            "--max_seq_length", "16", "--batch_size", "16", "--layers", "3", "2", "--int8", "none", "torch",
+            "--latency-rounds", "4", *more]
 
 
 def _load(folder):
@@ -99,6 +100,7 @@ def test_a_new_search_starts_with_the_cheap_and_known_recipes_and_tries_every_in
     space = SearchSpace(layers=[3, 2], int8=["none", "torch", "onnxruntime"])
     result = search(str(tiny_base), task="sst2", output=out, data_dir=sample_data_dir(), max_drop=60, n_trials=4,
                     steps=2, max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16},
+                    latency_rounds=4,
                     space=space, measure_dev=False)
     started = [t for t in result.trials if "free_step_of" not in t]
     assert [t.get("first_because") for t in started] == ["no training"] * 3 + ["known-good recipe"]
@@ -128,7 +130,7 @@ def test_held_out_rows_from_a_file_and_the_agreement_reference(tmp_path, tiny_ba
     unseen = tmp_path / "unseen.tsv"
     unseen.write_text("\n".join(rows[:41]) + "\n")  # header + 40 labelled rows
     common = dict(task="sst2", data_dir=sample_data_dir(), max_drop=60, n_trials=1, steps=2, max_train_samples=96,
-                  max_seq_length=16, training={"per_device_train_batch_size": 16}, measure_dev=False,
+                  max_seq_length=16, training={"per_device_train_batch_size": 16}, latency_rounds=4, measure_dev=False,
                   space=SearchSpace(layers=[3], int8=["none", "torch"], retraining_free=[None, 0.5]))
     on_file = search(str(tiny_base), output=tmp_path / "file", eval_file=unseen, **common)
     reference = json.loads((tmp_path / "file" / "front.json").read_text())["reference"]
@@ -222,7 +224,10 @@ def kill_a_worker_and_let_another_finish(base, out, storage):
         while not running and doomed.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
             try:
-                running = [t for t in _study(storage).trials if t.state.name == "RUNNING"]
+                # Killed once it has its folder (a kill before that leaves nothing to finish; under load it
+                # landed there and the retry rightly took a new folder).
+                running = [t for t in _study(storage).trials
+                           if t.state.name == "RUNNING" and "folder_number" in t.user_attrs]
             except KeyError:  # the study is not created yet
                 pass
         assert running, f"no trial started: {doomed.stderr.read()[-3000:] if doomed.poll() is not None else 'timeout'}"
@@ -312,7 +317,8 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
     storage.record_heartbeat(dead._trial_id)
     time.sleep(4)
     search(str(tiny_base), task="sst2", output=out, data_dir=sample_data_dir(), max_drop=60, n_trials=2, steps=2,
-           max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16}, space=space,
+           max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16}, latency_rounds=4,
+           space=space,
            heartbeat_seconds=1, measure_dev=False)
     trials = optuna.load_study(study_name=STUDY_NAME, storage=url).trials
     assert trials[0].state.name == "FAIL"
@@ -353,7 +359,7 @@ def test_a_journal_file_holds_the_study_and_a_second_run_continues_it(tmp_path, 
 
     journal = tmp_path / "study.journal"
     common = dict(task="sst2", data_dir=sample_data_dir(), max_drop=60, steps=2, max_train_samples=96,
-                  max_seq_length=16, training={"per_device_train_batch_size": 16}, measure_dev=False,
+                  max_seq_length=16, training={"per_device_train_batch_size": 16}, latency_rounds=4, measure_dev=False,
                   storage=f"journal:{journal}", space=SearchSpace(layers=[3], int8=["none", "torch"],
                                                                   retraining_free=[None, 0.5]))
     search(str(tiny_base), output=tmp_path / "one", n_trials=1, **common)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from .tasks import get_task
 
@@ -18,6 +16,10 @@ def task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict
         >>> task_metrics("mrpc", np.array([[0.1, 0.9], [2.0, 0.0]]), np.array([1, 0]))
         {'accuracy': 1.0, 'f1': 1.0}
     """
+    # Imported here: scikit-learn and scipy.stats cost every process that imports hfcompress ~2 s otherwise.
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
     spec = get_task(task)
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)

@@ -26,7 +26,6 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from sklearn.isotonic import IsotonicRegression
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -122,6 +121,8 @@ class LatencyTable:
 
 
 def _monotone(sizes: list[int], savings: list[float]) -> list[float]:
+    from sklearn.isotonic import IsotonicRegression  # here: importing scikit-learn costs every process ~1 s
+
     fitted = IsotonicRegression(increasing=False, y_min=0.0).fit_transform(np.asarray(sizes, float), savings)
     return [float(v) for v in fitted]
 
