@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 	@echo "$(VENV) ready"
 
-# The whole suite (CI runs this); the 15 slowest tests are listed at the end.
+# The whole suite (CI runs this): one worker per core (pytest-xdist; most slow tests wait on processes they start),
+# the 15 slowest tests listed at the end.
 test: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --dist worksteal --durations=15
 
 # Between two edits: unit tests on tiny models only (no other processes, no real weights or full data).
 test-fast: setup

@@ -541,7 +541,12 @@ def _open_study(storage: str, sampler: Any, attempts: int = 5, heartbeat_seconds
         for attempt in range(attempts - 1):
             try:
                 return create()
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                    sqlalchemy.exc.ProgrammingError) as error:
+                # PostgreSQL reports the lost race on the schema as DuplicateTable, a ProgrammingError: only that
+                # one is waited out, any other programming error is raised as it is.
+                if isinstance(error, sqlalchemy.exc.ProgrammingError) and "already exists" not in str(error):
+                    raise
                 time.sleep(0.5 * (attempt + 1))
         return create()
 
@@ -865,7 +870,8 @@ def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], 
     from .pipeline import measure_against_original, stage_records, warn_if_lost
 
     results = measure_against_original(evaluator.original, folder, evaluator.data["validation"], evaluator.task,
-                                       "search pick", rounds={1: 30, 32: 10})
+                                       "search pick", rounds={1: evaluator.rounds * 3 // 2,
+                                                              32: max(3, evaluator.rounds // 2)})
     results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"], "reference": reference}
     if "search_score" in chosen:
         results["search"]["held_out_score_at_search_budget"] = chosen["search_score"]
