@@ -150,6 +150,9 @@ def _add_search_command(commands) -> None:
                         help="judge --max-drop on the held-out labels, or on agreement with the original's "
                              "predictions (auto: agreement when the original has likely trained on those rows)")
     search.add_argument("--seed", type=int, default=42)
+    search.add_argument("--explore-only", dest="explore_only", action="store_true",
+                        help="only add trials to the study (extra workers of a shared --storage): no re-timing, "
+                             "choice or dev report; one worker without this flag, or a later run, makes the choice")
 
 
 def _add_publish_commands(commands) -> None:
@@ -334,7 +337,11 @@ def _search(args) -> None:
                     max_train_samples=args.max_train_samples, max_seq_length=args.max_seq_length,
                     training={"per_device_train_batch_size": args.batch_size}, space=_search_space(args), seed=args.seed,
                     eval_file=args.eval_file, eval_split=args.eval_split, reference=args.reference,
-                    heartbeat_seconds=args.heartbeat_seconds, device=args.device, latency_rounds=args.latency_rounds)
+                    heartbeat_seconds=args.heartbeat_seconds, device=args.device, latency_rounds=args.latency_rounds,
+                    explore_only=args.explore_only)
+    if args.explore_only:
+        print(f"explored: {len(result.trials)} trials in the study so far; run without --explore-only to choose")
+        return
     if result.chosen is None:
         raise ValueError(f"no candidate met the budget in {len(result.trials)} trials; see {args.output}/front.json, "
                          "relax --max-drop/--max-latency-ms or raise --budget-trials")

@@ -17,7 +17,8 @@ trial's copies them instead of training them again. Weak trainers stop early: ea
 of the step budget, and one already more than ``max_drop + early_stop_margin`` points below the original is
 pruned. An Optuna multi-objective study (score up, batch-1 latency down; the budget as a constraint) chooses
 the points, and lives in an SQLite (or any RDB) storage: an interrupted search resumes where it stopped, and
-several workers given the same ``storage`` share one study.
+several workers given the same ``storage`` share one study. Each worker that ends re-times the front, chooses and
+reports on dev; workers started with ``explore_only`` only add trials and leave that to one that does not.
 
 The reference is honest: a model fine-tuned on all of train has seen the held-out rows, so where the
 original scores far higher on them than on dev (``seen_gap`` points), the budget is judged on agreement with
@@ -223,6 +224,7 @@ def search(
     reference: str = "auto",
     seen_gap: float = 5.0,
     device: str | None = None,
+    explore_only: bool = False,
 ) -> SearchResult:
     """Search compressed versions of ``model`` for the fastest within the budget; see the module docstring.
 
@@ -239,6 +241,9 @@ def search(
     ``seen_gap`` points higher on the held-out rows than on dev (it has likely trained on them).
     ``device`` (auto | cpu | cuda): where candidates train; latency is always timed on the CPU, the machine the
     search's int8 runtimes serve on (every candidate against the original there).
+    ``explore_only``: this worker adds trials to the study and returns its front as the trials measured it, without
+    re-timing, choosing (``chosen`` is None) or the dev report: the extra workers of a shared study, whose choice
+    one worker (or a later run with the budget spent) makes once.
 
     Example:
         >>> search("my-sst2-model", task="sst2", output="out/search", max_drop=1.0, n_trials=24, steps=400)
@@ -285,6 +290,10 @@ def search(
                            min_score=None if max_drop is None else reference_score - max_drop,
                            max_latency_ms=max_latency_ms)
     _optimize(study, objective, n_trials, budget_hours, output)
+    if explore_only:
+        rows = _trial_rows(study)
+        logger.info("explored: %d trials in the study; a worker without explore_only chooses", len(rows))
+        return SearchResult(pareto_front(rows), None, output, reference_score, rows)
     final = None
     if final_steps and final_steps != steps:
         final = lambda params: candidate_recipe(params, num_layers, base, final_steps)  # noqa: E731

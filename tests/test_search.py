@@ -82,8 +82,10 @@ def test_search_writes_front_and_a_recipe_that_rebuilds_the_pick_and_resumes(tmp
     # Resuming the study: 5 trials in all means one more, the first four kept.
     storage = f"sqlite:///{(out / 'study.db').resolve()}"
     assert len(_counted(storage)) == 4
-    assert main(_search_args(tiny_base, out, 5)) == 0
-    assert len(_counted(storage)) == 5
+    chosen_before = (out / "chosen.yaml").read_text()
+    assert main(_search_args(tiny_base, out, 5, "--explore-only")) == 0
+    assert "explored: " in capsys.readouterr().out
+    assert len(_counted(storage)) == 5 and (out / "chosen.yaml").read_text() == chosen_before  # no choice made
     # A finished search run again adds no trial; --final-steps trains the pick again at that budget.
     assert main(_search_args(tiny_base, out, 5, "--final-steps", "3")) == 0
     assert len(_counted(storage)) == 5
@@ -172,13 +174,18 @@ def test_a_final_model_that_lost_much_gets_a_warning_line(caplog):
     assert line in caplog.text
 
 
-def run_two_workers_on_one_study(base, out, storage):
+def run_two_workers_on_one_study(base, out, storage, compare_alone=True):
     """Two search workers as separate processes on one storage: each trial evaluated once, in its own folder, by
-    one of them, and both took trials (shared by the SQLite and the PostgreSQL tests)."""
+    one of them, and both took trials (shared by the SQLite, journal and PostgreSQL tests). ``compare_alone``: a
+    third worker on the finished study reports the same front (storage-independent, so checked on one storage)."""
     command = [sys.executable, "-m", "hfcompress.cli", *_search_args(base, out, 4, "--storage", storage)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen(command + ["--seed", str(seed)], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for seed in (1, 2)]
+    # Without the comparison the second worker only explores: the first re-times, chooses and reports (from the
+    # trials finished by then). With it both report, and the last to end saw every trial.
+    explore = [] if compare_alone else ["--explore-only"]
+    workers = [subprocess.Popen(command + ["--seed", str(seed), *more], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+               for seed, more in ((1, []), (2, explore))]
     outputs = [w.communicate(timeout=900) for w in workers]
     for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-3000:]
@@ -190,6 +197,11 @@ def run_two_workers_on_one_study(base, out, storage):
     assert {f"trial-{t.number:04d}" for t in evaluated} <= set(folders)  # each evaluated trial has its own folder
     by_worker = [o.count("after trial") for o, _ in outputs]
     assert all(count >= 1 for count in by_worker), by_worker  # both workers took trials
+    assert "chose trial" in outputs[0][0] and (out / "chosen" / "config.json").is_file()
+    if explore:
+        assert "explored:" in outputs[1][0] and "chose trial" not in outputs[1][0]
+    if not compare_alone:
+        return
     # One worker given the same finished trials (the budget is spent: it only reports) makes the same front and pick.
     alone = out.parent / f"{out.name}-alone"
     again = subprocess.run(command + ["--seed", "3", "--output", str(alone)], cwd=ROOT, capture_output=True, text=True,
@@ -239,7 +251,9 @@ def kill_a_worker_and_let_another_finish(base, out, storage):
     killed = next(t for t in _study(storage).trials if t.number == running[0].number)
     assert killed.state.name == "RUNNING", "the trial finished before the kill: give it more steps"
     time.sleep(4)  # three heartbeats missed
-    survivor = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    # The survivor needs no long training (the steps only kept the doomed trial running until the kill) nor a choice.
+    survivor = subprocess.run([*command, "--steps", "8", "--explore-only"], cwd=ROOT, capture_output=True, text=True, env=env,
+                              timeout=900)
     assert survivor.returncode == 0, survivor.stderr[-3000:]
     trials = _study(storage).trials
     assert next(t for t in trials if t.number == killed.number).state.name == "FAIL"
@@ -330,7 +344,8 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
 
 @pytest.mark.subprocess
 def test_two_workers_share_one_journal_file(tmp_path, tiny_base):
-    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"journal:{tmp_path / 'study.journal'}")
+    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"journal:{tmp_path / 'study.journal'}",
+                                 compare_alone=False)
 
 
 @pytest.mark.subprocess
