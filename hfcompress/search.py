@@ -649,6 +649,13 @@ class _Evaluator:
         self.judge = "labels"
         self._original_predictions = None
 
+    def timing_rounds(self, batch: int, report: bool = False) -> int:
+        """Rounds against the original at ``batch`` (1 or 32): ``rounds`` at batch 1, a quarter (at least 3) at 32;
+        the dev report of the pick half as many again at batch 1 and half at 32."""
+        if report:
+            return self.rounds * 3 // 2 if batch == 1 else max(3, self.rounds // 2)
+        return self.rounds if batch == 1 else max(3, self.rounds // 4)
+
     def choose_reference(self, reference: str, seen_gap: float, unseen_rows: bool) -> dict[str, Any]:
         """Labels or agreement with the original (see :func:`search`); logged, and returned for the front and card."""
         from .data import get_task
@@ -716,7 +723,7 @@ class _Evaluator:
         for batch in (1, 32):
             timing = paired_latency({"original": self.original, "candidate": model}, [("candidate", "original")],
                                     batch_size=batch, seq_len=128, threads=2, warmup=3,
-                                    rounds=self.rounds if batch == 1 else max(3, self.rounds // 4))
+                                    rounds=self.timing_rounds(batch))
             measured[f"latency_bs{batch}_ms"] = timing["median_ms"]["candidate"]
             measured[f"latency_ratio_bs{batch}"] = timing["ratios"]["candidate / original"]["median"]
         return measured
@@ -849,7 +856,7 @@ def _retime(rows: list[dict[str, Any]], evaluator: _Evaluator, limit: int = 8) -
     pairs = [(name, "original") for name in models if name != "original"]
     for batch in (1, 32):
         timing = paired_latency(models, pairs, batch_size=batch, seq_len=128, threads=2, warmup=3,
-                                rounds=evaluator.rounds if batch == 1 else max(3, evaluator.rounds // 4))
+                                rounds=evaluator.timing_rounds(batch))
         for row in candidates:
             name = f"trial {row['trial']}"
             row[f"latency_ratio_bs{batch}_at_trial"] = row[f"latency_ratio_bs{batch}"]
@@ -879,8 +886,8 @@ def _report_on_dev(evaluator: _Evaluator, folder: Path, chosen: dict[str, Any], 
     from .pipeline import measure_against_original, stage_records, warn_if_lost
 
     results = measure_against_original(evaluator.original, folder, evaluator.data["validation"], evaluator.task,
-                                       "search pick", rounds={1: evaluator.rounds * 3 // 2,
-                                                              32: max(3, evaluator.rounds // 2)})
+                                       "search pick", rounds={b: evaluator.timing_rounds(b, report=True)
+                                                              for b in (1, 32)})
     results["search"] = {"trial": chosen["trial"], "held_out_score": chosen["score"], "reference": reference}
     if "search_score" in chosen:
         results["search"]["held_out_score_at_search_budget"] = chosen["search_score"]

@@ -283,6 +283,46 @@ def test_latency_table_of_an_unevenly_pruned_model_predicts_any_smaller_shape(mo
         assert table.predicted_ms(heads, neurons) == pytest.approx(_additive_cost_ms(shrunk), rel=1e-6)
 
 
+@pytest.mark.parametrize("uneven", [False, True])
+def test_the_budget_takes_its_milliseconds_from_models_timed_alone(monkeypatch, uneven):
+    # A machine where a model timed among others runs slower than by itself (each of n models +10% per other
+    # model): the table's starting time and every budget check must be the model's time alone, as a user (and the
+    # benchmark's re-timing) measures it; ratios may come from the group.
+    from hfcompress.methods.structured import latency
+
+    from .conftest import tiny_config
+
+    def crowded(models, pairs, **_):
+        slowdown = 1 + 0.1 * (len(models) - 1)
+        times = {name: slowdown * _cost_model_ms(model) for name, model in models.items()}
+        return {"median_ms": times, "ratios": {f"{a} / {b}": {"median": times[a] / times[b]} for a, b in pairs}}
+
+    monkeypatch.setattr(latency, "paired_latency", crowded)
+    if uneven:
+        model = _unevenly_pruned_model()
+    else:
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(
+            tiny_config("bert", layers=4, heads=8, hidden=256, ffn=1024)).eval()
+    table = latency.measure_latency_table(model, seq_length=16)
+    assert table.current_ms == pytest.approx(_cost_model_ms(model))
+    budget = 0.7 * _cost_model_ms(model)
+    scores = ([torch.rand(h) for h in table.heads], [torch.rand(n) for n in table.neurons])
+    _, _, timing = latency.meet_latency_budget(model, *scores, table, budget, remove=_remove_both)
+    assert timing["measured_ms"] <= budget
+
+
+def _remove_both(model, kept_heads, kept_neurons):
+    from hfcompress.adapters import get_adapter
+
+    adapter = get_adapter(model)
+    sizes = [(adapter.layer_num_heads(l, model.config), adapter.ffn_width(l)) for l in adapter.layers(model)]
+    remove_heads(model, {i: [h for h in range(n) if h not in kept] for i, ((n, _), kept) in
+                         enumerate(zip(sizes, kept_heads))})
+    remove_ffn_neurons(model, {i: [k for k in range(w) if k not in kept] for i, ((_, w), kept) in
+                               enumerate(zip(sizes, kept_neurons))})
+
+
 def test_latency_budget_on_an_already_pruned_model(tmp_path, monkeypatch):
     from hfcompress.adapters import get_adapter
     from hfcompress.methods.structured import latency

@@ -38,15 +38,17 @@ def _latency_budgets(payload: dict) -> list[str]:
              + (f"the pruning aimed {100 * margin:g}% under the budget" if (margin := payload["rows"][0].get(
                  "latency_margin", 0.0)) else "the pruning aimed at the budget itself (before latency_margin)")
              + "):", "",
-             f"| start | runtime | start ms | budget ms | predicted | measured while pruning | re-measured (95% CI) | "
-             f"met | {payload['metric']} start -> pruned | FLOPs kept | pruning s |", "|---" * 11 + "|"]
+             f"| start | runtime | start ms | start ms as the pruning timed it | budget ms | predicted | "
+             f"measured while pruning | re-measured (95% CI) | met | {payload['metric']} start -> pruned | FLOPs kept | "
+             f"pruning s |", "|---" * 12 + "|"]
     for row in payload["rows"]:
         # Re-measured = the pruned/start time ratio (paired rounds) x the start's own time that set the budget: the
         # start's median inside the pair drifted with the machine, the ratio did not.
         ratio = 1 / row["speedup_vs_start"]
         low, high = (row["ratio_ci95"][0] * row["start_ms"], row["ratio_ci95"][1] * row["start_ms"])
         again, met = ratio * row["start_ms"], ratio * row["start_ms"] <= row["budget_ms"]
-        lines.append(f"| {row['start']} | {row['runtime']} | {row['start_ms']:.1f} | {row['budget_ms']:.1f} | "
+        pruning_ms = f"{row['start_ms_while_pruning']:.1f}" if "start_ms_while_pruning" in row else "not recorded"
+        lines.append(f"| {row['start']} | {row['runtime']} | {row['start_ms']:.1f} | {pruning_ms} | {row['budget_ms']:.1f} | "
                      f"{row['predicted_ms']:.1f} | {row['measured_while_pruning_ms']:.1f} | {again:.1f} "
                      f"({low:.1f}-{high:.1f}) | {'yes' if met else '**no**'} | {100 * row['start_score']:.2f} -> "
                      f"{100 * row['score']:.2f} | {row['kept_flops_measured']:.2f} | {row['prune_seconds']:.0f} |")
