@@ -13,7 +13,7 @@ from ...calibration import input_second_moments
 from ...integration import append_step, make_step
 from ...structure import replace_submodule
 from .config import LowRankConfig
-from .layers import LowRankEmbedding, LowRankLinear, whitening_factor
+from .layers import LowRankEmbedding, LowRankLinear, singular_values, whitening_factor
 
 
 
@@ -25,7 +25,7 @@ def choose_rank(weight: torch.Tensor, config: LowRankConfig) -> int:
         return min(config.rank, full)
     if config.param_ratio is not None:
         return max(1, min(full, int(config.param_ratio * out_features * in_features / (out_features + in_features))))
-    singular = torch.linalg.svdvals(weight.detach().float())
+    singular = singular_values(weight.detach().float())
     cumulative = torch.cumsum(singular**2, 0) / (singular**2).sum()
     return int(min(full, int(torch.searchsorted(cumulative, torch.tensor(config.energy - 1e-7)).item()) + 1))
 
@@ -55,7 +55,7 @@ def allocate_ranks(weights: dict[str, torch.Tensor], param_ratio: float) -> dict
     for name, weight in weights.items():
         out_features, in_features = weight.shape
         total += out_features * in_features
-        energy = torch.linalg.svdvals(weight.detach().float()) ** 2
+        energy = singular_values(weight.detach().float()) ** 2
         cost = out_features + in_features
         # Direction 0 is granted below (rank 0 would delete the layer); the rest compete.
         candidates += [(float(value) / cost, name, cost) for value in energy[1:]]
