@@ -35,19 +35,25 @@ def _latency_budgets(payload: dict) -> list[str]:
     hw = payload["hardware"]
     lines = [f"Latency budgets on {payload['task'].upper()} (start's batch-1 time / {payload['speedup']:g}, no training; "
              f"host {hw.get('cpu')} with {hw.get('int8_isa')} int8 instructions; {payload['timing']}; "
-             + (f"the pruning aimed {100 * margin:g}% under the budget" if (margin := payload["rows"][0].get(
-                 "latency_margin", 0.0)) else "the pruning aimed at the budget itself (before latency_margin)")
+             + (f"the pruning aimed {100 * margin:g}% under the budget" if (margin := next(
+                 (r["latency_margin"] for r in payload["rows"] if "latency_margin" in r), 0.0))
+                else "the pruning aimed at the budget itself (before latency_margin)")
              + "):", "",
              f"| start | runtime | start ms | start ms as the pruning timed it | budget ms | predicted | "
              f"measured while pruning | re-measured (95% CI) | met | {payload['metric']} start -> pruned | FLOPs kept | "
              f"pruning s |", "|---" * 12 + "|"]
     for row in payload["rows"]:
+        if row.get("reachable") is False:
+            lines.append(f"| {row['start']} | {row['runtime']} | {row['start_ms']:.1f} | - | {row['budget_ms']:.1f} | "
+                         f"not reachable by pruning heads and neurons: {row['error'].split(';')[0]} | | | | | | |")
+            continue
         # Re-measured = the pruned/start time ratio (paired rounds) x the start's own time that set the budget: the
         # start's median inside the pair drifted with the machine, the ratio did not.
         ratio = 1 / row["speedup_vs_start"]
         low, high = (row["ratio_ci95"][0] * row["start_ms"], row["ratio_ci95"][1] * row["start_ms"])
         again, met = ratio * row["start_ms"], ratio * row["start_ms"] <= row["budget_ms"]
-        pruning_ms = f"{row['start_ms_while_pruning']:.1f}" if "start_ms_while_pruning" in row else "not recorded"
+        pruning_ms = (f"{row['start_ms_while_pruning']:.1f}" if "start_ms_while_pruning" in row else "not recorded") + (
+            f" (again after: {row['start_ms_at_retiming']:.1f})" if "start_ms_at_retiming" in row else "")
         lines.append(f"| {row['start']} | {row['runtime']} | {row['start_ms']:.1f} | {pruning_ms} | {row['budget_ms']:.1f} | "
                      f"{row['predicted_ms']:.1f} | {row['measured_while_pruning_ms']:.1f} | {again:.1f} "
                      f"({low:.1f}-{high:.1f}) | {'yes' if met else '**no**'} | {100 * row['start_score']:.2f} -> "
