@@ -78,7 +78,7 @@ class LatencyMeter:
 
         Ratios come from models timed in alternation (the machine's drift cancels); milliseconds from a model timed
         by itself, as it runs in use and as a budget's reference is timed, which a model timed among up to seven
-        others need not show (the re-timed budgets of the torch benchmark ran 4-8% over what the pruning measured).
+        others need not show.
         """
         with tempfile.TemporaryDirectory(prefix="hfcompress-latency-") as folder:
             runners = self._runnable(models, Path(folder))
