@@ -1,6 +1,7 @@
 """Run by tests/test_resume.py in a subprocess: a short training run of one method, saving checkpoints, that the
-test kills after a checkpoint and starts again with ``--resume``. Writes each method's final model to
-OUT/METHOD/final (several methods in one process: the uninterrupted references, one process start for all)."""
+test kills after a checkpoint; the test then resumes it in its own process (``train(..., resume=True)``). Writes
+each method's final model to OUT/METHOD/final (several methods in one process: the uninterrupted references, one
+process start for all)."""
 
 import argparse
 import sys
@@ -23,16 +24,8 @@ METHODS = {
     "lowrank": lambda: [LowRankConfig(param_ratio=0.5)],
 }
 
-parser = argparse.ArgumentParser()
-parser.add_argument("out")
-parser.add_argument("methods", nargs="+", choices=list(METHODS))
-parser.add_argument("--resume", action="store_true")
-parser.add_argument("--steps", type=int, default=16)
-parser.add_argument("--save_steps", type=int, default=4)
-options = parser.parse_args()
 
-
-def train(method: str, out: str) -> None:
+def train(method: str, out: str, resume: bool = False, steps: int = 16, save_steps: int = 4) -> None:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
                         intermediate_size=64, num_labels=3, max_position_embeddings=64)
@@ -42,8 +35,8 @@ def train(method: str, out: str) -> None:
     labels = torch.randint(0, 3, (64,), generator=generator)
     rows = [{"input_ids": ids[i], "attention_mask": torch.ones(12, dtype=torch.long), "labels": labels[i]}
             for i in range(64)]
-    args = TrainingArguments(f"{out}/run", max_steps=options.steps, per_device_train_batch_size=8,
-                             learning_rate=5e-3, save_strategy="steps", save_steps=options.save_steps, report_to=[],
+    args = TrainingArguments(f"{out}/run", max_steps=steps, per_device_train_batch_size=8,
+                             learning_rate=5e-3, save_strategy="steps", save_steps=save_steps, report_to=[],
                              use_cpu=True, seed=0, data_seed=0)
     callbacks = []
     if method == "iterative":  # rounds at steps 0, 5 and 10; importance on the same fixed batches every time
@@ -54,10 +47,16 @@ def train(method: str, out: str) -> None:
                                                   prune_every=5))
     trainer = CompressionTrainer(model=model, args=args, train_dataset=rows, compression=METHODS[method](),
                                  callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=True if options.resume else None)
+    trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.model.save_pretrained(f"{out}/final")
 
 
-for method in options.methods:
-    train(method, f"{options.out}/{method}")
-print("finished", file=sys.stderr)
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("methods", nargs="+", choices=list(METHODS))
+    parser.add_argument("--resume", action="store_true")
+    options = parser.parse_args()
+    for method in options.methods:
+        train(method, f"{options.out}/{method}", options.resume)
+    print("finished", file=sys.stderr)

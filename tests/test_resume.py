@@ -13,6 +13,8 @@ from transformers import AutoModelForSequenceClassification
 
 import hfcompress  # noqa: F401
 
+from . import resume_worker
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = [sys.executable, str(ROOT / "tests" / "resume_worker.py")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
@@ -62,7 +64,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, method,
     half_written = run / "checkpoint-999"
     half_written.mkdir(exist_ok=True)
     (half_written / "config.json").write_text("")
-    _run(str(out), method, "--resume")
+    resume_worker.train(method, str(out / method), resume=True)  # in this process: only the kill needs another
     straight = AutoModelForSequenceClassification.from_pretrained(uninterrupted / method / "final").eval()
     resumed = AutoModelForSequenceClassification.from_pretrained(out / method / "final").eval()
     inputs = {"input_ids": torch.randint(5, 110, (4, 12), generator=torch.Generator().manual_seed(7))}

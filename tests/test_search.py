@@ -174,7 +174,20 @@ def test_a_final_model_that_lost_much_gets_a_warning_line(caplog):
     assert line in caplog.text
 
 
-def run_two_workers_on_one_study(base, out, storage, compare_alone=True):
+def _wait_for_a_running_trial(storage, process, seconds=300):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if any(t.state.name == "RUNNING" for t in _study(storage).trials):
+                return
+        except KeyError:  # the study is not created yet
+            pass
+        time.sleep(0.2)
+
+
+def run_two_workers_on_one_study(base, out, storage, capsys, compare_alone=True):
     """Two search workers as separate processes on one storage: each trial evaluated once, in its own folder, by
     one of them, and both took trials (shared by the SQLite, journal and PostgreSQL tests). ``compare_alone``: a
     third worker on the finished study reports the same front (storage-independent, so checked on one storage)."""
@@ -183,12 +196,19 @@ def run_two_workers_on_one_study(base, out, storage, compare_alone=True):
     # Without the comparison the second worker only explores: the first re-times, chooses and reports (from the
     # trials finished by then). With it both report, and the last to end saw every trial.
     explore = [] if compare_alone else ["--explore-only"]
-    workers = [subprocess.Popen(command + ["--seed", str(seed), *more], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
-               for seed, more in ((1, []), (2, explore))]
-    outputs = [w.communicate(timeout=900) for w in workers]
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
+    # The second worker in a process of its own, the first in this one once the second runs a trial (it starts
+    # ten seconds later: its imports).
+    second = subprocess.Popen(command + ["--seed", "2", *explore], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for_a_running_trial(storage, second)
+        capsys.readouterr()
+        assert main([*command[3:], "--seed", "1"]) == 0
+        outputs = [(capsys.readouterr().out, ""), second.communicate(timeout=900)]
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, outputs[1][1][-3000:]
     trials = _counted(storage)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers)) and 4 <= len(numbers) <= 5  # a worker may start one as the other ends
@@ -204,9 +224,7 @@ def run_two_workers_on_one_study(base, out, storage, compare_alone=True):
         return
     # One worker given the same finished trials (the budget is spent: it only reports) makes the same front and pick.
     alone = out.parent / f"{out.name}-alone"
-    again = subprocess.run(command + ["--seed", "3", "--output", str(alone)], cwd=ROOT, capture_output=True, text=True,
-                           env=env, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert main([*command[3:], "--seed", "3", "--output", str(alone)]) == 0  # in this process: nothing runs beside it
     shared, solo = (json.loads((folder / "front.json").read_text())["trials"] for folder in (out, alone))
     assert [(r["trial"], r["candidate"], r["score"]) for r in shared] == [(r["trial"], r["candidate"], r["score"])
                                                                           for r in solo]
@@ -252,9 +270,7 @@ def kill_a_worker_and_let_another_finish(base, out, storage):
     assert killed.state.name == "RUNNING", "the trial finished before the kill: give it more steps"
     time.sleep(4)  # three heartbeats missed
     # The survivor needs no long training (the steps only kept the doomed trial running until the kill) nor a choice.
-    survivor = subprocess.run([*command, "--steps", "8", "--explore-only"], cwd=ROOT, capture_output=True, text=True, env=env,
-                              timeout=900)
-    assert survivor.returncode == 0, survivor.stderr[-3000:]
+    assert main([*command[3:], "--steps", "8", "--explore-only"]) == 0  # in this process: only the kill needs another
     trials = _study(storage).trials
     assert next(t for t in trials if t.number == killed.number).state.name == "FAIL"
     retry = next(t for t in trials if t.number != killed.number
@@ -265,8 +281,8 @@ def kill_a_worker_and_let_another_finish(base, out, storage):
 
 
 @pytest.mark.subprocess
-def test_two_workers_share_one_study(tmp_path, tiny_base):
-    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"sqlite:///{(tmp_path / 'study.db').resolve()}")
+def test_two_workers_share_one_study(tmp_path, tiny_base, capsys):
+    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"sqlite:///{(tmp_path / 'study.db').resolve()}", capsys)
 
 
 def test_candidate_recipes_are_valid_pipelines():
@@ -343,8 +359,8 @@ def test_a_trial_whose_worker_died_is_run_again_in_its_folder(tmp_path, tiny_bas
 
 
 @pytest.mark.subprocess
-def test_two_workers_share_one_journal_file(tmp_path, tiny_base):
-    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"journal:{tmp_path / 'study.journal'}",
+def test_two_workers_share_one_journal_file(tmp_path, tiny_base, capsys):
+    run_two_workers_on_one_study(tiny_base, tmp_path / "shared", f"journal:{tmp_path / 'study.journal'}", capsys,
                                  compare_alone=False)
 
 

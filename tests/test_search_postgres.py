@@ -60,9 +60,9 @@ def postgres_url():
 
 @pytest.mark.subprocess
 @pytest.mark.slow
-def test_two_workers_share_one_study_on_a_postgresql_server(tmp_path, minilm_path, postgres_url):
+def test_two_workers_share_one_study_on_a_postgresql_server(tmp_path, minilm_path, postgres_url, capsys):
     base = save_tiny_bert(tmp_path / "base", minilm_path, layers=3)
-    run_two_workers_on_one_study(base, tmp_path / "search", postgres_url, compare_alone=False)
+    run_two_workers_on_one_study(base, tmp_path / "search", postgres_url, capsys, compare_alone=False)
 
 
 @pytest.mark.subprocess
