@@ -56,7 +56,7 @@ LAUNCHERS = {
 @pytest.mark.subprocess
 # Each method under one launcher (the pipeline test below runs movement under torchrun too).
 @pytest.mark.parametrize("method, launcher, port", [("iterative", "torchrun", 29535), ("movement", "accelerate", 29536)])
-def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, launcher, port):
+def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path, method, launcher, port, monkeypatch):
     # Movement scores are parameters (DDP averages their gradients); iterative importance runs on the same batches
     # everywhere, and the linears a round creates get their gradients averaged by the callback. With the same
     # global batch (2 x 4 vs 1 x 8, sequential order, SGD) the saved models equal the one-process run to float noise.
@@ -64,9 +64,7 @@ def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path,
     result = subprocess.run([*LAUNCHERS[launcher](port), str(PRUNING_WORKER), method, str(tmp_path / "two")],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    single = subprocess.run([sys.executable, str(PRUNING_WORKER), method, str(tmp_path / "one")], capture_output=True,
-                            text=True, env=env, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
+    _run_alone(PRUNING_WORKER, [method, str(tmp_path / "one")], monkeypatch)
     rank0, rank1 = load_file(tmp_path / "two" / "rank0.safetensors"), load_file(tmp_path / "two" / "rank1.safetensors")
     alone = load_file(tmp_path / "one" / "rank0.safetensors")
     records = [safe_open(tmp_path / folder / "rank0.safetensors", "pt").metadata()["record"] for folder in ("two", "one")]
@@ -76,6 +74,22 @@ def test_pruning_on_two_processes_decides_alike_and_equals_one_process(tmp_path,
         assert torch.equal(rank0[key], rank1[key]), key
         torch.testing.assert_close(rank0[key], alone[key], atol=1e-6, rtol=0)
         assert torch.equal(rank0[key] == 0, alone[key] == 0), key  # the same weights pruned
+
+
+def _run_alone(script: Path, argv: list[str], monkeypatch) -> None:
+    """The one-process run, in this process with one thread (as each rank has: OMP_NUM_THREADS=1), so that float
+    sums come out in the ranks' order."""
+    import runpy
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _pipeline_command(launcher: list[str], recipe, base, out) -> list[str]:
@@ -121,8 +135,14 @@ def test_a_pipeline_on_two_processes_equals_one_process_and_resumes_after_a_kill
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     run = lambda command: subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)  # noqa: E731
 
-    alone = run(_pipeline_command([sys.executable], one, base, tmp_path / "alone"))
-    assert alone.returncode == 0, alone.stderr[-3000:]
+    from hfcompress.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # in this process with one thread, as each rank has (OMP_NUM_THREADS=1)
+    try:
+        assert main(_pipeline_command([], one, base, tmp_path / "alone")[2:]) == 0
+    finally:
+        torch.set_num_threads(threads)
 
     # torchrun, killed (SIGKILL to the launcher's process group) once the first stage folder exists, then resumed.
     out = tmp_path / "torchrun"
