@@ -50,8 +50,10 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     Each fit is ridge least squares on [kept inputs, 1] -> dense outputs (the constant column only when the
     projection has a bias), solved in float64, with the ridge term ``ridge`` times the mean diagonal of the
     inputs' Gram matrix. Later projections are fitted on inputs that already went through the refitted
-    earlier ones, so errors do not pile up. ``dense`` runs once over the batches; ``pruned`` runs once per
-    projection and stops as soon as that projection has produced its output. Padding tokens are left out.
+    earlier ones, so errors do not pile up. ``dense`` runs once over the batches; ``pruned`` runs once to record
+    each layer's inputs, then each projection's inputs come from running its own layer alone (whole-model runs
+    per projection, which grow with the square of the depth, only for a model whose layers cannot be replayed
+    one by one). Padding tokens are left out.
     ``dense_layers``: which of ``dense``'s layers the pruned layers stand for, in order (when pruning removed
     whole layers); default: the same positions. Returns per projection the relative output error before and
     after its refit.
@@ -59,8 +61,8 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
     Example:
         >>> reconstruct(pruned_model, dense_model, list(loader)[:16])
     """
-    def refit(name: str, module: nn.Linear, targets: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
-        before, after = _refit(module, pruned, batches, targets, ridge, device)
+    def refit(name: str, module: nn.Linear, targets: list[torch.Tensor], inputs: Iterable) -> dict[str, Any]:
+        before, after = _refit(module, inputs, targets, ridge)
         return {"relative_error_before": before, "relative_error_after": after}
 
     return _each_projection(pruned, dense, batches, refit, dense_layers)
@@ -68,8 +70,9 @@ def reconstruct(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[d
 
 def _each_projection(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[dict[str, Any]],
                      fit: Any, dense_layers: list[int] | None = None) -> list[dict[str, Any]]:
-    """``fit(name, module, dense outputs per batch, device)`` on every output projection of ``pruned``, bottom
-    layer first (each on inputs that went through the ones fitted before it); the results with their names.
+    """``fit(name, module, dense outputs per batch, inputs)`` on every output projection of ``pruned``, bottom
+    layer first (each on inputs that went through the ones fitted before it); ``inputs`` yields per batch the
+    projection's input and current output on the real tokens. The results with their names.
     ``dense_layers``: the dense layer each pruned layer stands for (default: the same position)."""
     targets, references = _projections(pruned), _projections(dense)
     if dense_layers is not None:
@@ -83,12 +86,122 @@ def _each_projection(pruned: PreTrainedModel, dense: PreTrainedModel, batches: l
     pruned.eval()
     results = []
     try:
+        stream = _LayerStream.capture(pruned, batches, device)
         for index, (name, module) in enumerate(targets):
+            layer = index // 2
+            inputs = (stream.inputs_of(layer, module) if stream is not None
+                      else _inputs_of(module, pruned, batches, device))
             results.append({"projection": name, **fit(name, module, [outputs[index] for outputs in dense_outputs],
-                                                      device)})
+                                                      inputs)})
+            if stream is not None and index % 2 == 1:
+                stream.advance(layer)
     finally:
         pruned.train(was_training)
     return results
+
+
+class _LayerStream:
+    """Every calibration batch's hidden state at the input of one layer of ``model``, moved up a layer at a time.
+
+    One forward pass records the first layer's input and the other arguments of each layer's call (attention
+    mask, position bias: they do not depend on the layers' weights); from then on a projection's inputs come from
+    running only its own layer, and ``advance`` runs the layer (with its refitted projections) to reach the next.
+    So the reconstruction's cost grows with the depth, not with its square.
+    """
+
+    def __init__(self, layers: list[nn.Module], hidden: list[torch.Tensor], calls: list[list[tuple]],
+                 keeps: list[torch.Tensor]):
+        self.layers, self.hidden, self.calls, self.keeps = layers, hidden, calls, keeps
+
+    @classmethod
+    def capture(cls, model: PreTrainedModel, batches: list[dict[str, Any]],
+                device: torch.device) -> "_LayerStream | None":
+        """The stream, or None when running the layers one by one does not reproduce the model's own pass on the
+        first batch (a layer used twice, or a model that feeds layers something besides the previous output)."""
+        layers = list(get_adapter(model).layers(model))
+        if not batches or not layers or len({id(layer) for layer in layers}) != len(layers):
+            return None
+        # Each call without its hidden state (kept for the first layer only): a copy of every layer's input for
+        # every batch would take the depth times the memory the stream needs.
+        calls: list[list[tuple]] = [[] for _ in layers]
+        hidden: list[torch.Tensor] = []
+        keeps: list[torch.Tensor] = []
+        last_output: dict[str, torch.Tensor] = {}
+
+        def record(position: int):
+            def hook(module, args, kwargs):
+                state = args[0] if args else kwargs.get("hidden_states")
+                calls[position].append((bool(args), args[1:],
+                                        {k: v for k, v in kwargs.items() if k != "hidden_states"}))
+                if position == 0 and isinstance(state, torch.Tensor):
+                    hidden.append(state.detach())
+            return hook
+
+        def take_last(module, args, kwargs, output):
+            last_output["h"] = _hidden_of(output).detach()
+
+        handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(layers)]
+        handles.append(layers[-1].register_forward_hook(take_last, with_kwargs=True))
+        try:
+            with torch.no_grad():
+                for number, batch in enumerate(batches):
+                    inputs = model_inputs(batch, device)
+                    model(**inputs)
+                    if len(hidden) != number + 1 or any(len(call) != number + 1 for call in calls):
+                        return None
+                    keeps.append(_real_tokens(inputs, hidden[-1]))
+                    if number == 0:
+                        expected = last_output["h"]
+        finally:
+            for handle in handles:
+                handle.remove()
+        stream = cls(layers, hidden, calls, keeps)
+        with torch.no_grad():
+            replayed = hidden[0]
+            for layer in range(len(layers)):
+                replayed = stream._run(layer, 0, replayed)
+        if replayed.shape != expected.shape or not torch.allclose(replayed, expected, rtol=1e-4, atol=1e-5):
+            return None
+        return stream
+
+    def _run(self, layer: int, batch: int, hidden_state: torch.Tensor) -> torch.Tensor:
+        positional, args, kwargs = self.calls[layer][batch]
+        if positional:
+            output = self.layers[layer](hidden_state, *args, **kwargs)
+        else:
+            output = self.layers[layer](**kwargs, hidden_states=hidden_state)
+        return _hidden_of(output)
+
+    def inputs_of(self, layer: int, module: nn.Linear):
+        """Per batch, ``module``'s input and current output on the real tokens (float64), running only ``layer``
+        and stopping at ``module``."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def take(mod, args, output):
+            captured["x"], captured["current"] = args[0].detach(), output.detach()
+            raise _Captured
+
+        handle = module.register_forward_hook(take)
+        try:
+            with torch.no_grad():
+                for batch, hidden_state in enumerate(self.hidden):
+                    try:
+                        self._run(layer, batch, hidden_state)
+                    except _Captured:
+                        pass
+                    keep = self.keeps[batch]
+                    yield captured["x"][keep].double(), captured["current"][keep].double()
+        finally:
+            handle.remove()
+
+    def advance(self, layer: int) -> None:
+        """Every batch's hidden state moved through ``layer`` as it is now."""
+        with torch.no_grad():
+            self.hidden = [self._run(layer, batch, hidden_state) for batch, hidden_state in enumerate(self.hidden)]
+
+
+def _hidden_of(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def _dense_outputs(dense: PreTrainedModel, modules: list[nn.Linear],
@@ -145,13 +258,12 @@ def _inputs_of(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[st
         handle.remove()
 
 
-def _refit(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
-           ridge: float, device: torch.device) -> tuple[float, float]:
-    """One projection of ``pruned`` refitted to ``targets`` (its dense outputs per batch); relative errors before
-    and after."""
+def _refit(module: nn.Linear, inputs: Iterable, targets: list[torch.Tensor], ridge: float) -> tuple[float, float]:
+    """One projection refitted to ``targets`` (its dense outputs per batch) from ``inputs`` (its input and
+    current output per batch); relative errors before and after."""
     with_bias = module.bias is not None  # the constant column fits the bias
     gram, cross, energy, before = None, None, 0.0, 0.0
-    for (x, current), y in zip(_inputs_of(module, pruned, batches, device), targets):
+    for (x, current), y in zip(inputs, targets):
         y = y.double()
         if with_bias:
             x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
@@ -186,22 +298,22 @@ def tune_masks(pruned: PreTrainedModel, dense: PreTrainedModel, batches: list[di
     """
     head_size = get_adapter(pruned).head_size(pruned.config)
 
-    def tune(name: str, module: nn.Linear, targets: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
+    def tune(name: str, module: nn.Linear, targets: list[torch.Tensor], inputs: Iterable) -> dict[str, Any]:
         group = head_size if name.endswith("attention output") else 1
-        return _tune(module, pruned, batches, targets, group, ridge, max_scale, device)
+        return _tune(module, inputs, targets, group, ridge, max_scale)
 
     return _each_projection(pruned, dense, batches, tune, dense_layers)
 
 
-def _tune(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], targets: list[torch.Tensor],
-          group: int, ridge: float, max_scale: float, device: torch.device) -> dict[str, Any]:
+def _tune(module: nn.Linear, inputs: Iterable, targets: list[torch.Tensor], group: int, ridge: float,
+          max_scale: float) -> dict[str, Any]:
     weight = module.weight.detach().double()  # (out, width)
     units = module.in_features // group
     products = weight.T @ weight  # (width, width)
     bias = module.bias.detach().double() if module.bias is not None else 0.0
     lhs = torch.zeros(units, units, dtype=torch.float64, device=weight.device)
     rhs = torch.zeros(units, dtype=torch.float64, device=weight.device)
-    for (x, _), y in zip(_inputs_of(module, pruned, batches, device), targets):
+    for (x, _), y in zip(inputs, targets):
         full = (x.T @ x) * products
         lhs += full.reshape(units, group, units, group).sum(dim=(1, 3))
         rhs += (x * ((y.double() - bias) @ weight)).sum(0).reshape(units, group).sum(1)

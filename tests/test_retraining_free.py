@@ -12,7 +12,7 @@ from hfcompress.methods.structured import fisher_information, reconstruct, searc
 from hfcompress.methods.structured.model import unit_flops
 from hfcompress.structure import remove_ffn_neurons, remove_heads
 
-from .conftest import tiny_model
+from .conftest import FAMILIES, tiny_model
 
 
 def _batches(count=4, batch=8, length=12, labels=True, seed=0):
@@ -500,3 +500,43 @@ def test_no_layer_goes_when_removal_is_off_or_an_earlier_step_describes_every_la
     earlier = compress(_trained_tiny(), HeadPruningConfig(target=0.25), dataloader=_batches())
     compress(earlier, StructuredPruningConfig(kept_flops=0.3, seq_length=12), dataloader=_batches())
     assert earlier.config.num_hidden_layers == 4 and "removed_layers" not in get_record(earlier).steps[-1]["info"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reconstruction_from_recorded_layer_inputs_equals_running_the_whole_model(family, monkeypatch):
+    """Each layer replayed alone from the recorded inputs gives the refit and the mask tuning the same inputs
+    as running the whole pruned model up to each projection (the quadratic path it replaces)."""
+    from hfcompress import reconstruction
+    from hfcompress.adapters import get_adapter
+
+    dense = tiny_model(family, hidden=64, ffn=128)
+    with torch.no_grad():
+        for p in dense.parameters():
+            if p.dim() == 2:
+                p.mul_(3)
+    batches = _batches(count=3, labels=False)
+    pruned = copy.deepcopy(dense)
+    adapter = get_adapter(pruned)
+    remove_heads(pruned, {0: [0], 1: [2, 3]})
+    remove_ffn_neurons(pruned, {layer: list(range(0, 128, 3)) for layer in range(len(adapter.layers(pruned)))})
+    assert reconstruction._LayerStream.capture(pruned, batches, torch.device("cpu")) is not None
+
+    def whole_model_path(model, batches, device):
+        return None
+
+    results = {}
+    for path in ("stream", "whole model"):
+        model = copy.deepcopy(pruned)
+        if path == "whole model":
+            monkeypatch.setattr(reconstruction._LayerStream, "capture", whole_model_path)
+        refit = reconstruction.reconstruct(model, dense, batches)
+        tuned = reconstruction.tune_masks(model, dense, batches)
+        results[path] = (model, refit, tuned)
+    stream, whole = results["stream"], results["whole model"]
+    for a, b in zip(stream[1], whole[1]):
+        assert a["projection"] == b["projection"]
+        assert a["relative_error_before"] == pytest.approx(b["relative_error_before"], rel=1e-5, abs=1e-7)
+        assert a["relative_error_after"] == pytest.approx(b["relative_error_after"], rel=1e-4, abs=1e-6)
+    assert [t["applied"] for t in stream[2]] == [t["applied"] for t in whole[2]]
+    for a, b in zip(stream[0].state_dict().values(), whole[0].state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -249,6 +249,8 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
     needs_dense = config.reconstruct or config.tune_masks or config.max_latency_ms is not None
     dense = copy.deepcopy(model).eval() if needs_dense else None
     head_scores, neuron_scores, *row_grads = fisher_information(model, batches, keep_rows=config.rearrange)
+    # Where the time went (a base-size model's pruning is minutes long): recorded beside the total.
+    stages = {"fisher": round(time.perf_counter() - start, 1)}
     seq_length = config.seq_length or _mean_length(batches)
     head_cost, neuron_cost = unit_flops(model, seq_length)
     info: dict[str, Any] = {"seq_length": seq_length,
@@ -286,14 +288,18 @@ def prune_retraining_free(model: PreTrainedModel, config: StructuredPruningConfi
         get_adapter(model).set_layers(model, nn.ModuleList([layers[i] for i in kept_layers]))
         kept_heads, kept_neurons = [kept_heads[i] for i in kept_layers], [kept_neurons[i] for i in kept_layers]
     shape = _remove_unkept(model, kept_heads, kept_neurons)
+    stages["mask search and removal"] = round(time.perf_counter() - start - sum(stages.values()), 1)
     if config.tune_masks:
         tuned = tune_masks(model, dense, batches, dense_layers=kept_layers)
         info["masks_tuned"] = f"{sum(t['applied'] for t in tuned)} of {len(tuned)} projections"
+        stages["mask tuning"] = round(time.perf_counter() - start - sum(stages.values()), 1)
     if config.reconstruct:
         errors = reconstruct(model, dense, batches, config.ridge, dense_layers=kept_layers)
         info["reconstruction_error"] = summarise(errors)
+        stages["reconstruction"] = round(time.perf_counter() - start - sum(stages.values()), 1)
     del dense
     info["seconds"] = round(time.perf_counter() - start, 1)
+    info["stage_seconds"] = stages
     append_step(model, make_step(StructuredPruningConfig.name, config, shape, info))
     logger.info("retraining-free pruning: kept %.1f%% of head+FFN FLOPs in %.0f s", 100 * kept, info["seconds"])
     return model
