@@ -230,13 +230,20 @@ def which_recipe_table(results_dir: Path = RESULTS) -> list[str]:
 
 
 def summary_block(link_prefix: str, image_prefix: str) -> list[str]:
-    """The summary table with its caption and the SST-2 Pareto plot, as RESULTS.md and the README show it."""
+    """The summary table with its caption and a score/latency plot per model, as RESULTS.md and the README show it."""
     return [SUMMARY_START, "",
             "Each row: one committed run, its teacher measured in the same run (speedups are that run's batch-1 and "
             "batch-32 latency ratios on this 2-core CPU; SST-2 dev has a standard error of about 1.3 points). "
             "Generated from `benchmarks/results/*.json` with the rows named in `benchmarks/summary.yaml`.", "",
             *summary_table(link_prefix=link_prefix), "",
-            f"![SST-2: score vs batch-1 latency]({image_prefix}results/pipeline_sst2.png)", "", SUMMARY_END]
+            *[line for stem, caption in PLOTS if (HERE / "results" / f"{stem}.png").is_file()
+              for line in (f"![{caption}]({image_prefix}results/{stem}.png)", "")], SUMMARY_END]
+
+
+# The score/latency plots the summary shows, one per model (each only once its run is committed).
+PLOTS = [("pipeline_sst2", "MiniLM-L6, SST-2: score vs batch-1 latency, every pipeline"),
+         ("runtimes_sst2_mpnet", "all-mpnet-base-v2, SST-2: score vs batch-1 latency, every runtime"),
+         ("runtimes_mrpc_mpnet", "all-mpnet-base-v2, MRPC: score vs batch-1 latency, every runtime")]
 
 
 def update_readme(path: Path = HERE.parent / "README.md") -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run, shown_path
+from reporting import pareto_plot
 
 from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
 from hfcompress.benchmark import add_ratios, benchmark_rows, row_id, weights_size_bytes
@@ -155,31 +156,8 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
     if tag:
         payload["tag"] = tag
     save_run(payload, tag)
-    plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{tag}.png", task)
-
-
-def plot(rows: list[dict], metric: str, path: Path, task: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    styles = {"teacher": ("black", "s"), "peer": ("tab:gray", "^"), "hfcompress": ("tab:blue", "o")}
-    for row in rows:
-        color, marker = styles[row.get("kind", "hfcompress")]
-        axis.scatter(row["latency_bs1_ms"], 100 * row["score"], color=color, marker=marker, s=60)
-        axis.annotate(row["name"], (row["latency_bs1_ms"], 100 * row["score"]), fontsize=7,
-                      xytext=(4, 3), textcoords="offset points")
-    for kind, (color, marker) in styles.items():
-        axis.scatter([], [], color=color, marker=marker, label={"teacher": "teacher", "peer": "what a user would do",
-                                                                "hfcompress": "hfcompress"}[kind])
-    axis.set_xlabel("latency, batch 1, seq 128 (ms, this machine)")
-    axis.set_ylabel(f"dev {metric}")
-    axis.set_title(f"{task.upper()}: score vs batch-1 latency (up and left is better)")
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    pareto_plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{tag}.png",
+                f"{task.upper()}: score vs batch-1 latency (up and left is better)")
 
 
 if __name__ == "__main__":

@@ -70,3 +70,56 @@ def paired_verdict(ratio: dict, bar: float | None = None) -> str:
         return "slower" if speed < bar else "faster" if speed > 1 / bar else "level"
     low, high = ratio["ci95"]
     return "slower" if low > 1.0 else "faster" if high < 1.0 else "level"
+
+
+def pareto_front(rows: list[dict], latency: str = "latency_bs1_ms", score: str = "score") -> list[dict]:
+    """The rows no other row beats on both latency (lower) and score (higher), fastest first.
+
+    >>> rows = [{"n": "a", "latency_bs1_ms": 10, "score": 0.9}, {"n": "b", "latency_bs1_ms": 5, "score": 0.8},
+    ...         {"n": "c", "latency_bs1_ms": 12, "score": 0.85}, {"n": "d", "latency_bs1_ms": 20, "score": 0.95}]
+    >>> [row["n"] for row in pareto_front(rows)]
+    ['b', 'a', 'd']
+    """
+    front, best = [], float("-inf")
+    for row in sorted(rows, key=lambda r: (r[latency], -r[score])):
+        if row[score] > best:
+            front.append(row)
+            best = row[score]
+    return front
+
+
+def pareto_plot(rows: list[dict], metric: str, path: Path, title: str,
+                latency: str = "latency_bs1_ms") -> None:
+    """Score against batch-1 latency, one point per row (styled by ``row["kind"]``: teacher, peer or hfcompress),
+    the Pareto front drawn through the rows nothing beats (named, with the teacher and peers; the others faded);
+    saved as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    styles = {"teacher": ("black", "s"), "peer": ("tab:gray", "^"), "hfcompress": ("tab:blue", "o")}
+    labels = {"teacher": "teacher", "peer": "what a user would do", "hfcompress": "hfcompress"}
+    front = pareto_front(rows, latency)
+    # Names only where they can be read: on the front, the teacher and the peers; the rest are faded points.
+    named = {id(row) for row in front} | {id(row) for row in rows if row.get("kind") in ("teacher", "peer")}
+    for row in rows:
+        color, marker = styles[row.get("kind", "hfcompress")]
+        axis.scatter(row[latency], 100 * row["score"], color=color, marker=marker, s=60,
+                     alpha=1.0 if id(row) in named else 0.35)
+        if id(row) in named:
+            axis.annotate(row["name"], (row[latency], 100 * row["score"]), fontsize=7, xytext=(4, 3),
+                          textcoords="offset points")
+    axis.step([r[latency] for r in front], [100 * r["score"] for r in front], where="post", color="tab:blue",
+              alpha=0.4, linewidth=1, label="Pareto front")
+    for kind in sorted({row.get("kind", "hfcompress") for row in rows}, key=list(styles).index):
+        color, marker = styles[kind]
+        axis.scatter([], [], color=color, marker=marker, label=labels[kind])
+    axis.set_xlabel("latency, batch 1, seq 128 (ms, this machine)")
+    axis.set_ylabel(f"dev {metric}")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -34,7 +34,7 @@ from pathlib import Path
 from common import (BASE, CACHE, RESULTS, ROOT, TASK_SETUPS, get_teacher, guard_rows, load_data, run_payload, shown_path,
                     teacher_dir, train_batches)
 
-from reporting import study_report
+from reporting import pareto_plot, study_report
 
 from hfcompress import (DynamicQuantConfig, StructuredPruningConfig, compress, export_onnx, export_openvino)
 from hfcompress.benchmark import evaluate_model, hardware, weights_size_bytes, write_results
@@ -204,10 +204,27 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
                                  "speedups are medians of per-cycle ratios against the teacher's torch fp32")
     payload["hardware"] = hardware()
     stem = f"runtimes_{task}{BASE.results_suffix}{tag}"
+    payload["plot"] = plot(payload, RESULTS / f"{stem}.png")
     write_results(payload, RESULTS / f"{stem}.json")
     table = study_report("runtimes").runtime_table(payload)
     (RESULTS / f"{stem}.md").write_text(table + "\n")
     print(table, flush=True)
+
+
+def plot(payload: dict, path: Path) -> str:
+    """Score against batch-1 latency for every runtime form of every model in a finished run (the teacher in
+    torch fp32 as the reference, plain ONNX Runtime int8 as what a user would do); the PNG's path as results
+    files record it."""
+    def kind(row: dict) -> str:
+        if row["name"] == "teacher: torch fp32":
+            return "teacher"
+        return "peer" if "plain" in row["name"] else "hfcompress"
+
+    model = "all-mpnet-base-v2" if "mpnet" in payload.get("model", "") else "MiniLM-L6"
+    rows = [{**row, "kind": kind(row)} for row in payload["rows"]]
+    pareto_plot(rows, payload["metric"], path, f"{payload['task'].upper()} ({model}), every runtime: score vs "
+                                                f"batch-1 latency ({payload['hardware'].get('int8_isa')} host)")
+    return shown_path(path)
 
 
 if __name__ == "__main__":
@@ -222,8 +239,16 @@ if __name__ == "__main__":
                         help="retraining-free pruning levels, each a model family of its own")
     parser.add_argument("--family_forms", nargs="+", default=list(FORMS), choices=list(FORMS), metavar="FORM",
                         help=f"runtime forms of the families other than the teacher (default: all of {list(FORMS)})")
+    parser.add_argument("--plot", default=None, metavar="RESULTS_JSON",
+                        help="draw the score/latency plot of a finished run (beside its JSON) and stop")
     parser.add_argument("--time", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.plot:
+        results = Path(options.plot)
+        payload = json.loads(results.read_text())
+        payload["plot"] = plot(payload, results.with_suffix(".png"))
+        write_results(payload, results)
+        sys.exit(0)
     if options.time:
         print(json.dumps(time_alone(options.time, options.rounds)))
         sys.exit(0)

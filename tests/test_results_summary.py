@@ -52,3 +52,22 @@ def test_readme_shows_the_current_which_recipe_table():
     block = "\n".join([make_results.WHICH_START, "", *make_results.which_recipe_table(), "", make_results.WHICH_END])
     assert block in readme, "README's Which recipe? table is stale: run python benchmarks/make_results.py"
     assert readme.index(make_results.WHICH_START) < readme.index("## Two commands")  # at the top
+
+
+def test_the_pareto_front_keeps_exactly_the_rows_nothing_beats_and_the_plot_draws(tmp_path):
+    _make_results()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import reporting
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [{"name": n, "latency_bs1_ms": ms, "score": s, "kind": k} for n, ms, s, k in
+            [("t", 100, 0.92, "teacher"), ("a", 20, 0.91, "hfcompress"), ("b", 25, 0.90, "hfcompress"),
+             ("c", 40, 0.91, "hfcompress"), ("d", 50, 0.93, "hfcompress"), ("p", 45, 0.88, "peer")]]
+    assert [row["name"] for row in reporting.pareto_front(rows)] == ["a", "d"]
+    for row in rows:
+        beaten = any(o["latency_bs1_ms"] <= row["latency_bs1_ms"] and o["score"] >= row["score"] and o is not row
+                     for o in rows)
+        assert (row in reporting.pareto_front(rows)) == (not beaten)
+    reporting.pareto_plot(rows, "accuracy", tmp_path / "plot.png", "title")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

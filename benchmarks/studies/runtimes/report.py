@@ -30,6 +30,14 @@ def runtime_table(payload: dict) -> str:
                      f"{row['size_bytes'] / 1e6:.1f} | {row['latency_bs1_ms']:.1f} | {row['speedup_bs1']:.2f}x "
                      f"({low1:.2f}-{high1:.2f}) | {row['latency_bs32_ms']:.0f} | {row['speedup_bs32']:.2f}x "
                      f"({low32:.2f}-{high32:.2f}) |")
+    pruned = [row for row in payload["rows"] if "prune_seconds" in row and row["name"].endswith("torch fp32")]
+    if pruned:
+        lines += ["", "Retraining-free pruning's wall time on this host (2 threads): " + "; ".join(
+            f"{row['family']} {row['prune_seconds']:.0f} s" + (" (" + ", ".join(
+                f"{stage} {seconds:.0f} s" for stage, seconds in row["prune_stage_seconds"].items()) + ")"
+                if row.get("prune_stage_seconds") else "") for row in pruned) + "."]
+    if payload.get("plot"):
+        lines += ["", f"Plot: [{Path(payload['plot']).name}]({Path(payload['plot']).relative_to('benchmarks')})"]
     lines += ["", "The ONNX Runtime and OpenVINO int8 teachers timed alternating in one process (ONNX Runtime spinning "
                   "off), against their own processes above:", "",
               "| model | batch | one process ms | own process ms |", "|---|---|---|---|"]
