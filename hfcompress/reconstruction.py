@@ -175,24 +175,9 @@ class _LayerStream:
     def inputs_of(self, layer: int, module: nn.Linear):
         """Per batch, ``module``'s input and current output on the real tokens (float64), running only ``layer``
         and stopping at ``module``."""
-        captured: dict[str, torch.Tensor] = {}
-
-        def take(mod, args, output):
-            captured["x"], captured["current"] = args[0].detach(), output.detach()
-            raise _Captured
-
-        handle = module.register_forward_hook(take)
-        try:
-            with torch.no_grad():
-                for batch, hidden_state in enumerate(self.hidden):
-                    try:
-                        self._run(layer, batch, hidden_state)
-                    except _Captured:
-                        pass
-                    keep = self.keeps[batch]
-                    yield captured["x"][keep].double(), captured["current"][keep].double()
-        finally:
-            handle.remove()
+        return _stopping_at(module, ((lambda batch=batch, state=state: self._run(layer, batch, state),
+                                      lambda x, batch=batch: self.keeps[batch])
+                                     for batch, state in enumerate(self.hidden)))
 
     def advance(self, layer: int) -> None:
         """Every batch's hidden state moved through ``layer`` as it is now."""
@@ -235,8 +220,19 @@ def _dense_outputs(dense: PreTrainedModel, modules: list[nn.Linear],
 
 
 def _inputs_of(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[str, Any]], device: torch.device):
-    """Per batch, the projection's input and current output on the real tokens (float64); the forward pass stops
-    at the projection."""
+    """Per batch, the projection's input and current output on the real tokens (float64); the whole model runs
+    from the embeddings and stops at the projection."""
+    def passes():
+        for batch in batches:
+            inputs = model_inputs(batch, device)
+            yield (lambda: pruned(**inputs)), (lambda x: _real_tokens(inputs, x))
+
+    return _stopping_at(module, passes())
+
+
+def _stopping_at(module: nn.Linear, passes: Iterable):
+    """Per pass (a function running the model or part of it, and one giving the real-token mask from the
+    projection's input), ``module``'s input and output on the real tokens (float64); each pass stops there."""
     captured: dict[str, torch.Tensor] = {}
 
     def take(mod, args, output):
@@ -246,13 +242,12 @@ def _inputs_of(module: nn.Linear, pruned: PreTrainedModel, batches: list[dict[st
     handle = module.register_forward_hook(take)
     try:
         with torch.no_grad():
-            for batch in batches:
-                inputs = model_inputs(batch, device)
+            for run, real_tokens in passes:
                 try:
-                    pruned(**inputs)
+                    run()
                 except _Captured:
                     pass
-                keep = _real_tokens(inputs, captured["x"])
+                keep = real_tokens(captured["x"])
                 yield captured["x"][keep].double(), captured["current"][keep].double()
     finally:
         handle.remove()
