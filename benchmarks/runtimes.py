@@ -158,7 +158,7 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
         return train_batches(unseen, tokenizer, seed=0)
 
     families = {"teacher": teacher_dir(task)}
-    prune_seconds, prune_stages = {}, {}
+    pruning = {}  # per pruned family: its wall time, and per stage when the pruning recorded it
     for level in kept_flops:
         pruned_dir = work / f"retraining-free-{level:g}" / "torch"
         if not (pruned_dir / "config.json").is_file():
@@ -168,10 +168,10 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
             pruned.save_pretrained(pruned_dir)
             (pruned_dir / "prune_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
         if (pruned_dir / "prune_seconds.txt").is_file():
-            prune_seconds[f"retraining-free {level:g} FLOPs"] = float((pruned_dir / "prune_seconds.txt").read_text())
-            steps = json.loads((pruned_dir / "config.json").read_text())["quantization_config"]["steps"]
-            if "stage_seconds" in steps[-1]["info"]:
-                prune_stages[f"retraining-free {level:g} FLOPs"] = steps[-1]["info"]["stage_seconds"]
+            info = json.loads((pruned_dir / "config.json").read_text())["quantization_config"]["steps"][-1]["info"]
+            pruning[f"retraining-free {level:g} FLOPs"] = {
+                "prune_seconds": float((pruned_dir / "prune_seconds.txt").read_text()),
+                **({"prune_stage_seconds": info["stage_seconds"]} if "stage_seconds" in info else {})}
         families[f"retraining-free {level:g} FLOPs"] = pruned_dir
     families.update({name: Path(folder) for name, folder in extra.items()})
     rows = []
@@ -193,10 +193,7 @@ def run_task(task: str, rounds: int, cycles: int, extra: dict[str, str], tag: st
         row["score_drop"] = 100 * (baseline["score"] - row["score"])
         row["model_dir"] = shown_path(Path(row.pop("folder")))
     for row in rows:
-        if row["family"] in prune_seconds:
-            row["prune_seconds"] = prune_seconds[row["family"]]
-        if row["family"] in prune_stages:
-            row["prune_stage_seconds"] = prune_stages[row["family"]]
+        row.update(pruning.get(row["family"], {}))
     payload = run_payload("runtimes", setup, teacher_info, data, rows, calibration_rows=300,
                           calibration_rows_unseen=is_unseen, rounds_bs1=rounds, cycles=cycles,
                           one_process_effect=effect,
