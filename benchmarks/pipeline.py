@@ -27,15 +27,18 @@ import yaml
 from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run, shown_path
 from reporting import pareto_plot
 
-from hfcompress import OnnxSequenceClassifier, export_onnx, run_pipeline
+from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, run_pipeline
 from hfcompress.benchmark import add_ratios, benchmark_rows, row_id, weights_size_bytes
-from hfcompress.pipeline import load_model
+from hfcompress.pipeline import load_model, validate_recipe
 
 STEPS = {"sst2": 400, "mrpc": 345, "rte": 234}  # sst2: 1.6 epochs of the 8k subset; mrpc/rte: 3 epochs
 LONG_STEPS = {"sst2": 750, "mrpc": 575, "rte": 390}  # sst2: the teacher's 3 epochs; mrpc/rte: 5 epochs
 # Distillation needs no labels, so a larger transfer set is a lever where the train file has rows the teacher's
 # subset left out: (rows, steps) of the "xl" rows, 2 epochs of 24k SST-2 rows (only tasks listed here).
 XL = {"sst2": (24000, 1500)}
+DISTIL_STEPS = {"sst2": 250, "mrpc": 230, "rte": 160}  # after retraining-free pruning: ~1 / 2 / 2 epochs
+OPENVINO_INT8 = {"stage": "export", "format": "openvino_int8"}
+MAX_DROP = 0.3  # points; #40's bound for the teacher's int8
 
 
 SEED = 42  # --seed changes it: the pipelines, the baselines and their training subset follow it
@@ -65,8 +68,20 @@ def _on_xl_rows(task: str, distill: bool, after: tuple[dict, ...] = ()) -> dict:
     return {**_base(task), "max_train_samples": rows, "stages": [_truncate(task, 3, distill, steps=steps), *after]}
 
 
+def _retraining_free(kept_flops: float) -> dict:
+    return {"stage": "compress", "method": "structured", "kept_flops": kept_flops}
+
+
+def _distil(task: str, steps: int) -> dict:
+    """Fine-tune with distillation from the original, no pruning (after a retraining-free stage)."""
+    return {"stage": "train", "methods": [], "training": {"max_steps": steps, "learning_rate": 3e-5},
+            "distillation": {"teacher": "original", "alpha": 0.5, "temperature": 2.0, "hidden_weight": 1.0}}
+
+
 def pipelines(task: str) -> dict[str, dict]:
-    """name -> recipe. The full one is configs/pipeline_<task>.yaml; the others are its prefixes and variants."""
+    """name -> recipe. The full one is configs/pipeline_<task>.yaml; the others are its prefixes and variants.
+    Every ONNX Runtime int8 pipeline ``NAME`` has an OpenVINO twin ``NAME_ov``: the same stages, exported to
+    OpenVINO int8 by NNCF (calibrated on the recipe's training rows) instead."""
     shipped = ROOT / "configs" / f"pipeline_{task}.yaml"
     full = yaml.safe_load(shipped.read_text()) if shipped.is_file() else None
     base = _base(task)
@@ -76,6 +91,11 @@ def pipelines(task: str) -> dict[str, dict]:
         "kd3_int8": {**base, "stages": [_truncate(task, 3, True), export]},
         "kd2_int8": {**base, "stages": [_truncate(task, 2, True), export]},
         "kd3_int8_long": {**base, "stages": [_truncate(task, 3, True, long=True), export]},
+        # Retraining-free: 1024 calibration rows, as configs/pipeline_retraining_free_sst2.yaml.
+        "rf05_int8": {**base, "calibration_batches": 32, "stages": [_retraining_free(0.5), export]},
+        "rf04_int8": {**base, "calibration_batches": 32, "stages": [_retraining_free(0.4), export]},
+        "rf04_kd_int8": {**base, "calibration_batches": 32,
+                         "stages": [_retraining_free(0.4), _distil(task, DISTIL_STEPS[task]), export]},
     }
     if task in XL:
         recipes["kd3_int8_xl"] = _on_xl_rows(task, distill=True, after=(export,))
@@ -83,6 +103,13 @@ def pipelines(task: str) -> dict[str, dict]:
         recipes["kd3_heads_ffn_int8"] = {**base, "stages": full["stages"]}
         recipes["kd3_heads_ffn_int8_long"] = {**base, "stages": [_truncate(task, 3, True, long=True),
                                                                    *full["stages"][1:]]}
+    for name, recipe in list(recipes.items()):
+        if recipe["stages"][-1] == export:
+            recipes[f"{name}_ov"] = {**recipe, "stages": [*recipe["stages"][:-1], OPENVINO_INT8]}
+    # The original in OpenVINO: its default precision (bf16 where the CPU has it), and int8 with NNCF's
+    # accuracy control (at most MAX_DROP points on held-out training rows).
+    recipes["ov"] = {**base, "stages": [{"stage": "export", "format": "openvino"}]}
+    recipes["int8_ov_max_drop"] = {**base, "stages": [{**OPENVINO_INT8, "max_drop": MAX_DROP}]}
     return recipes
 
 
@@ -94,7 +121,17 @@ LABELS = {
     "kd3_int8_xl": "3 layers + KD on 3x the rows -> int8",
     "kd3_heads_ffn_int8": "3 layers + KD -> heads/FFN 50% + KD -> int8",
     "kd3_heads_ffn_int8_long": "3 layers + KD (long) -> heads/FFN 50% + KD -> int8",
+    "rf05_int8": "retraining-free 0.5 FLOPs -> int8",
+    "rf04_int8": "retraining-free 0.4 FLOPs -> int8",
+    "rf04_kd_int8": "retraining-free 0.4 FLOPs -> KD -> int8",
+    "ov": "OpenVINO (CPU default precision)",
+    "int8_ov_max_drop": f"OpenVINO int8, accuracy-controlled (max_drop {MAX_DROP})",
 }
+for _name, _label in list(LABELS.items()):
+    if _name not in ("ov", "int8_ov_max_drop"):
+        LABELS[f"{_name}_ov"] = ("OpenVINO int8 (NNCF)" if _name == "int8"
+                                 else _label.replace("-> int8", "-> OpenVINO int8"))
+        LABELS[_name] = _label.replace("-> int8", "-> ONNX Runtime int8")
 
 
 def baseline_truncated(task: str, long: bool = False, xl: bool = False) -> dict:
@@ -103,7 +140,24 @@ def baseline_truncated(task: str, long: bool = False, xl: bool = False) -> dict:
     return {**_base(task), "stages": [_truncate(task, 3, False, long=long)]}
 
 
-def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None) -> None:
+def _share_stages(donor: dict, donor_out: Path, recipe: dict, out: Path) -> None:
+    """Copy the finished stages ``recipe`` has in common with ``donor`` (same settings, same leading stages,
+    exports excluded) from ``donor_out`` to ``out``."""
+    if donor_out == out or {k: v for k, v in donor.items() if k != "stages"} != \
+            {k: v for k, v in recipe.items() if k != "stages"}:
+        return
+    for ours, theirs, our_stage, their_stage in zip(validate_recipe(recipe), validate_recipe(donor),
+                                                    recipe["stages"], donor["stages"]):
+        if ours.kind == "export" or our_stage != their_stage:
+            return
+        source, target = donor_out / "stages" / theirs.folder, out / "stages" / ours.folder
+        if not source.is_dir():
+            return
+        if not target.exists():
+            shutil.copytree(source, target)
+
+
+def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None, torch_int8: bool = False) -> None:
     setup = TASK_SETUPS[task]
     teacher, tokenizer, teacher_info = get_teacher(setup)
     teacher_path = CACHE / "teachers" / task
@@ -116,6 +170,12 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
                         weight_bits=8, tokenizer=tokenizer)
     entries.append({"name": "ONNX Runtime quantize_dynamic (plain)", "model": OnnxSequenceClassifier.from_pretrained(plain),
                     "size_bytes": weights_size_bytes(plain), "extra": {"kind": "peer"}})
+    if torch_int8:
+        folder = work / "torch_int8"
+        if not (folder / "config.json").is_file():
+            compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True)).save_pretrained(folder)
+        entries.append({"name": "hfcompress torch int8 (int8 embeddings)", "model": load_model(folder),
+                        "size_bytes": weights_size_bytes(folder), "extra": {"kind": "hfcompress", "model_dir": shown_path(folder)}})
 
     def run(name: str, recipe: dict, kind: str, label: str | None = None) -> None:
         out = work / name
@@ -129,19 +189,16 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
     chosen = pipelines(task)
     names = names or list(chosen)
     run("truncate to 3 layers + fine-tune (no KD)", baseline_truncated(task), "peer")
-    if any(name.endswith("_long") for name in names):  # the baseline gets the same longer budget
+    if any("_long" in name for name in names):  # the baseline gets the same longer budget
         run("truncate to 3 layers + fine-tune (no KD), long", baseline_truncated(task, long=True), "peer")
-    if any(name.endswith("_xl") for name in names):  # and the same labelled rows, with their labels
+    if any("_xl" in name for name in names):  # and the same labelled rows, with their labels
         run("truncate to 3 layers + fine-tune (no KD), 3x rows", baseline_truncated(task, xl=True), "peer")
     for name in names:
         recipe = chosen[name]
         out = work / name
-        # Pipelines that start with the same stage share it: copy the finished first stage over.
-        for donor_name in ("kd3_int8", "kd3_int8_long"):
-            donor = work / donor_name / "stages" / "01-truncate3"
-            if name != donor_name and recipe["stages"][0] == chosen[donor_name]["stages"][0] and donor.is_dir() \
-                    and not (out / "stages" / "01-truncate3").exists():
-                shutil.copytree(donor, out / "stages" / "01-truncate3")
+        # Pipelines that start with the same stages share them: copy the finished ones over.
+        for donor_name in names:
+            _share_stages(chosen[donor_name], work / donor_name, recipe, out)
         run(name, copy.deepcopy(recipe), "hfcompress", LABELS.get(name, name))
     if search_dir:
         pick = Path(search_dir) / "chosen"
@@ -166,9 +223,10 @@ if __name__ == "__main__":
     parser.add_argument("--pipelines", nargs="+", default=None, help="default: all")
     parser.add_argument("--tag", default="")
     parser.add_argument("--search_dir", default=None, help="a finished `hfcompress search` output folder")
+    parser.add_argument("--torch_int8", action="store_true", help="also the teacher in hfcompress torch int8")
     parser.add_argument("--seed", type=int, default=42, help="seed of every trained row (and its training subset)")
     options = parser.parse_args()
     SEED = options.seed
     for task_name in options.tasks:
-        run_task(task_name, options.pipelines, options.tag, options.search_dir)
+        run_task(task_name, options.pipelines, options.tag, options.search_dir, options.torch_int8)
     sys.exit(0)
