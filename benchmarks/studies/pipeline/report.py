@@ -165,6 +165,56 @@ def openvino_targets(payloads: list[dict]) -> list[str]:
     return lines
 
 
+def seed_spread(payloads: list[dict]) -> list[str]:
+    """Runs that differ only in the seed (tag ``<base>_seed<N>`` beside ``<base>``): each trained row's score per
+    seed, its mean, and which pairs of rows are apart by more than the seeds' spread."""
+    import re
+    import statistics
+
+    groups: dict[tuple[str, str], dict[int, dict]] = {}
+    for payload in payloads:
+        tag = payload.get("tag", "")
+        match = re.fullmatch(r"(.*)_seed(\d+)", tag)
+        base, seed = (match.group(1), int(match.group(2))) if match else (tag, payload.get("seed", 42))
+        groups.setdefault((payload["task"], base), {})[seed] = payload
+    lines = []
+    for (task, base), runs in sorted(groups.items()):
+        if len(runs) < 2:
+            continue
+        seeds = sorted(runs)
+        ids = [r["id"] for r in runs[seeds[0]]["rows"]
+               if r.get("kind") != "teacher" and all(by_id(runs[s]["rows"], r["id"]) for s in seeds)]
+        scores = {i: [100 * by_id(runs[s]["rows"], i)["score"] for s in seeds] for i in ids}
+        trained = {i: v for i, v in scores.items() if max(v) - min(v) > 0}  # a row no seed changes is not listed
+        if not trained:
+            continue
+        names = {r["id"]: r["name"] for r in runs[seeds[0]]["rows"]}
+        lines += [f"Seeds, {task} (`{base}` with seeds {', '.join(map(str, seeds))}; the teacher is the same in every "
+                  "run): score per seed, mean and standard deviation.", "",
+                  "| row | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std |",
+                  "|---|" + "---|" * (len(seeds) + 2)]
+        for i, values in sorted(trained.items(), key=lambda kv: -statistics.mean(kv[1])):
+            lines.append(f"| {names[i]} | " + " | ".join(f"{v:.2f}" for v in values)
+                         + f" | {statistics.mean(values):.2f} | {statistics.stdev(values):.2f} |")
+        # Pairs whose one-seed gap was under 2 points: now settled by all seeds, or not.
+        first = {i: v[0] for i, v in trained.items()}
+        close = [(a, b) for a in trained for b in trained if a < b and abs(first[a] - first[b]) < 2]
+        settled = []
+        for a, b in close:
+            gaps = [x - y for x, y in zip(trained[a], trained[b])]
+            if all(g > 0 for g in gaps) or all(g < 0 for g in gaps):
+                hi, lo = (a, b) if gaps[0] > 0 else (b, a)
+                settled.append(f"{names[hi]} above {names[lo]} on every seed "
+                               f"(by {min(abs(g) for g in gaps):.2f}-{max(abs(g) for g in gaps):.2f})")
+        lines.append("")
+        lines.append(f"Of {len(close)} pairs of rows within 2 points on seed {seeds[0]}, {len(settled)} keep their order on "
+                     "every seed" + (": " + "; ".join(settled) + "." if settled else "; the rest are not told apart by "
+                                     "these seeds.") + (" The others swap order between seeds: not told apart."
+                                                         if settled and len(settled) < len(close) else ""))
+        lines.append("")
+    return lines
+
+
 def search_runs() -> list[str]:
     """Real `hfcompress search` runs (results/search_*.json): every trial with its held-out score and its
     batch-1 speedup as timed during the trial and as re-timed side by side before the choice."""
@@ -215,4 +265,5 @@ def search_runs() -> list[str]:
 
 
 def summary(payloads: list[dict]) -> list[str]:
-    return pipeline_summary(payloads) + openvino_targets(payloads) + transfer_set_note(payloads) + search_runs()
+    return (pipeline_summary(payloads) + openvino_targets(payloads) + seed_spread(payloads) + transfer_set_note(payloads)
+            + search_runs())
