@@ -68,6 +68,15 @@ def test_demo_end_to_end_and_its_suggested_command_runs_as_printed(tmp_path, min
     assert "| 2 layers + KD + " in table[4]
     assert (out / "pareto.png").is_file() and json.loads((out / "results.json").read_text())["rows"][3]["score"] >= 0
     assert "Which to pick:" in printed
+    # Each int8 model is the faster of the runtimes installed, by this run's own timing, and the table says which.
+    assert "int8 runtime, chosen by timing on this CPU:" in printed
+    for row in json.loads((out / "results.json").read_text())["rows"][2:]:
+        timings = row["int8_timings_ms"]
+        chosen = Path(row["folder"]).name
+        assert chosen in ("onnx_int8", "openvino_int8")
+        if len(timings) > 1:
+            assert timings[chosen] == min(timings.values())
+        assert {"onnx_int8": "ONNX Runtime", "openvino_int8": "OpenVINO"}[chosen] in row["name"]
     suggested = [line.strip() for line in printed.splitlines() if line.strip().startswith("hfcompress ")]
     assert suggested
     for command in suggested:
