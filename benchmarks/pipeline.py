@@ -24,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from common import CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run, shown_path
+from common import (BASE, CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_teacher, load_data, run_payload, save_run,
+                    shown_path, teacher_dir)
 from reporting import pareto_plot
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, run_pipeline
@@ -157,13 +158,17 @@ def _share_stages(donor: dict, donor_out: Path, recipe: dict, out: Path) -> None
             shutil.copytree(source, target)
 
 
-def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None, torch_int8: bool = False) -> None:
+def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None, torch_int8: bool = False,
+             truncation_baseline: bool = True) -> None:
     setup = TASK_SETUPS[task]
     teacher, tokenizer, teacher_info = get_teacher(setup)
-    teacher_path = CACHE / "teachers" / task
+    teacher_path = teacher_dir(task)
     data = load_data(setup, tokenizer)
     work = CACHE / "pipeline" / (task if SEED == 42 else f"{task}_seed{SEED}")
-    entries = [{"name": "teacher (fine-tuned MiniLM-L6)", "model": teacher.eval(),
+    if BASE.key != "minilm":
+        work = CACHE / "pipeline" / BASE.key / work.name
+    model_name = "MiniLM-L6" if BASE.key == "minilm" else BASE.key
+    entries = [{"name": f"teacher (fine-tuned {model_name})", "model": teacher.eval(),
                 "extra": {"kind": "teacher"}}]
 
     plain = export_onnx(teacher, work / "ort_plain_int8", int8=True, per_channel=False, optimize=False,
@@ -188,11 +193,12 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
 
     chosen = pipelines(task)
     names = names or list(chosen)
-    run("truncate to 3 layers + fine-tune (no KD)", baseline_truncated(task), "peer")
-    if any("_long" in name for name in names):  # the baseline gets the same longer budget
-        run("truncate to 3 layers + fine-tune (no KD), long", baseline_truncated(task, long=True), "peer")
-    if any("_xl" in name for name in names):  # and the same labelled rows, with their labels
-        run("truncate to 3 layers + fine-tune (no KD), 3x rows", baseline_truncated(task, xl=True), "peer")
+    if truncation_baseline:
+        run("truncate to 3 layers + fine-tune (no KD)", baseline_truncated(task), "peer")
+        if any("_long" in name for name in names):  # the baseline gets the same longer budget
+            run("truncate to 3 layers + fine-tune (no KD), long", baseline_truncated(task, long=True), "peer")
+        if any("_xl" in name for name in names):  # and the same labelled rows, with their labels
+            run("truncate to 3 layers + fine-tune (no KD), 3x rows", baseline_truncated(task, xl=True), "peer")
     for name in names:
         recipe = chosen[name]
         out = work / name
@@ -208,12 +214,13 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task, rounds={1: 30, 32: 10})
     add_ratios(rows, entries[0]["name"])
     payload = run_payload("pipeline", setup, teacher_info, data, rows, steps_per_training_stage=STEPS[task], seed=SEED,
-                          note="pipelines and the truncation baseline train on the recipe's subset "
-                               "(max_train_samples, shuffled with seed 42); scores are on the full dev set")
+                          note=("pipelines and the truncation baseline train on the recipe's subset "
+                                "(max_train_samples, shuffled with the seed); scores are on the full dev set"
+                                + ("" if truncation_baseline else "; no truncation baseline in this run (CPU time)")))
     if tag:
         payload["tag"] = tag
     save_run(payload, tag)
-    pareto_plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{tag}.png",
+    pareto_plot(rows, payload["metric"], RESULTS / f"pipeline_{task}{BASE.results_suffix}{tag}.png",
                 f"{task.upper()}: score vs batch-1 latency (up and left is better)")
 
 
@@ -224,9 +231,13 @@ if __name__ == "__main__":
     parser.add_argument("--tag", default="")
     parser.add_argument("--search_dir", default=None, help="a finished `hfcompress search` output folder")
     parser.add_argument("--torch_int8", action="store_true", help="also the teacher in hfcompress torch int8")
+    parser.add_argument("--no_truncation_baseline", dest="truncation_baseline", action="store_false",
+                        help="leave out the 3-layer truncation fine-tuned without KD (its training is the cost on a "
+                             "base-size model)")
     parser.add_argument("--seed", type=int, default=42, help="seed of every trained row (and its training subset)")
     options = parser.parse_args()
     SEED = options.seed
     for task_name in options.tasks:
-        run_task(task_name, options.pipelines, options.tag, options.search_dir, options.torch_int8)
+        run_task(task_name, options.pipelines, options.tag, options.search_dir, options.torch_int8,
+                 options.truncation_baseline)
     sys.exit(0)
