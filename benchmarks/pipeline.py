@@ -29,6 +29,7 @@ from common import (BASE, CACHE, RESULTS, ROOT, SHARED_DATA, TASK_SETUPS, get_te
 from reporting import pareto_plot
 
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, run_pipeline
+from hfcompress.atomic import writing_folder
 from hfcompress.benchmark import add_ratios, benchmark_rows, row_id, weights_size_bytes
 from hfcompress.pipeline import load_model, validate_recipe
 
@@ -177,8 +178,9 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
                     "size_bytes": weights_size_bytes(plain), "extra": {"kind": "peer"}})
     if torch_int8:
         folder = work / "torch_int8"
-        if not (folder / "config.json").is_file():
-            compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True)).save_pretrained(folder)
+        if not folder.is_dir():
+            with writing_folder(folder) as partial:  # a folder that exists is whole
+                compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True)).save_pretrained(partial)
         entries.append({"name": "hfcompress torch int8 (int8 embeddings)", "model": load_model(folder),
                         "size_bytes": weights_size_bytes(folder), "extra": {"kind": "hfcompress", "model_dir": shown_path(folder)}})
 
