@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from reporting import pareto_plot
 from hfcompress import DynamicQuantConfig, OnnxSequenceClassifier, compress, export_onnx, run_pipeline
 from hfcompress.atomic import writing_folder
 from hfcompress.benchmark import add_ratios, benchmark_rows, row_id, weights_size_bytes
-from hfcompress.pipeline import load_model, validate_recipe
+from hfcompress.pipeline import load_model, reuse_finished_stages
 
 STEPS = {"sst2": 400, "mrpc": 345, "rte": 234}  # sst2: 1.6 epochs of the 8k subset; mrpc/rte: 3 epochs
 LONG_STEPS = {"sst2": 750, "mrpc": 575, "rte": 390}  # sst2: the teacher's 3 epochs; mrpc/rte: 5 epochs
@@ -142,23 +141,6 @@ def baseline_truncated(task: str, long: bool = False, xl: bool = False) -> dict:
     return {**_base(task), "stages": [_truncate(task, 3, False, long=long)]}
 
 
-def _share_stages(donor: dict, donor_out: Path, recipe: dict, out: Path) -> None:
-    """Copy the finished stages ``recipe`` has in common with ``donor`` (same settings, same leading stages,
-    exports excluded) from ``donor_out`` to ``out``."""
-    if donor_out == out or {k: v for k, v in donor.items() if k != "stages"} != \
-            {k: v for k, v in recipe.items() if k != "stages"}:
-        return
-    for ours, theirs, our_stage, their_stage in zip(validate_recipe(recipe), validate_recipe(donor),
-                                                    recipe["stages"], donor["stages"]):
-        if ours.kind == "export" or our_stage != their_stage:
-            return
-        source, target = donor_out / "stages" / theirs.folder, out / "stages" / ours.folder
-        if not source.is_dir():
-            return
-        if not target.exists():
-            shutil.copytree(source, target)
-
-
 def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | None, torch_int8: bool = False,
              truncation_baseline: bool = True) -> None:
     setup = TASK_SETUPS[task]
@@ -205,8 +187,7 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
         recipe = chosen[name]
         out = work / name
         # Pipelines that start with the same stages share them: copy the finished ones over.
-        for donor_name in names:
-            _share_stages(chosen[donor_name], work / donor_name, recipe, out)
+        reuse_finished_stages(recipe, out, [(chosen[other], work / other) for other in names if other != name])
         run(name, copy.deepcopy(recipe), "hfcompress", LABELS.get(name, name))
     if search_dir:
         pick = Path(search_dir) / "chosen"

@@ -727,6 +727,40 @@ def _stage_record(stage: Stage) -> dict[str, Any]:
     return record
 
 
+def reuse_finished_stages(recipe: dict[str, Any], folder: Path, donors: list[tuple[dict[str, Any], Path]]
+                          ) -> dict[str, Any] | None:
+    """Copy into ``folder/stages`` the longest run of first stages that a donor pipeline (same data and settings,
+    the same first stages) has finished, so the pipeline starts after them; None when no donor shares a stage.
+
+    Example:
+        >>> reuse_finished_stages(recipe_3_layers_then_int8, Path("trial-7/model"), [(recipe_3_layers, Path("trial-2/model"))])
+        {'stages': 1, 'from': 'trial-2/model'}
+    """
+    settings = {k: v for k, v in recipe.items() if k != "stages"}
+    best, best_count = None, 0
+    for donor_recipe, donor_folder in donors:
+        if {k: v for k, v in donor_recipe.items() if k != "stages"} != settings:
+            continue
+        count = 0
+        for mine, theirs in zip(recipe["stages"], donor_recipe["stages"]):
+            if mine != theirs:
+                break
+            count += 1
+        count = min(count, len(recipe["stages"]) - 1)  # the last stage is this candidate's own
+        stages = validate_recipe(recipe)[:count]
+        if count > best_count and all((Path(donor_folder) / "stages" / st.folder).is_dir() for st in stages):
+            best, best_count = donor_folder, count
+    if best is None:
+        return None
+    for stage in validate_recipe(recipe)[:best_count]:
+        target = folder / "stages" / stage.folder
+        if not target.is_dir():
+            with writing_folder(target) as partial:
+                shutil.copytree(Path(best) / "stages" / stage.folder, partial, dirs_exist_ok=True)
+    logger.info("%s: first %d stage(s) copied from %s", folder, best_count, best)
+    return {"stages": best_count, "from": str(best)}
+
+
 def stage_records(recipe: str | os.PathLike | dict[str, Any]) -> list[dict[str, Any]]:
     """The stages of a recipe as a finished pipeline records them (for a card written elsewhere)."""
     return [_stage_record(stage) for stage in validate_recipe(load_recipe(recipe))]

@@ -48,6 +48,7 @@ import yaml
 
 from .atomic import writing_folder
 from .devices import resolve_device
+from .pipeline import reuse_finished_stages
 
 logger = logging.getLogger(__name__)
 
@@ -405,42 +406,6 @@ class _Objective:
         if early < self.threshold:
             trial.set_user_attr("constraints", [1.0])
             raise optuna.TrialPruned(f"score after {short_steps} steps {early:.2f} < {self.threshold:.2f}")
-
-
-def reuse_finished_stages(recipe: dict[str, Any], folder: Path, donors: list[tuple[dict[str, Any], Path]]
-                          ) -> dict[str, Any] | None:
-    """Copy into ``folder/stages`` the longest run of first stages that a donor pipeline (same data and settings,
-    the same first stages) has finished, so the pipeline starts after them; None when no donor shares a stage.
-
-    Example:
-        >>> reuse_finished_stages(recipe_3_layers_then_int8, Path("trial-7/model"), [(recipe_3_layers, Path("trial-2/model"))])
-        {'stages': 1, 'from': 'trial-2/model'}
-    """
-    from .pipeline import validate_recipe
-
-    settings = {k: v for k, v in recipe.items() if k != "stages"}
-    best, best_count = None, 0
-    for donor_recipe, donor_folder in donors:
-        if {k: v for k, v in donor_recipe.items() if k != "stages"} != settings:
-            continue
-        count = 0
-        for mine, theirs in zip(recipe["stages"], donor_recipe["stages"]):
-            if mine != theirs:
-                break
-            count += 1
-        count = min(count, len(recipe["stages"]) - 1)  # the last stage is this candidate's own
-        stages = validate_recipe(recipe)[:count]
-        if count > best_count and all((Path(donor_folder) / "stages" / st.folder).is_dir() for st in stages):
-            best, best_count = donor_folder, count
-    if best is None:
-        return None
-    for stage in validate_recipe(recipe)[:best_count]:
-        target = folder / "stages" / stage.folder
-        if not target.is_dir():
-            with writing_folder(target) as partial:
-                shutil.copytree(Path(best) / "stages" / stage.folder, partial, dirs_exist_ok=True)
-    logger.info("%s: first %d stage(s) copied from %s", folder, best_count, best)
-    return {"stages": best_count, "from": str(best)}
 
 
 def _donors(study: Any) -> list[tuple[dict[str, Any], Path]]:

@@ -22,7 +22,6 @@ import copy
 import importlib.util
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from hfcompress.benchmark import add_ratios, benchmark_rows, format_table, hardw
 from hfcompress.cpu import cpu_summary
 from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
-from hfcompress.pipeline import load_model, run_pipeline
+from hfcompress.pipeline import load_model, reuse_finished_stages, run_pipeline
 from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, quiet_libraries
 
 logger = logging.getLogger("hfcompress.demo")
@@ -82,17 +81,13 @@ def fastest_int8(base: dict, stages: list[dict], model: str, output: Path, repea
     from hfcompress.timing import interleaved_latency
 
     folders: dict[str, Path] = {}
+    finished: list[tuple[dict, Path]] = []
     for fmt in int8_formats():
-        folder = output / fmt
-        if folders:  # the float stages are the same: copy the first run's
-            donor = next(iter(folders.values())) / "stages"
-            for index, _ in enumerate(stages, start=1):
-                for stage in donor.glob(f"{index:02d}-*"):
-                    if not (folder / "stages" / stage.name).exists():
-                        shutil.copytree(stage, folder / "stages" / stage.name)
-        run_pipeline({**base, "stages": [*stages, {"stage": "export", "format": fmt}]}, model=model, output=folder,
-                     measure=False)
-        folders[fmt] = folder
+        recipe = {**base, "stages": [*stages, {"stage": "export", "format": fmt}]}
+        reuse_finished_stages(recipe, output / fmt, finished)  # the float stages run once
+        run_pipeline(recipe, model=model, output=output / fmt, measure=False)
+        folders[fmt] = output / fmt
+        finished.append((recipe, output / fmt))
     if len(folders) == 1:
         (fmt, folder), = folders.items()
         return Int8Choice(fmt, folder, {})
