@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import statistics
 
 from reporting import RESULTS, by_id
 
@@ -116,8 +118,7 @@ def openvino_targets(payloads: list[dict]) -> list[str]:
     lines = []
     for payload in payloads:
         rows = payload["rows"]
-        ov_teacher = by_id(rows, "int8-ov")
-        if ov_teacher is None:
+        if by_id(rows, "int8-ov") is None:  # a run without OpenVINO rows
             continue
         teacher = next(r for r in rows if r.get("kind") == "teacher")
         isa = payload.get("hardware", {}).get("int8_isa", "?")
@@ -165,7 +166,7 @@ def openvino_targets(payloads: list[dict]) -> list[str]:
                          f"allowed {allowed:.0%}).")
         elif not within:
             lines.append(f"{head}: no pipeline is within {allowed:.0%} relative, and none reaches {bs1:g}x.")
-        lines += _one_process_effect(payload, head, ratio)
+        lines += _one_process_effect(payload, "_mpnet" if mpnet else "", head, ratio)
     if lines:
         lines = ["Every runtime in one run (OpenVINO rows: #40's targets). All rows are timed alternating in one "
                  "process, ONNX Runtime spinning off; the last line per run sets its int8 teachers beside the same "
@@ -174,9 +175,9 @@ def openvino_targets(payloads: list[dict]) -> list[str]:
     return lines
 
 
-def _one_process_effect(payload: dict, head: str, ratio) -> list[str]:
-    """The int8 teachers' speedups here against runtimes.py's process-per-runtime run of the same task and model."""
-    suffix = "_mpnet" if "mpnet" in str(payload.get("model", "")).lower() else ""
+def _one_process_effect(payload: dict, suffix: str, head: str, ratio) -> list[str]:
+    """The int8 teachers' speedups here against runtimes.py's process-per-runtime run of the same task and model
+    (``suffix``: the model's results suffix)."""
     path = RESULTS / f"runtimes_{payload['task']}{suffix}.json"
     if not path.is_file():
         return []
@@ -197,9 +198,6 @@ def _one_process_effect(payload: dict, head: str, ratio) -> list[str]:
 def seed_spread(payloads: list[dict]) -> list[str]:
     """Runs that differ only in the seed (tag ``<base>_seed<N>`` beside ``<base>``): each trained row's score per
     seed, its mean, and which pairs of rows are apart by more than the seeds' spread."""
-    import re
-    import statistics
-
     groups: dict[tuple[str, str], dict[int, dict]] = {}
     for payload in payloads:
         tag = payload.get("tag", "")
