@@ -108,9 +108,10 @@ def pipelines(task: str) -> dict[str, dict]:
         if recipe["stages"][-1] == export:
             recipes[f"{name}_ov"] = {**recipe, "stages": [*recipe["stages"][:-1], OPENVINO_INT8]}
     # The original in OpenVINO: its default precision (bf16 where the CPU has it), and int8 with NNCF's
-    # accuracy control (at most MAX_DROP points on held-out training rows).
+    # accuracy control: at most MAX_DROP points of agreement with the float model on the 724 training rows after
+    # the 300 calibration ones (the teacher trained on them, so their labels would show no drop at all).
     recipes["ov"] = {**base, "stages": [{"stage": "export", "format": "openvino"}]}
-    recipes["int8_ov_max_drop"] = {**base, "stages": [{**OPENVINO_INT8, "max_drop": MAX_DROP}]}
+    recipes["int8_ov_max_drop"] = {**base, "stages": [{**OPENVINO_INT8, "max_drop": MAX_DROP, "validation_rows": 724}]}
     return recipes
 
 
@@ -126,7 +127,7 @@ LABELS = {
     "rf04_int8": "retraining-free 0.4 FLOPs -> int8",
     "rf04_kd_int8": "retraining-free 0.4 FLOPs -> KD -> int8",
     "ov": "OpenVINO (CPU default precision)",
-    "int8_ov_max_drop": f"OpenVINO int8, accuracy-controlled (max_drop {MAX_DROP})",
+    "int8_ov_max_drop": f"OpenVINO int8, accuracy-controlled (max_drop {MAX_DROP} on agreement)",
 }
 for _name, _label in list(LABELS.items()):
     if _name not in ("ov", "int8_ov_max_drop"):

@@ -81,8 +81,23 @@ def test_accuracy_controlled_int8_records_the_measured_drop(tmp_path):
     folder = export_openvino(tiny_model(), tmp_path / "ov", int8=True, max_drop=1.0, calibration_rows=16,
                              validation_rows=48, dataloader=_calibration(batches=8))
     record = json.loads((folder / "config.json").read_text())["hfcompress_openvino"]
-    assert record["max_drop"] == 1.0 and record["held_out_rows"] == 48 and record["reference"] == "labels"
-    assert "measured_drop" in record
+    assert record["max_drop"] == 1.0 and record["held_out_rows"] == 48
+    # Judged by default on agreement with the float model: rows a model trained on say nothing through labels.
+    assert record["reference"] == "agreement with the float model"
+    assert 0 <= record["measured_drop"] <= 100
+
+
+def test_accuracy_control_on_labels_needs_labelled_rows(tmp_path):
+    import json
+
+    folder = export_openvino(tiny_model(), tmp_path / "ov", int8=True, max_drop=1.0, calibration_rows=16,
+                             validation_rows=48, reference="labels", dataloader=_calibration(batches=8))
+    assert json.loads((folder / "config.json").read_text())["hfcompress_openvino"]["reference"] == "labels"
+    unlabelled = _calibration(batches=8, labels=False)
+    with pytest.raises(ValueError, match='reference="labels" judges the int8 drop on the rows\' labels'):
+        export_openvino(tiny_model(), tmp_path / "ov2", int8=True, max_drop=1.0, calibration_rows=16,
+                        reference="labels", dataloader=unlabelled)
+    assert not (tmp_path / "ov2").exists()
 
 
 @pytest.mark.parametrize("loader, message", [

@@ -43,6 +43,7 @@ XML_FILE = "openvino_model.xml"
 RECORD_KEY = "hfcompress_openvino"
 PRECISIONS = (None, "f32", "bf16", "f16")
 PRESETS = ("mixed", "performance")
+REFERENCES = ("agreement", "labels")
 INSTALL_HINT = "pip install 'hfcompress[openvino]' (openvino and nncf; optimum-intel is not needed)"
 
 
@@ -65,7 +66,11 @@ class OpenVINOExportConfig(MethodConfig):
     ``int8`` quantizes with NNCF post-training quantization (transformer preset) on ``calibration_rows`` rows of
     ``dataloader``. ``max_drop`` (points of accuracy on held-out rows: the dataloader's rows after the calibration
     ones) switches to NNCF's accuracy-controlled quantization, which keeps the layers that cost most in float until
-    the drop is within it; the measured drop is recorded. ``precision`` is what the CPU computes the float parts in:
+    the drop is within it; the measured drop is recorded. ``reference`` says what the drop is judged against:
+    ``"agreement"`` (default) with the float model's own predictions, which measures what int8 changed even on rows
+    the model was trained on (calibration rows usually are: there a fine-tuned model's labels score near 100% in
+    float and in int8, and a drop on them says nothing), or ``"labels"``, for held-out rows the model never saw.
+    ``precision`` is what the CPU computes the float parts in:
     ``None`` leaves OpenVINO's choice (bf16 where the CPU has bf16 instructions), ``"f32"`` forces float32.
 
     Example:
@@ -84,6 +89,9 @@ class OpenVINOExportConfig(MethodConfig):
         "help": "with int8: accuracy-controlled quantization, at most this many points lost on held-out rows"})
     validation_rows: int = field(default=256, metadata={
         "help": "with max_drop: held-out rows (after the calibration rows) the drop is measured on"})
+    reference: str = field(default="agreement", metadata={
+        "help": "with max_drop: judge the drop on agreement with the float model's predictions (default; honest on "
+                "rows the model trained on) or on the rows' labels (rows it never saw)"})
     preset: str = field(default="mixed", metadata={
         "help": "NNCF preset: mixed (asymmetric activations) or performance (symmetric)"})
 
@@ -92,6 +100,7 @@ class OpenVINOExportConfig(MethodConfig):
             raise ValueError(f"int8 must be True or False; got {self.int8!r}.")
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("preset", self.preset, PRESETS)
+        check_choice("reference", self.reference, REFERENCES)
         check_range("calibration_rows", self.calibration_rows, 1)
         check_range("validation_rows", self.validation_rows, 1)
         check_range("max_drop", self.max_drop, 0, allow_none=True, what="points of accuracy int8 may lose")
@@ -145,6 +154,9 @@ def _check_dataloader(dataloader: Any, config: OpenVINOExportConfig, names: list
     if config.max_drop is not None and len(held_out) < 32:
         raise ValueError(f"max_drop is measured on rows after the {config.calibration_rows} calibration rows, and the "
                          f"dataloader gave {len(held_out)}: give it more rows or lower calibration_rows.")
+    if config.max_drop is not None and config.reference == "labels" and not all("labels" in r for r in held_out):
+        raise ValueError('reference="labels" judges the int8 drop on the rows\' labels, and the held-out batches have '
+                         'none: give batches with "labels", or use reference="agreement".')
     return calibration, held_out
 
 
@@ -158,8 +170,8 @@ def _predictions(compiled: Any, rows: list[dict[str, np.ndarray]]) -> np.ndarray
 
 def _quantize(openvino: Any, nncf: Any, model: Any, config: OpenVINOExportConfig, calibration: list,
               held_out: list) -> tuple[Any, dict[str, Any]]:
-    """NNCF int8 of ``model``; with ``max_drop``, accuracy-controlled on ``held_out`` (labels where given, else
-    agreement with the float model), and the drop measured either way it was asked."""
+    """NNCF int8 of ``model``; with ``max_drop``, accuracy-controlled on ``held_out`` (on agreement with the float
+    model, or on the rows' labels with ``reference="labels"``), and the drop measured the way it was asked."""
     preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}[config.preset]
     calibration_data = nncf.Dataset(calibration, _inputs_only)
     common = {"model_type": nncf.ModelType.TRANSFORMER, "preset": preset, "subset_size": len(calibration)}
@@ -167,7 +179,7 @@ def _quantize(openvino: Any, nncf: Any, model: Any, config: OpenVINOExportConfig
         return nncf.quantize(model, calibration_data, **common), {}
     core = openvino.Core()
     float_predictions = _predictions(core.compile_model(model, "CPU"), held_out)
-    with_labels = all("labels" in row for row in held_out)
+    with_labels = config.reference == "labels"
     targets = np.array([int(row["labels"]) for row in held_out]) if with_labels else float_predictions
 
     def accuracy(compiled: Any, rows: Iterable[dict[str, np.ndarray]]) -> float:
