@@ -138,7 +138,7 @@ def _add_search_command(commands) -> None:
                                                                              "1, 2/3, 1/2, 1/3 of the model's)")
     search.add_argument("--retraining-free", dest="retraining_free", type=float, nargs="*", default=None,
                         metavar="KEPT_FLOPS", help="kept head+FFN FLOPs shares to try with retraining-free pruning "
-                                                   "(default: 0.7 0.5; give none to leave it out)")
+                                                   "(default: 0.7 0.5 0.4; give none to leave it out)")
     search.add_argument("--int8", nargs="+", default=None, choices=["none", "torch", "onnxruntime", "openvino"],
                         help="int8 runtimes to try (default: every one installed, and none)")
     search.add_argument("--eval-file", dest="eval_file", default=None,

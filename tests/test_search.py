@@ -99,7 +99,7 @@ def test_a_new_search_starts_with_the_cheap_and_known_recipes_and_tries_every_in
     from hfcompress.search import search
 
     out = tmp_path / "search"
-    space = SearchSpace(layers=[3, 2], int8=["none", "torch", "onnxruntime"])
+    space = SearchSpace(layers=[3, 2], int8=["none", "torch", "onnxruntime"], retraining_free=[None, 0.7, 0.5])
     result = search(str(tiny_base), task="sst2", output=out, data_dir=sample_data_dir(), max_drop=60, n_trials=4,
                     steps=2, max_train_samples=96, max_seq_length=16, training={"per_device_train_batch_size": 16},
                     latency_rounds=4,
@@ -316,7 +316,7 @@ def test_a_retraining_free_candidate_has_no_fine_tuned_pruning_fractions():
         if params["retraining_free"]:
             assert params["heads"] == params["ffn"] == 0.0
         seen.add(params["retraining_free"])
-    assert seen == {None, 0.7, 0.5}
+    assert seen == {None, 0.7, 0.5, 0.4}
 
 
 def test_pareto_front_keeps_only_undominated_feasible_points():
