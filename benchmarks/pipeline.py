@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -192,8 +193,10 @@ def run_task(task: str, names: list[str] | None, tag: str, search_dir: str | Non
         run(name, copy.deepcopy(recipe), "hfcompress", LABELS.get(name, name))
     if search_dir:
         pick = Path(search_dir) / "chosen"
+        # The search's budget travels with its row: the report judges the pick against hand-written rows by it.
+        budget = json.loads((Path(search_dir) / "front.json").read_text(encoding="utf-8"))["budget"]
         entries.append({"name": "hfcompress search pick", "model": load_model(pick), "size_bytes": weights_size_bytes(pick),
-                        "extra": {"kind": "hfcompress", "search_dir": search_dir}})
+                        "extra": {"kind": "hfcompress", "search_dir": search_dir, "search_budget": budget}})
 
     rows = benchmark_rows(entries, eval_dataset=data["validation"], task=task, rounds={1: 30, 32: 10})
     add_ratios(rows, entries[0]["name"])
