@@ -63,9 +63,10 @@ INT8_PREFERENCE = ("openvino", "onnxruntime", "torch")  # the int8 runtime tried
 
 def _available_int8() -> list[str]:
     """The int8 runtimes this machine can run (OpenVINO only where its optional packages are installed)."""
-    import importlib.util
+    from .runtimes import runtimes
 
-    return [c for c in INT8_CHOICES if c != "openvino" or importlib.util.find_spec("openvino") is not None]
+    installed = {spec.name for spec in runtimes(installed=True) if spec.int8_formats()} | {"none", "torch"}
+    return [c for c in INT8_CHOICES if c in installed]
 
 
 @dataclass

@@ -35,6 +35,7 @@ from hfcompress.data import get_task
 from hfcompress.finetune import build_trainer
 from hfcompress.pipeline import load_model, reuse_finished_stages, run_pipeline
 from hfcompress.scripting import TaskArguments, load_predecessor, load_tokenized, parse_with_recipe, quiet_libraries
+from hfcompress.runtimes import runtimes
 
 logger = logging.getLogger("hfcompress.demo")
 
@@ -53,7 +54,7 @@ RUNTIMES = {"onnx_int8": "ONNX Runtime", "openvino_int8": "OpenVINO"}
 
 def int8_formats() -> list[str]:
     """The int8 export formats installed: ONNX Runtime always, OpenVINO with the extra."""
-    return ["onnx_int8"] + (["openvino_int8"] if importlib.util.find_spec("openvino") is not None else [])
+    return [fmt for spec in runtimes(installed=True) for fmt in spec.int8_formats()]
 
 
 @dataclass

@@ -208,3 +208,18 @@ def test_cli_exports_and_benchmarks_torch_onnx_and_openvino_folders_in_one_table
     assert all(f"| {name} |" in printed for name in ("base", "onnx", "ov"))
     assert main(["evaluate", str(tmp_path / "ov"), *data, "--max_eval_samples", "16"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_without_the_openvino_packages_no_tool_offers_openvino(monkeypatch):
+    import importlib.util
+
+    from hfcompress.runtimes import get_runtime, runtimes
+    from hfcompress.search import _available_int8
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
+    assert not get_runtime("openvino").installed()
+    assert [spec.name for spec in runtimes(installed=True)] == ["onnxruntime"]
+    assert [spec.name for spec in runtimes()] == ["onnxruntime", "openvino"]
+    assert _available_int8() == ["none", "torch", "onnxruntime"]
+    assert [fmt for spec in runtimes(installed=True) for fmt in spec.int8_formats()] == ["onnx_int8"]

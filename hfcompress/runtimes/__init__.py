@@ -31,6 +31,7 @@ class RuntimeSpec:
     - ``marker``: the file that makes a folder this runtime's (``model.onnx``, ``openvino_model.xml``).
     - ``record_key``: the config.json key where the export records what it did (int8, precision, host).
     - ``formats``: recipe format names and the config fields each one sets (``onnx_int8`` -> ``{"int8": True}``).
+    - ``packages``: the optional packages it imports (lazily); ``installed()`` says whether they are here.
     """
 
     name: str
@@ -41,6 +42,17 @@ class RuntimeSpec:
     record_key: str = ""
     formats: dict[str, dict[str, Any]] = field(default_factory=dict)
     install_hint: str | None = None
+    packages: tuple[str, ...] = ()
+
+    def installed(self) -> bool:
+        """Whether this machine can export to and run this runtime (its optional packages are importable)."""
+        import importlib.util
+
+        return all(importlib.util.find_spec(package) is not None for package in self.packages)
+
+    def int8_formats(self) -> list[str]:
+        """Its recipe formats that quantize to int8 (``onnx_int8``, ``openvino_int8``)."""
+        return [fmt for fmt, fields in self.formats.items() if fields.get("int8")]
 
     def record(self, folder: str | os.PathLike) -> dict[str, Any]:
         """What the export in ``folder`` recorded (empty when it recorded nothing)."""
@@ -65,8 +77,14 @@ def register_runtime(spec: RuntimeSpec) -> RuntimeSpec:
     return spec
 
 
-def runtimes() -> list[RuntimeSpec]:
-    return [_RUNTIMES[name] for name in sorted(_RUNTIMES)]
+def runtimes(installed: bool = False) -> list[RuntimeSpec]:
+    """Every registered runtime by name (``installed=True``: only those whose packages this machine has).
+
+    Example:
+        >>> [spec.name for spec in runtimes(installed=True)]   # without the openvino extra
+        ['onnxruntime']
+    """
+    return [_RUNTIMES[name] for name in sorted(_RUNTIMES) if not installed or _RUNTIMES[name].installed()]
 
 
 def export_formats() -> dict[str, RuntimeSpec]:

@@ -315,7 +315,7 @@ class OpenVINOSequenceClassifier:
 register_runtime(RuntimeSpec(
     name="openvino", config_cls=OpenVINOExportConfig, export=export_openvino, runner=OpenVINOSequenceClassifier,
     marker=XML_FILE, record_key=RECORD_KEY, formats={"openvino": {"int8": False}, "openvino_int8": {"int8": True}},
-    install_hint=INSTALL_HINT,
+    install_hint=INSTALL_HINT, packages=("openvino", "nncf"),
 ))
 
 __all__ = ["OpenVINOExportConfig", "OpenVINOSequenceClassifier", "export_openvino"]
