@@ -72,7 +72,9 @@ def run_task(task: str, steps: int, lr: float, seeds: list[int], tag: str, work:
                 "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True))},
                {"name": f"post-training int8 (torch), accuracy guard max_drop 0.3 ({guard_note})",
                 "model": compress(copy.deepcopy(teacher), DynamicQuantConfig(embeddings=True, max_drop=0.3,
-                                                                             max_batches=32),
+                                                                             max_batches=32,
+                                                                             reference="labels" if unseen else
+                                                                             "agreement"),
                                   dataloader=train_batches(guard_data, tokenizer, 1))},
                {"name": "post-training int8 (onnxruntime)", **ort(teacher, "ptq")},
                {"name": "post-training int8 (onnxruntime, static QDQ, 1024 calibration rows)",

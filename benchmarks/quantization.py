@@ -176,7 +176,8 @@ def run_task(task: str, work: Path, repeats: int = 3, successor: str | None = No
     guard_data, unseen = guard_rows(setup, tokenizer, data)
     guard_note = "training rows the teacher never saw" if unseen else "training rows"
     guarded = compress(copy.deepcopy(teacher), DynamicQuantConfig(backend="torch", embeddings=True, max_drop=0.3,
-                                                                  max_batches=32),
+                                                                  max_batches=32,
+                                                                  reference="labels" if unseen else "agreement"),
                        dataloader=train_batches(guard_data, tokenizer, 1))
     entries.append({"name": "hfcompress int8 (torch), accuracy guard max_drop 0.3", "model": guarded,
                     "extra": {"roundtrip": saves_and_reloads(guarded, probe), "guard_rows": guard_note,

@@ -174,6 +174,7 @@ def test_accuracy_guard_keeps_a_planted_bad_layer_in_float(tmp_path):
     guarded = compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=2.0), dataloader=batches)
     step = get_record(guarded).steps[-1]
     assert step["info"]["kept_float"][0] == planted and planted not in step["shape"]["linears"]
+    assert step["info"]["reference"] == "agreement with the float model"  # the default: training rows say little
     assert step["info"]["estimated_drop"] <= 2.0 < step["info"]["estimated_drop_all_int8"]
     # The estimate is the measured drop plus one standard error of the paired difference (rows are noisy).
     info = step["info"]
@@ -188,6 +189,18 @@ def test_accuracy_guard_keeps_a_planted_bad_layer_in_float(tmp_path):
     assert "kept in float by the accuracy guard" in card and planted in card
     with pytest.raises(ValueError, match="needs data"):
         compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=0.5))
+    # Labels equal to the float model's predictions: judged on labels, the guard must keep the same linears.
+    with torch.no_grad():
+        labelled = [{**b, "labels": model(**b).logits.argmax(-1)} for b in batches]
+    on_labels = compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=2.0, reference="labels"), dataloader=labelled)
+    judged = get_record(on_labels).steps[-1]["info"]
+    assert judged["reference"] == "labels" and judged["kept_float"] == info["kept_float"]
+    assert judged["measured_drop"] == info["measured_drop"]
+    unlabelled = [{k: v for k, v in b.items() if k != "labels"} for b in batches]
+    with pytest.raises(ValueError, match='reference="labels" judges the int8 drop on the rows\' labels'):
+        compress(copy.deepcopy(model), DynamicQuantConfig(max_drop=2.0, reference="labels"), dataloader=unlabelled)
+    with pytest.raises(ValueError, match="reference must be one of"):
+        DynamicQuantConfig(max_drop=2.0, reference="label")
     with pytest.raises(ValueError, match="max_drop"):
         DynamicQuantConfig(max_drop=-1)
 

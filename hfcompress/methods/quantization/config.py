@@ -12,6 +12,7 @@ from .smoothing import check_smoothing
 
 BACKENDS = ("torch",)
 ROUNDINGS = ("nearest", "gptq")
+REFERENCES = ("agreement", "labels")  # what the accuracy guard judges the int8 drop against
 MODULE_GROUPS = ("attention", "ffn", "ffn_in", "ffn_out", "classifier", "pooler")
 WEIGHT_BITS = (7, 8)
 
@@ -45,8 +46,9 @@ class DynamicQuantConfig(MethodConfig):
     float.
 
     ``max_drop=0.5`` guards accuracy: on the calibration batches (training rows held out from what you
-    report) it measures how many points int8 loses against their labels (or the float model's predictions),
-    ranks the linears by what each costs alone (output KL divergence), and keeps the costliest in float, one
+    report) it measures how many of the float model's predictions int8 changes (``reference="labels"``: the
+    points it loses against their labels, for rows the model never saw; on rows it trained on, labels show
+    next to no drop whatever int8 does), ranks the linears by what each costs alone (output KL divergence), and keeps the costliest in float, one
     at a time, until the estimated drop (the measured drop plus one standard error, so that the budget holds on
     new rows too) is within ``max_drop``. More rows, a tighter estimate. The record and the card list them.
 
@@ -78,6 +80,9 @@ class DynamicQuantConfig(MethodConfig):
     max_drop: float | None = field(default=None, metadata={
         "help": "Accuracy guard: points the int8 model may lose on the calibration rows (held-out training rows); "
                 "the most costly linears stay float until it holds. Needs calibration data."})
+    reference: str = field(default="agreement", metadata={
+        "help": "with max_drop: judge the drop on agreement with the float model's predictions (default; honest on "
+                "rows the model trained on) or on the rows' labels (rows it never saw)"})
 
     def __post_init__(self) -> None:
         if self.backend == "onnxruntime":
@@ -95,6 +100,7 @@ class DynamicQuantConfig(MethodConfig):
         check_max_batches(self.max_batches)
         check_smoothing(self.smoothing)
         check_range("max_drop", self.max_drop, 0, allow_none=True, what="points of accuracy int8 may lose")
+        check_choice("reference", self.reference, REFERENCES)
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty subset of {MODULE_GROUPS}; got {self.modules!r}.")

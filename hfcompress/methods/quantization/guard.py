@@ -1,8 +1,9 @@
 """Accuracy guard for dynamic int8: keep the fewest linears in float that bring the estimated drop within budget.
 
-The drop is estimated on calibration rows the caller holds out from what it reports (training rows): the
-points of accuracy the int8 model loses against the labels there (without labels, against the float model's
-own predictions, which makes it the share of changed predictions), plus one standard error of that paired
+The drop is estimated on calibration rows the caller holds out from what it reports (training rows): by default
+against the float model's own predictions, which makes it the share of predictions int8 changed (honest on rows the
+model trained on, where labels score near 100% in float and in int8 alike), or with ``reference="labels"`` (rows
+the model never saw) the points of accuracy lost against their labels; plus one standard error of that paired
 difference: a drop measured on a thousand rows is itself uncertain by a few tenths of a point, and a guard held to
 the bare measurement overshoots its budget on new rows about half the time. Each linear's cost is measured alone: the
 mean KL divergence of the model's output distribution from the float one when only that linear is int8 (on the
@@ -69,7 +70,7 @@ class _Swapped:
 
 
 def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: list[dict[str, Any]], weight_bits: int,
-                         max_drop: float) -> tuple[list[str], dict[str, Any]]:
+                         max_drop: float, reference: str = "agreement") -> tuple[list[str], dict[str, Any]]:
     """The linears of ``targets`` to keep in float so that the estimated drop is at most ``max_drop`` points.
 
     Returns (names kept float, most costly first; info with the estimated drop before and after, the rows used
@@ -78,13 +79,17 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
     Example:
         >>> kept, info = choose_float_linears(model, names, batches, weight_bits=8, max_drop=0.5)
     """
+    with_labels = reference == "labels"
+    if with_labels and not all("labels" in batch for batch in batches):
+        raise ValueError('reference="labels" judges the int8 drop on the rows\' labels, and the calibration '
+                         'batches have none: give batches with "labels", or use reference="agreement".')
     was_training = model.training
     model.eval()
     try:
-        reference = _outputs(model, batches)
-        labels = (torch.cat([batch["labels"].reshape(-1).cpu() for batch in batches])
-                  if all("labels" in batch for batch in batches) else reference.argmax(-1))
-        float_correct = _correct(reference, labels)
+        float_logits = _outputs(model, batches)
+        labels = (torch.cat([batch["labels"].reshape(-1).cpu() for batch in batches]) if with_labels
+                  else float_logits.argmax(-1))
+        float_correct = _correct(float_logits, labels)
         measured: dict[str, float] = {}
 
         def drop(quantized: list[str]) -> float:
@@ -100,7 +105,7 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
         if start > max_drop:
             # The ranking needs one pass per linear: on a few batches it is the same order at a fraction of the time.
             ranking_batches = batches[:RANKING_BATCHES]
-            ranking_reference = reference[:sum(len(b["input_ids"]) for b in ranking_batches)]
+            ranking_reference = float_logits[:sum(len(b["input_ids"]) for b in ranking_batches)]
             for name in targets:
                 with _Swapped(model, [name], weight_bits):
                     costs[name] = _kl(ranking_reference, _outputs(model, ranking_batches))
@@ -112,6 +117,6 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
         model.train(was_training)
     info = {"estimated_drop_all_int8": round(start, 3), "estimated_drop": round(estimated, 3), **measured,
             "estimate": "measured drop + 1 standard error",
-            "guard_rows": int(labels.numel()), "labels": "given" if all("labels" in b for b in batches) else
-            "float model's predictions", "kept_float_costs": {n: round(costs[n], 6) for n in kept}}
+            "guard_rows": int(labels.numel()), "reference": "labels" if with_labels else
+            "agreement with the float model", "kept_float_costs": {n: round(costs[n], 6) for n in kept}}
     return kept, info

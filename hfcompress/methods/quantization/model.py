@@ -81,7 +81,7 @@ def quantize_dynamic_int8(model: PreTrainedModel, config: DynamicQuantConfig | N
     if config.max_drop is not None:
         kept_float, guard = choose_float_linears(model, targets, first_batches(dataloader, config.max_batches,
                                                                                "the accuracy guard (max_drop)"),
-                                                 weight_bits, config.max_drop)
+                                                 weight_bits, config.max_drop, config.reference)
         targets = [name for name in targets if name not in kept_float]
         guard["kept_float"] = kept_float
         if not targets:
@@ -157,7 +157,7 @@ def describe_int8(step: dict) -> dict:
         settings["kept in float by the accuracy guard"] = (
             f"{len(info['kept_float'])} ({', '.join(info['kept_float']) or 'none'}); estimated drop "
             f"{info['estimated_drop']} points ({info.get('estimate', 'measured drop')}) on {info['guard_rows']} "
-            f"held-out rows (all int8: {info['estimated_drop_all_int8']})")
+            f"held-out rows, judged on {info.get('reference', 'labels')} (all int8: {info['estimated_drop_all_int8']})")
     if step["config"].get("backend", "torch") == "torch":
         # Which activations the kernels can pair with these weights depends on the reader's CPU.
         settings["activations"] = (
