@@ -19,6 +19,21 @@ def check_max_batches(max_batches: int | None) -> None:
         raise ValueError(f"max_batches must be a positive integer or None (all batches); got {max_batches!r}.")
 
 
+# What an int8 accuracy bound (max_drop) judges the drop against: the float model's own predictions, or labels.
+DROP_REFERENCES = ("agreement", "labels")
+
+
+def check_drop_reference(reference: str, rows_have_labels: bool) -> None:
+    """Refuse a drop judged on labels where the calibration rows have none, before any work.
+
+    Example:
+        >>> check_drop_reference("agreement", rows_have_labels=False)
+    """
+    if reference == "labels" and not rows_have_labels:
+        raise ValueError('reference="labels" judges the int8 drop on the rows\' labels, and the calibration rows '
+                         'have none: give batches with "labels", or use reference="agreement".')
+
+
 def first_batches(dataloader: Iterable[dict[str, Any]], max_batches: int | None, purpose: str) -> list[dict[str, Any]]:
     """The first ``max_batches`` batches of ``dataloader`` (all when None) as a list, for methods that pass over
     the same calibration data several times; an empty dataloader is an error naming ``purpose``.

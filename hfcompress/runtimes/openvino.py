@@ -33,6 +33,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..adapters import get_adapter
 from ..atomic import writing_folder
+from ..calibration import DROP_REFERENCES, check_drop_reference
 from ..cpu import cpu_summary
 from ..method_config import MethodConfig, check_choice, check_range
 from . import RuntimeSpec, register_runtime, runner_feed
@@ -43,7 +44,6 @@ XML_FILE = "openvino_model.xml"
 RECORD_KEY = "hfcompress_openvino"
 PRECISIONS = (None, "f32", "bf16", "f16")
 PRESETS = ("mixed", "performance")
-REFERENCES = ("agreement", "labels")
 INSTALL_HINT = "pip install 'hfcompress[openvino]' (openvino and nncf; optimum-intel is not needed)"
 
 
@@ -100,7 +100,7 @@ class OpenVINOExportConfig(MethodConfig):
             raise ValueError(f"int8 must be True or False; got {self.int8!r}.")
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("preset", self.preset, PRESETS)
-        check_choice("reference", self.reference, REFERENCES)
+        check_choice("reference", self.reference, DROP_REFERENCES)
         check_range("calibration_rows", self.calibration_rows, 1)
         check_range("validation_rows", self.validation_rows, 1)
         check_range("max_drop", self.max_drop, 0, allow_none=True, what="points of accuracy int8 may lose")
@@ -154,9 +154,8 @@ def _check_dataloader(dataloader: Any, config: OpenVINOExportConfig, names: list
     if config.max_drop is not None and len(held_out) < 32:
         raise ValueError(f"max_drop is measured on rows after the {config.calibration_rows} calibration rows, and the "
                          f"dataloader gave {len(held_out)}: give it more rows or lower calibration_rows.")
-    if config.max_drop is not None and config.reference == "labels" and not all("labels" in r for r in held_out):
-        raise ValueError('reference="labels" judges the int8 drop on the rows\' labels, and the held-out batches have '
-                         'none: give batches with "labels", or use reference="agreement".')
+    if config.max_drop is not None:
+        check_drop_reference(config.reference, all("labels" in row for row in held_out))
     return calibration, held_out
 
 

@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...method_config import MethodConfig, check_choice, check_range
-from ...calibration import check_max_batches
+from ...calibration import DROP_REFERENCES, check_max_batches
 from .kernels import default_ort_fusions
 from .smoothing import check_smoothing
 
 BACKENDS = ("torch",)
 ROUNDINGS = ("nearest", "gptq")
-REFERENCES = ("agreement", "labels")  # what the accuracy guard judges the int8 drop against
 MODULE_GROUPS = ("attention", "ffn", "ffn_in", "ffn_out", "classifier", "pooler")
 WEIGHT_BITS = (7, 8)
 
@@ -100,7 +99,7 @@ class DynamicQuantConfig(MethodConfig):
         check_max_batches(self.max_batches)
         check_smoothing(self.smoothing)
         check_range("max_drop", self.max_drop, 0, allow_none=True, what="points of accuracy int8 may lose")
-        check_choice("reference", self.reference, REFERENCES)
+        check_choice("reference", self.reference, DROP_REFERENCES)
         unknown = [m for m in self.modules if m not in MODULE_GROUPS]
         if unknown or not self.modules:
             raise ValueError(f"modules must be a non-empty subset of {MODULE_GROUPS}; got {self.modules!r}.")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...calibration import check_drop_reference
 from ...reconstruction import model_inputs
 from ...structure import replace_submodule
 from .layers import Int8DynamicLinear
@@ -79,10 +80,8 @@ def choose_float_linears(model: PreTrainedModel, targets: list[str], batches: li
     Example:
         >>> kept, info = choose_float_linears(model, names, batches, weight_bits=8, max_drop=0.5)
     """
+    check_drop_reference(reference, all("labels" in batch for batch in batches))
     with_labels = reference == "labels"
-    if with_labels and not all("labels" in batch for batch in batches):
-        raise ValueError('reference="labels" judges the int8 drop on the rows\' labels, and the calibration '
-                         'batches have none: give batches with "labels", or use reference="agreement".')
     was_training = model.training
     model.eval()
     try:
