@@ -52,7 +52,8 @@ def pipeline_summary(payloads: list[dict]) -> list[str]:
                 hand = min(allowed, key=lambda r: r["latency_bs1_ms"])
                 gap = 100 * (hand["score"] - pick["score"])
                 met = gap <= 0.5 and pick["latency_bs1_ms"] <= hand["latency_bs1_ms"]
-                lines.append(f"  Search pick (24 trials, budget {max_drop} points) vs the hand-written row the same rule "
+                lines.append(f"  Search pick (budget {max_drop} points; its trials under `hfcompress search` below) vs the "
+                             "hand-written row the same rule "
                              f"picks on dev (fastest within {max_drop} points: **{hand['name']}**, "
                              f"{100 * hand['score']:.2f}, {teacher['latency_bs1_ms'] / hand['latency_bs1_ms']:.2f}x): "
                              f"{100 * pick['score']:.2f} at {teacher['latency_bs1_ms'] / pick['latency_bs1_ms']:.2f}x, "
