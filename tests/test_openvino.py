@@ -223,3 +223,30 @@ def test_without_the_openvino_packages_no_tool_offers_openvino(monkeypatch):
     assert [spec.name for spec in runtimes()] == ["onnxruntime", "openvino"]
     assert _available_int8() == ["none", "torch", "onnxruntime"]
     assert [fmt for spec in runtimes(installed=True) for fmt in spec.int8_formats()] == ["onnx_int8"]
+
+
+def test_accuracy_control_scores_each_row_against_its_own_target(tmp_path, monkeypatch):
+    import nncf
+    import openvino
+
+    scores = []
+
+    def ranking_like_nncf(model, calibration, validation, validation_fn, **options):
+        # NNCF validates on subsets and single rows, in its own order, while it ranks layers.
+        rows = list(validation.get_inference_data())
+        compiled = openvino.Core().compile_model(model, "CPU")
+        scores.extend([validation_fn(compiled, rows[::-1][:7]), validation_fn(compiled, [rows[-1]])])
+        return model
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", ranking_like_nncf)
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(5)  # predictions that differ between rows, so a row scored against another's target shows
+        batches = _calibration(batches=8)
+        predicted = torch.cat([model(**{k: v for k, v in b.items() if k != "labels"}).logits.argmax(-1) for b in batches])
+    assert len(set(predicted[16:].tolist())) > 1
+    export_openvino(model, tmp_path / "ov", int8=True, max_drop=1.0, calibration_rows=16, validation_rows=48,
+                    dataloader=batches)
+    assert scores == [1.0, 1.0]  # the float model agrees with itself on any rows in any order

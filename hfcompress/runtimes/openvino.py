@@ -159,8 +159,11 @@ def _check_dataloader(dataloader: Any, config: OpenVINOExportConfig, names: list
     return calibration, held_out
 
 
+TARGET_KEY = "accuracy_control_target"
+
+
 def _inputs_only(row: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: v for k, v in row.items() if k != "labels"}
+    return {k: v for k, v in row.items() if k not in ("labels", TARGET_KEY)}
 
 
 def _predictions(compiled: Any, rows: list[dict[str, np.ndarray]]) -> np.ndarray:
@@ -180,10 +183,13 @@ def _quantize(openvino: Any, nncf: Any, model: Any, config: OpenVINOExportConfig
     float_predictions = _predictions(core.compile_model(model, "CPU"), held_out)
     with_labels = config.reference == "labels"
     targets = np.array([int(row["labels"]) for row in held_out]) if with_labels else float_predictions
+    # Each row carries its own target: NNCF validates on subsets and on single rows while it ranks layers, so a
+    # target looked up by position would be another row's.
+    held_out = [{**row, TARGET_KEY: int(target)} for row, target in zip(held_out, targets)]
 
     def accuracy(compiled: Any, rows: Iterable[dict[str, np.ndarray]]) -> float:
         rows = list(rows)
-        return float(np.mean(_predictions(compiled, rows) == targets[:len(rows)]))
+        return float(np.mean(_predictions(compiled, rows) == np.array([row[TARGET_KEY] for row in rows])))
 
     quantized = nncf.quantize_with_accuracy_control(
         model, calibration_data, nncf.Dataset(held_out), validation_fn=accuracy, max_drop=config.max_drop / 100,
